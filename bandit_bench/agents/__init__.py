@@ -1,0 +1,7 @@
+"""Agents: the protocol, the LLM agent (the only importer of openai) and numpy baselines."""
+
+from __future__ import annotations
+
+from .base import Agent, AgentError, Decision, EpisodeContext
+
+__all__ = ["Agent", "AgentError", "Decision", "EpisodeContext"]

@@ -1,0 +1,101 @@
+"""The one loop: an agent on an instance for T steps -> a trajectory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .agents.base import Agent, AgentError, EpisodeContext
+from .bandit import BanditInstance
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    t: int
+    arm: int
+    reward: int
+    valid: bool
+    raw: str | None = None
+    reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    cost: float | None = None
+
+
+@dataclass
+class Trajectory:
+    episode: int
+    k: int
+    horizon: int
+    delta: float
+    best_arm: int
+    steps: list[StepRecord] = field(default_factory=list)
+    # Set when a step failed for a reason other than the reply's format (API fault, cassette).
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        steps = [StepRecord(**s) for s in data.get("steps", [])]
+        return cls(**{**data, "steps": steps})
+
+
+def run_episode(
+    agent: Agent,
+    instance: BanditInstance,
+    harness_rng: np.random.Generator,
+    policy_rng: np.random.Generator,
+    arm_names: tuple[str, ...],
+    on_step: Any = None,
+) -> Trajectory:
+    """Run one episode.
+
+    An invalid reply is recorded as invalid with its raw text and the harness picks an arm
+    uniformly at random from the episode's harness generator, so the episode goes on and stays
+    reproducible. A distribution answer is sampled from the same generator.
+    """
+    traj = Trajectory(
+        episode=instance.episode,
+        k=instance.k,
+        horizon=instance.horizon,
+        delta=instance.spec.delta,
+        best_arm=instance.best_arm,
+    )
+    ctx = EpisodeContext(instance=instance, arm_names=arm_names, rng=policy_rng)
+    history: list[tuple[int, int]] = []
+    for t in range(instance.horizon):
+        try:
+            d = agent.choose(history, ctx)
+        except AgentError as err:
+            traj.error = f"step {t + 1} of {instance.horizon}: {err}"
+            break
+        if d.valid and d.distribution is not None:
+            arm = int(harness_rng.choice(instance.k, p=np.asarray(d.distribution)))
+        elif d.valid and d.arm is not None:
+            arm = d.arm
+        else:
+            arm = int(harness_rng.integers(instance.k))
+        reward = instance.pull(t, arm)
+        history.append((arm, reward))
+        traj.steps.append(
+            StepRecord(
+                t=t,
+                arm=arm,
+                reward=reward,
+                valid=d.valid,
+                raw=d.raw,
+                reason=d.reason,
+                prompt_tokens=d.prompt_tokens,
+                completion_tokens=d.completion_tokens,
+                latency=d.latency,
+                cost=d.cost,
+            )
+        )
+        if on_step is not None:
+            on_step(t)
+    return traj

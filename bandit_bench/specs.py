@@ -1,0 +1,298 @@
+"""Frozen, validated specifications: instance, prompt design, run, and named case configs.
+
+Every constructor validates its fields and raises :class:`SpecError` naming the field, the
+value received and what is allowed, so a typo in ``pyproject.toml`` or on the command line
+stops a run before any request is paid for.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A specification field holds a value that is not allowed."""
+
+    def __init__(self, field_name: str, value: object, allowed: str, hint: str = "") -> None:
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        msg = f"{field_name}: got {value!r}; expected {allowed}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+def _require_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(name, value, f"an integer >= {minimum}")
+    return value
+
+
+def _require_unit(name: str, value: object, *, open_interval: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise SpecError(name, value, "a number in (0, 1)" if open_interval else "a number in [0, 1]")
+    v = float(value)
+    if open_interval and not 0.0 < v < 1.0:
+        raise SpecError(name, value, "a number in (0, 1), exclusive")
+    if not open_interval and not 0.0 <= v <= 1.0:
+        raise SpecError(name, value, "a number in [0, 1]")
+    return v
+
+
+# ---------------------------------------------------------------------------- instance
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """A K-armed Bernoulli bandit: one best arm at 0.5 + delta/2, the others at 0.5 - delta/2."""
+
+    k: int
+    delta: float
+    horizon: int
+
+    def __post_init__(self) -> None:
+        _require_int("k", self.k, 2)
+        object.__setattr__(self, "delta", _require_unit("delta", self.delta, open_interval=True))
+        _require_int("horizon", self.horizon, 1)
+
+    @property
+    def best_mean(self) -> float:
+        return 0.5 + self.delta / 2
+
+    @property
+    def other_mean(self) -> float:
+        return 0.5 - self.delta / 2
+
+    @property
+    def key(self) -> str:
+        """Identity used for seeding: every model and design on this instance gets the same draws."""
+        return f"K{self.k}-d{self.delta:g}-T{self.horizon}"
+
+
+INSTANCE_PRESETS: dict[str, tuple[int, float]] = {"hard": (5, 0.2), "easy": (4, 0.5)}
+
+
+def instance_preset(name: str, horizon: int) -> InstanceSpec:
+    if name not in INSTANCE_PRESETS:
+        raise SpecError("instance", name, f"one of {sorted(INSTANCE_PRESETS)}")
+    k, delta = INSTANCE_PRESETS[name]
+    return InstanceSpec(k=k, delta=delta, horizon=horizon)
+
+
+# ---------------------------------------------------------------------------- design
+
+SCENARIOS = {"B": "buttons", "A": "advertisements"}
+FRAMINGS = {"N": "neutral", "S": "suggestive"}
+HISTORIES = {"R": "raw", "S": "summarized"}
+COTS = {"N": "none", "C": "chain of thought", "C~": "reinforced chain of thought"}
+OUTPUTS = {"0": "one arm at temperature 0", "1": "one arm at temperature 1", "D": "distribution"}
+
+# "C~" is the paper's C with a tilde; "Ct" is the ASCII spelling for shells and file names.
+_CODE_RE = re.compile(r"^([BA])([NS])([RS])(C~|Ct|CT|C|N)([01D])$")
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """A prompt design in the paper's five-letter code, e.g. ``BNRN0`` or ``BSSC~0``."""
+
+    scenario: str = "B"
+    framing: str = "N"
+    history: str = "R"
+    cot: str = "N"
+    output: str = "0"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("scenario", self.scenario, SCENARIOS),
+            ("framing", self.framing, FRAMINGS),
+            ("history", self.history, HISTORIES),
+            ("cot", self.cot, COTS),
+            ("output", self.output, OUTPUTS),
+        ):
+            if value not in allowed:
+                raise SpecError(f"design.{name}", value, f"one of {list(allowed)}")
+
+    @classmethod
+    def parse(cls, code: str) -> DesignSpec:
+        m = _CODE_RE.match(code.strip()) if isinstance(code, str) else None
+        if m is None:
+            raise SpecError(
+                "design",
+                code,
+                "a five-part code: scenario B|A, framing N|S, history R|S, "
+                "chain of thought N|C|C~ (ASCII: Ct), output 0|1|D; e.g. BNRN0 or BSSC~0",
+            )
+        scenario, framing, history, cot, output = m.groups()
+        if cot in ("Ct", "CT"):
+            cot = "C~"
+        return cls(scenario, framing, history, cot, output)
+
+    @property
+    def code(self) -> str:
+        return f"{self.scenario}{self.framing}{self.history}{self.cot}{self.output}"
+
+    @property
+    def ascii_code(self) -> str:
+        """The code with ``C~`` spelled ``Ct``: safe in file names and shells."""
+        return self.code.replace("C~", "Ct")
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 if self.output == "1" else 0.0
+
+    @property
+    def distribution(self) -> bool:
+        return self.output == "D"
+
+    @property
+    def max_tokens(self) -> int:
+        """Room for the answer: short without chain of thought, a paragraph of reasoning with it."""
+        if self.cot == "N":
+            return 60 if self.distribution else 20
+        return 800
+
+
+# ---------------------------------------------------------------------------- run and case
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    episodes: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require_int("episodes", self.episodes, 1)
+        _require_int("seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class CaseConfig:
+    """A named benchmark case: design x instance x run, with the thresholds a model must meet."""
+
+    name: str
+    design: DesignSpec
+    instance: InstanceSpec
+    run: RunSpec = field(default_factory=RunSpec)
+    min_format_compliance: float = 0.9
+    min_best_arm_rate: float = 0.0
+    # Not a paper design: asks the server to force the answer grammar (see agents.llm).
+    constrained: bool = False
+    # Models known to fall short here: reported as strict xfail so CI pins today's verdict.
+    xfail_models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.~+-]+", self.name):
+            raise SpecError("config name", self.name, "letters, digits and _ . ~ + -")
+        _require_unit("min_format_compliance", self.min_format_compliance)
+        _require_unit("min_best_arm_rate", self.min_best_arm_rate)
+        if self.constrained and self.design.distribution:
+            raise SpecError("constrained", True, "false for distribution (D) designs")
+
+    @property
+    def seed_key(self) -> str:
+        return self.instance.key
+
+    def with_overrides(
+        self,
+        *,
+        episodes: int | None = None,
+        horizon: int | None = None,
+        min_format_compliance: float | None = None,
+        min_best_arm_rate: float | None = None,
+    ) -> CaseConfig:
+        out = self
+        if episodes is not None:
+            out = replace(out, run=replace(out.run, episodes=episodes))
+        if horizon is not None:
+            out = replace(out, instance=replace(out.instance, horizon=horizon))
+        if min_format_compliance is not None:
+            out = replace(out, min_format_compliance=min_format_compliance)
+        if min_best_arm_rate is not None:
+            out = replace(out, min_best_arm_rate=min_best_arm_rate)
+        return out
+
+    @property
+    def file_name(self) -> str:
+        return self.name.replace("~", "t")
+
+
+def _preset(design: str, instance: str, horizon: int, episodes: int, **kw: Any) -> CaseConfig:
+    d = DesignSpec.parse(design)
+    name = f"{d.code}-{instance}-T{horizon}" + ("-constrained" if kw.get("constrained") else "")
+    return CaseConfig(
+        name=name,
+        design=d,
+        instance=instance_preset(instance, horizon),
+        run=RunSpec(episodes=episodes, seed=0),
+        **kw,
+    )
+
+
+def _builtin_configs() -> dict[str, CaseConfig]:
+    configs = [
+        _preset("BNRN0", "hard", 100, 10),
+        _preset("BSSC~0", "hard", 100, 10),
+        _preset("BNRN0", "hard", 25, 5),
+        _preset("BSSC~0", "hard", 25, 5),
+        _preset("BNSN0", "hard", 25, 5, constrained=True),
+        _preset("BNRN0", "easy", 25, 5),
+    ]
+    return {c.name: c for c in configs}
+
+
+BUILTIN_CONFIGS: dict[str, CaseConfig] = _builtin_configs()
+DEFAULT_CONFIGS: tuple[str, ...] = ("BNRN0-hard-T25", "BSSC~0-hard-T25", "BNSN0-hard-T25-constrained")
+
+_CONFIG_KEYS = {
+    "design",
+    "instance",
+    "k",
+    "delta",
+    "horizon",
+    "episodes",
+    "seed",
+    "min_format_compliance",
+    "min_best_arm_rate",
+    "constrained",
+    "xfail_models",
+}
+
+
+def config_from_table(name: str, table: Mapping[str, Any]) -> CaseConfig:
+    """Build a config from a ``[tool.bandit_bench.configs.NAME]`` table."""
+    where = f"[tool.bandit_bench.configs.{name!r}]"
+    if not isinstance(table, Mapping):
+        raise SpecError(where, table, "a table of config fields")
+    unknown = set(table) - _CONFIG_KEYS
+    if unknown:
+        raise SpecError(f"{where} key", sorted(unknown)[0], f"one of {sorted(_CONFIG_KEYS)}")
+    if "design" not in table:
+        raise SpecError(f"{where}.design", None, "a design code such as BNRN0 or BSSC~0")
+    horizon = table.get("horizon", 100)
+    if "instance" in table:
+        inst = instance_preset(table["instance"], horizon)
+        if "k" in table or "delta" in table:
+            raise SpecError(f"{where}.k/delta", table.get("k"), "either 'instance' or 'k' and 'delta', not both")
+    else:
+        inst = InstanceSpec(k=table.get("k", 5), delta=table.get("delta", 0.2), horizon=horizon)
+    xfail = table.get("xfail_models", [])
+    if not isinstance(xfail, list) or not all(isinstance(m, str) for m in xfail):
+        raise SpecError(f"{where}.xfail_models", xfail, "a list of model ids")
+    constrained = table.get("constrained", False)
+    if not isinstance(constrained, bool):
+        raise SpecError(f"{where}.constrained", constrained, "true or false")
+    return CaseConfig(
+        name=name,
+        design=DesignSpec.parse(table["design"]),
+        instance=inst,
+        run=RunSpec(episodes=table.get("episodes", 10), seed=table.get("seed", 0)),
+        min_format_compliance=table.get("min_format_compliance", 0.9),
+        min_best_arm_rate=table.get("min_best_arm_rate", 0.0),
+        constrained=constrained,
+        xfail_models=tuple(xfail),
+    )
