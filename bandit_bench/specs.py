@@ -246,7 +246,7 @@ def _builtin_configs() -> dict[str, CaseConfig]:
 
 
 BUILTIN_CONFIGS: dict[str, CaseConfig] = _builtin_configs()
-DEFAULT_CONFIGS: tuple[str, ...] = ("BNRN0-hard-T25", "BSSC~0-hard-T25", "BNSN0-hard-T25-constrained")
+DEFAULT_CONFIGS: tuple[str, ...] = ("BNRN0-hard-T25", "BSSC~0-hard-T25")
 
 _CONFIG_KEYS = {
     "design",
@@ -277,7 +277,9 @@ def config_from_table(name: str, table: Mapping[str, Any]) -> CaseConfig:
     if "instance" in table:
         inst = instance_preset(table["instance"], horizon)
         if "k" in table or "delta" in table:
-            raise SpecError(f"{where}.k/delta", table.get("k"), "either 'instance' or 'k' and 'delta', not both")
+            raise SpecError(
+                f"{where}.k/delta", table.get("k"), "either 'instance' or 'k' and 'delta', not both"
+            )
     else:
         inst = InstanceSpec(k=table.get("k", 5), delta=table.get("delta", 0.2), horizon=horizon)
     xfail = table.get("xfail_models", [])

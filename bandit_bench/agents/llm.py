@@ -1,0 +1,151 @@
+"""The LLM agent: render the design's prompt, ask any OpenAI-compatible endpoint, parse the reply.
+
+The only module that imports ``openai``. Retries with backoff and timeouts are the openai
+client's own (``max_retries``, ``timeout``); what still fails after them ends the episode as
+errored (:class:`AgentError`) with the HTTP status and the model in the message, and is never
+counted as a format failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..parsing import parse_reply
+from ..prompts import answer_grammar, render_messages
+from ..recording import CassetteError
+from ..specs import DesignSpec
+from .base import AgentError, Decision, EpisodeContext
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai import OpenAI
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+# Sent when replaying: the client insists on a key, and the cassette never stores it anyway.
+REPLAY_PLACEHOLDER_KEY = "replay-without-key"
+
+
+def make_client(
+    base_url: str,
+    api_key: str | None,
+    transport: httpx2.BaseTransport | None = None,
+    *,
+    max_retries: int = 2,
+    timeout: float = 60.0,
+) -> OpenAI:
+    import httpx2
+    from openai import OpenAI
+
+    # gzip only: every recorded body can then be stored decoded, whatever the server supports.
+    http_client = httpx2.Client(transport=transport, headers={"Accept-Encoding": "gzip"}, timeout=timeout)
+    return OpenAI(
+        base_url=base_url,
+        api_key=api_key or REPLAY_PLACEHOLDER_KEY,
+        http_client=http_client,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+
+
+class LLMAgent:
+    """Asks ``model`` for each step's decision through ``client.chat.completions.create``."""
+
+    def __init__(
+        self,
+        model: str,
+        design: DesignSpec,
+        client: OpenAI,
+        *,
+        constrained: bool = False,
+        before_request: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = model
+        self.model = model
+        self.design = design
+        self.client = client
+        self.constrained = constrained
+        self.before_request = before_request
+
+    def request_params(self, history: Sequence[tuple[int, int]], ctx: EpisodeContext) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": render_messages(self.design, ctx.arm_names, ctx.instance.horizon, history),
+            "temperature": self.design.temperature,
+            "max_tokens": self.design.max_tokens,
+            "seed": ctx.instance.seed,
+        }
+        if self.constrained:
+            # llama.cpp's server reads a GBNF grammar from the body; recorded like any other field.
+            params["extra_body"] = {"grammar": answer_grammar(ctx.arm_names)}
+        return params
+
+    def choose(self, history: Sequence[tuple[int, int]], ctx: EpisodeContext) -> Decision:
+        import openai
+
+        params = self.request_params(history, ctx)
+        if self.before_request is not None:
+            self.before_request()
+        start = time.perf_counter()
+        try:
+            completion = self.client.chat.completions.create(**params)
+        except openai.APIStatusError as err:
+            raise AgentError(
+                f"model {self.model}: HTTP {err.status_code} from {err.request.url} after "
+                f"{self.client.max_retries} retries: {_short(err.message)}"
+            ) from None
+        except openai.APIConnectionError as err:
+            cause = err.__cause__
+            if isinstance(cause, CassetteError):
+                raise AgentError(str(cause)) from None
+            kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
+            raise AgentError(
+                f"model {self.model}: request to {err.request.url} {kind} after "
+                f"{self.client.max_retries} retries ({type(cause).__name__ if cause else 'no detail'}). "
+                "Check --base-url and the network, or raise --max-retries / --request-timeout."
+            ) from None
+        except openai.OpenAIError as err:
+            raise AgentError(f"model {self.model}: {type(err).__name__}: {_short(str(err))}") from None
+        except ValueError as err:
+            # The client failed to decode a 200 whose body is not JSON.
+            raise AgentError(f"model {self.model}: the response was not JSON: {_short(str(err))}") from None
+        latency = time.perf_counter() - start
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise AgentError(
+                f"model {self.model}: HTTP 200 without 'choices' (the provider returned no answer)"
+            )
+        choice = choices[0]
+        content = choice.message.content if choice.message is not None else None
+        parsed = parse_reply(
+            content,
+            ctx.arm_names,
+            distribution=self.design.distribution,
+            finish_reason=choice.finish_reason,
+        )
+        usage = completion.usage
+        cost = getattr(usage, "cost", None) if usage is not None else None
+        return Decision(
+            valid=parsed.valid,
+            arm=parsed.arm,
+            distribution=parsed.distribution,
+            raw=content if content is not None else _describe_missing(choice),
+            reason=parsed.reason,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage is not None else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage is not None else 0,
+            latency=latency,
+            cost=float(cost) if isinstance(cost, (int, float)) else None,
+        )
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _describe_missing(choice: Any) -> str | None:
+    """Keep a trace of what came instead of text (a tool call), so the raw reply is not lost."""
+    calls = getattr(choice.message, "tool_calls", None) if choice.message is not None else None
+    if calls:
+        return "[tool call] " + "; ".join(f"{c.function.name}({c.function.arguments})" for c in calls)
+    return None

@@ -1,0 +1,79 @@
+"""The case matrix: which models and which configs one run covers, resolved and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .recording import safe_component
+from .runner import validate_model
+from .settings import ProjectSettings
+from .specs import CaseConfig, SpecError
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    config: CaseConfig
+    expected_failure: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.config.name}"
+
+
+def split_models(values: Iterable[str]) -> list[str]:
+    """``--model a --model b,c`` -> [a, b, c], each validated, duplicates dropped in order."""
+    out: list[str] = []
+    for value in values:
+        parts = value.split(",")
+        for part in parts:
+            if not part.strip():
+                raise SpecError("--model", value, "comma-separated model ids with no empty entry")
+            model = validate_model(part.strip())
+            if model not in out:
+                out.append(model)
+    return out
+
+
+def discover_models(cassette_dir: Path) -> list[str]:
+    """Models with cassettes: ``<dir>/<model...>/<config>/<NNN>.json`` -> ``model`` (slashes kept)."""
+    if not cassette_dir.is_dir():
+        return []
+    models = set()
+    for path in cassette_dir.rglob("*.json"):
+        rel = path.relative_to(cassette_dir).parts
+        if len(rel) >= 3 and path.stem.isdigit():
+            models.add("/".join(rel[:-2]))
+    return sorted(models)
+
+
+def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConfig]) -> list[str]:
+    base = cassette_dir.joinpath(*[safe_component(p) for p in model.split("/")])
+    return [name for name, cfg in configs.items() if (base / cfg.file_name).is_dir()]
+
+
+def resolve_configs(
+    names: Iterable[str],
+    settings: ProjectSettings,
+    *,
+    episodes: int | None = None,
+    horizon: int | None = None,
+) -> list[CaseConfig]:
+    out: list[CaseConfig] = []
+    for name in names:
+        if name not in settings.configs:
+            raise SpecError(
+                "--bandit-config",
+                name,
+                f"one of {', '.join(sorted(settings.configs))} (or add [tool.bandit_bench.configs.NAME])",
+            )
+        cfg = settings.configs[name].with_overrides(episodes=episodes, horizon=horizon)
+        if cfg not in out:
+            out.append(cfg)
+    return out
+
+
+def build_cases(models: list[str], configs: list[CaseConfig], settings: ProjectSettings) -> list[Case]:
+    return [Case(m, c, settings.expected_failure(m, c)) for m in models for c in configs]

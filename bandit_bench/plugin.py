@@ -1,0 +1,253 @@
+"""The pytest plugin: options, the case matrix as parametrization, and the ``bandit_case`` fixture.
+
+Thin on purpose: the work lives in the library (runner, evaluation, report). Results travel
+from workers to the controller in ``report.user_properties``; the controller-side
+:class:`~bandit_bench.collector.Collector` writes the report once, at session end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cases import Case, build_cases, discover_models, recorded_configs, resolve_configs, split_models
+from .settings import ProjectSettings, load_settings
+from .specs import DEFAULT_CONFIGS, SpecError
+
+RESULT_KEY = "bandit_bench"
+
+
+class ThresholdNotMet(AssertionError):
+    """A case measured below a threshold: the one failure a declared expected failure covers."""
+
+
+_BENCH: pytest.StashKey[Bench] = pytest.StashKey()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bandit-bench", "bandit-bench: does the model explore in context?")
+
+    def add(flag: str, ini: str | None, help: str, **kw: Any) -> None:
+        group.addoption(flag, dest=flag.lstrip("-").replace("-", "_"), help=help, **kw)
+        if ini and kw.get("action") == "append":
+            parser.addini(ini, help=f"default for {flag}", type="linelist")
+        elif ini:
+            parser.addini(ini, help=f"default for {flag}", type="string")
+
+    add(
+        "--model",
+        "bandit_models",
+        "model id (repeatable or comma-separated); baseline/ucb|ts|greedy|"
+        "eps_greedy|uniform run classic algorithms. Default: the models with cassettes.",
+        action="append",
+        default=[],
+    )
+    add(
+        "--bandit-config",
+        "bandit_configs",
+        f"named config (repeatable); default {', '.join(DEFAULT_CONFIGS)}",
+        action="append",
+        default=[],
+    )
+    add("--episodes", None, "override the configs' number of episodes", type=int)
+    add("--horizon", None, "override the configs' horizon T", type=int)
+    add("--base-url", "bandit_base_url", "OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)")
+    add("--cassette-dir", "bandit_cassette_dir", "cassette folder (default cassettes/)")
+    add("--report-dir", "bandit_report_dir", "report folder (default reports/)")
+    add("--min-format-compliance", None, "override the configs' format-compliance threshold", type=float)
+    add("--min-best-arm-rate", None, "override the configs' best-arm-rate threshold", type=float)
+    add("--concurrency", "bandit_concurrency", "episodes in flight per case (default 8)", type=int)
+    add("--max-retries", "bandit_max_retries", "retries of a failed request (default 2)", type=int)
+    add("--request-timeout", "bandit_request_timeout", "seconds per request (default 60)", type=float)
+    add(
+        "--max-rps",
+        "bandit_max_rps",
+        "requests per second per case while recording (default: no limit)",
+        type=float,
+    )
+    add("--compare-to", None, "report folder of an earlier run: fail the session on a significant regression")
+
+
+@dataclass(frozen=True)
+class Bench:
+    cases: list[Case]
+    settings: ProjectSettings
+    opts: Any  # runner.RunOptions, built lazily to keep start-up light
+    report_dir: Path
+    compare_to: Path | None
+    thresholds: dict[str, float | None]
+
+
+def _opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: Any = str) -> Any:
+    value = config.getoption(name)
+    if value is None and ini:
+        raw = config.getini(ini)
+        value = cast(raw) if raw not in ("", None, []) else None
+    return default if value is None else value
+
+
+def _check_range(name: str, value: float | int | None, low: float, high: float | None = None) -> None:
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        allowed = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
+        raise SpecError(name, value, allowed)
+
+
+def _build(config: pytest.Config) -> Bench:
+    from .runner import DEFAULT_BASE_URL, RunOptions
+
+    root = config.rootpath
+    pyproject = (
+        config.inipath
+        if config.inipath and config.inipath.name == "pyproject.toml"
+        else root / "pyproject.toml"
+    )
+    settings = load_settings(pyproject)
+    cassette_dir = Path(_opt(config, "cassette_dir", "bandit_cassette_dir", "cassettes"))
+    if not cassette_dir.is_absolute():
+        cassette_dir = root / cassette_dir
+    report_dir = Path(_opt(config, "report_dir", "bandit_report_dir", "reports"))
+    if not report_dir.is_absolute():
+        report_dir = root / report_dir
+    episodes, horizon = config.getoption("episodes"), config.getoption("horizon")
+    _check_range("--episodes", episodes, 1)
+    _check_range("--horizon", horizon, 1)
+    thresholds = {
+        "min_format_compliance": config.getoption("min_format_compliance"),
+        "min_best_arm_rate": config.getoption("min_best_arm_rate"),
+    }
+    for key, value in thresholds.items():
+        _check_range("--" + key.replace("_", "-"), value, 0.0, 1.0)
+    concurrency = _opt(config, "concurrency", "bandit_concurrency", 8, int)
+    max_retries = _opt(config, "max_retries", "bandit_max_retries", 2, int)
+    timeout = _opt(config, "request_timeout", "bandit_request_timeout", 60.0, float)
+    max_rps = _opt(config, "max_rps", "bandit_max_rps", None, float)
+    _check_range("--concurrency", concurrency, 1)
+    _check_range("--max-retries", max_retries, 0)
+    _check_range("--request-timeout", timeout, 0.001)
+    _check_range("--max-rps", max_rps, 0.001)
+
+    models = split_models(config.getoption("model") or config.getini("bandit_models"))
+    config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
+    if models:
+        configs = resolve_configs(
+            config_names or DEFAULT_CONFIGS, settings, episodes=episodes, horizon=horizon
+        )
+        cases = build_cases(models, configs, settings)
+    else:
+        # No --model: replay what the cassette folder holds, for the configs it holds them for.
+        cases = []
+        for model in discover_models(cassette_dir):
+            names = config_names or recorded_configs(cassette_dir, model, settings.configs)
+            configs = resolve_configs(names, settings, episodes=episodes, horizon=horizon)
+            cases += build_cases([model], configs, settings)
+
+    record_mode = config.getoption("record_mode", default=None) or "none"
+    opts = RunOptions(
+        base_url=_opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL),
+        api_key=os.environ.get("OPENROUTER_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
+        cassette_dir=cassette_dir,
+        record_mode=record_mode,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        request_timeout=timeout,
+        max_rps=max_rps,
+        progress=_progress_printer(config) if record_mode != "none" else None,
+    )
+    compare_to = config.getoption("compare_to")
+    return Bench(cases, settings, opts, report_dir, Path(compare_to) if compare_to else None, thresholds)
+
+
+def _progress_printer(config: pytest.Config) -> Any:
+    last: dict[str, float] = {}
+
+    def show(model: str, config_name: str, done: int, total: int) -> None:
+        key = f"{model} x {config_name}"
+        now = time.monotonic()
+        if done != total and now - last.get(key, 0.0) < 2.0:
+            return
+        last[key] = now
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        line = f"[bandit-bench] {key}: {done}/{total} steps\n"
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                sys.stderr.write(line)
+        else:
+            sys.stderr.write(line)
+
+    return show
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
+    try:
+        bench = _build(config)
+    except SpecError as err:
+        raise pytest.UsageError(f"bandit-bench: {err}") from None
+    config.stash[_BENCH] = bench
+    if not hasattr(config, "workerinput"):
+        from .collector import Collector
+
+        config.pluginmanager.register(Collector(config, bench), "bandit_bench_collector")
+
+
+# Only a measured shortfall is expected; a strict xfail turns an unexpected pass into a failure.
+_XFAIL = pytest.mark.xfail(strict=True, raises=ThresholdNotMet, reason="declared expected failure")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bandit_case" not in metafunc.fixturenames:
+        return
+    bench = metafunc.config.stash[_BENCH]
+    params = [
+        pytest.param(case, id=case.id, marks=[_XFAIL] if case.expected_failure else [])
+        for case in bench.cases
+    ]
+    metafunc.parametrize("bandit_case", params, indirect=True)
+
+
+class BenchCase:
+    """What a benchmark test receives: run the case, record its result, assert its thresholds."""
+
+    def __init__(self, case: Case, bench: Bench, node: pytest.Item) -> None:
+        self.case = case
+        self.bench = bench
+        self.node = node
+
+    def run(self) -> dict[str, Any]:
+        from .evaluation import case_record
+        from .runner import run_case
+
+        result = run_case(self.case.model, self.case.config, self.bench.opts)
+        record = case_record(result, **self.bench.thresholds)
+        record["expected_failure"] = self.case.expected_failure
+        self.node.user_properties.append((RESULT_KEY, record))
+        return record
+
+    def check(self, record: dict[str, Any]) -> None:
+        __tracebackhide__ = True
+        if record["errors"]:
+            # Errors (API faults, missing or stale cassettes) are never an expected failure.
+            pytest.fail(f"{self.case.id}: " + "\n".join(record["failures"]), pytrace=False)
+        if record["failures"]:
+            raise ThresholdNotMet(f"{self.case.id}: " + "\n".join(record["failures"]))
+
+    def run_and_check(self) -> dict[str, Any]:
+        record = self.run()
+        self.check(record)
+        return record
+
+
+@pytest.fixture
+def bandit_case(request: pytest.FixtureRequest) -> BenchCase:
+    """One model x config case of the benchmark (parametrized from --model and --bandit-config)."""
+    if not hasattr(request, "param"):
+        pytest.skip("bandit_case is parametrized by the bandit-bench plugin: no case selected")
+    return BenchCase(request.param, request.config.stash[_BENCH], request.node)

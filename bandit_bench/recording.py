@@ -1,0 +1,295 @@
+"""Record and replay HTTP traffic in vcrpy's cassette format, without patching anything.
+
+vcrpy patches HTTP libraries process-wide, so two cassettes open at once in one process mix
+their traffic, and its matchers scan the whole cassette for every request. Here each episode
+gets its own :class:`CassetteTransport`, handed to the openai client as ``http_client=``:
+
+* requests are looked up in a dict keyed by (method, canonical JSON body) - constant time
+  whatever the cassette size - and must also match the endpoint path relative to the base
+  URL, so a replay does not depend on which base URL recorded it;
+* files are read and written with vcrpy's own serializer (``vcr.serialize``), so vcrpy can
+  read what we write and the other way round;
+* the API key never reaches the file: only a whitelist of request headers is kept and key-like
+  query parameters are dropped;
+* only complete, successful responses are recorded, and a cassette is written whole through a
+  temporary file and ``os.replace`` or not at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import tempfile
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import httpx2
+
+RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
+
+_KEPT_REQUEST_HEADERS = ("content-type", "accept", "accept-encoding")
+# Response headers that would be wrong once the body is stored decoded, or that carry state.
+_DROPPED_RESPONSE_HEADERS = (
+    "content-encoding",
+    "content-length",
+    "transfer-encoding",
+    "set-cookie",
+    "connection",
+)
+_SECRET_QUERY = re.compile(r"(key|token|secret|auth|password)", re.IGNORECASE)
+
+
+class CassetteError(Exception):
+    """A cassette cannot serve this run; the message says which file and what to do."""
+
+
+class CassetteMissingError(CassetteError):
+    pass
+
+
+class StaleCassetteError(CassetteError):
+    pass
+
+
+class CorruptCassetteError(CassetteError):
+    pass
+
+
+_SAFE_COMPONENT = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_component(name: str) -> str:
+    """A file-safe path component: ``~`` becomes ``t`` (BSSC~0 -> BSSCt0), others ``_``."""
+    out = _SAFE_COMPONENT.sub("_", name.replace("~", "t"))
+    return "_" if out in ("", ".", "..") else out
+
+
+def cassette_path(cassette_dir: Path | str, model: str, config_name: str, episode: int) -> Path:
+    """``<dir>/<model>/<config>/<episode>.json``; a model id's ``/`` keeps its meaning as folders."""
+    model_parts = [safe_component(p) for p in model.split("/") if p]
+    return Path(cassette_dir, *model_parts, safe_component(config_name), f"{episode:03d}.json")
+
+
+def canonical_body(body: bytes | str | None) -> str:
+    """Key of a request body: JSON with sorted keys and no spaces, or the raw text."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _scrub_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_QUERY.search(k)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def _is_recordable(status: int, content: bytes) -> bool:
+    """Only successful chat completions are worth replaying; errors are retried, never stored."""
+    if not 200 <= status < 300:
+        return False
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and bool(data.get("choices"))
+
+
+def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Read a cassette with vcrpy's serializer; a damaged file gives an error naming it."""
+    from vcr.serialize import deserialize
+    from vcr.serializers import jsonserializer
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = deserialize(text, jsonserializer)
+        requests, responses = loaded[0], loaded[1]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CorruptCassetteError(
+            f"cassette {path} is unreadable or not a vcrpy JSON cassette ({type(err).__name__}: {err}). "
+            "Delete it, or re-record it with --record-mode=rewrite."
+        ) from None
+    return list(requests), list(responses)
+
+
+def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
+    """Write the whole cassette through a temporary file in the same folder, then rename."""
+    from vcr.serialize import serialize
+    from vcr.serializers import jsonserializer
+
+    text = serialize({"requests": requests, "responses": responses}, jsonserializer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@functools.cache
+def _transport_class() -> type:
+    import httpx2
+
+    return type("HttpxCassetteTransport", (CassetteTransport, httpx2.BaseTransport), {})
+
+
+class CassetteTransport:
+    """An httpx2 transport that replays from, and records to, one cassette file.
+
+    Built through :func:`make_transport` (which gives it httpx2's base class lazily).
+    ``inner`` is the real network transport, used only when a request is to be recorded.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        mode: str,
+        base_url: str,
+        inner: httpx2.BaseTransport | None = None,
+        record_hint: str = "",
+    ) -> None:
+        if mode not in RECORD_MODES:
+            raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
+        self.path = Path(path)
+        self.mode = mode
+        self.base_path = urlsplit(base_url).path.rstrip("/")
+        self.inner = inner
+        self.record_hint = record_hint
+        self.exists = self.path.exists()
+        self._index: dict[tuple[str, str], deque[tuple[str, dict[str, Any]]]] = defaultdict(deque)
+        self._requests: list[Any] = []
+        self._responses: list[dict[str, Any]] = []
+        self.recorded = 0
+        self.replayed = 0
+        if mode == "none" and not self.exists:
+            raise CassetteMissingError(
+                f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
+            )
+        if self.exists and mode in ("none", "once", "new_episodes"):
+            self._requests, self._responses = load_cassette(self.path)
+            for req, resp in zip(self._requests, self._responses, strict=True):
+                key = (req.method.upper(), canonical_body(req.body))
+                self._index[key].append((urlsplit(req.uri).path, resp))
+
+    @property
+    def replay_only(self) -> bool:
+        """No request may reach the network: retries would only repeat a lookup."""
+        return self.mode == "none" or (self.mode == "once" and self.exists)
+
+    @property
+    def records(self) -> bool:
+        return not self.replay_only
+
+    def _relative(self, path: str) -> str:
+        if self.base_path and path.startswith(self.base_path):
+            return path[len(self.base_path) :] or "/"
+        return path
+
+    def _lookup(self, method: str, rel_path: str, body: str) -> dict[str, Any] | None:
+        candidates = self._index.get((method, body))
+        if not candidates:
+            return None
+        for i, (stored_path, resp) in enumerate(candidates):
+            if stored_path.endswith(rel_path):
+                if len(candidates) > 1:
+                    # Identical requests recorded several times replay in recorded order.
+                    del candidates[i]
+                return resp
+        return None
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        import httpx2
+
+        body_bytes = request.read()
+        method = request.method.upper()
+        rel_path = self._relative(request.url.path)
+        body = canonical_body(body_bytes)
+        if self.mode in ("none", "once", "new_episodes"):
+            stored = self._lookup(method, rel_path, body)
+            if stored is not None:
+                self.replayed += 1
+                return self._to_response(stored, request)
+            if self.replay_only:
+                raise StaleCassetteError(
+                    f"cassette {self.path} has no recorded answer for this {method} {rel_path} request "
+                    f"(request {self.replayed + 1}; the prompt, model or parameters changed since it was "
+                    f"recorded). {self.record_hint}"
+                )
+        if self.inner is None:
+            raise CassetteError(f"cassette {self.path}: recording needs a network transport")
+        response = self.inner.handle_request(request)
+        content = response.read()
+        if _is_recordable(response.status_code, content):
+            self._append(request, body_bytes, response, content)
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS]
+        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
+
+    def _append(
+        self, request: httpx2.Request, body: bytes, response: httpx2.Response, content: bytes
+    ) -> None:
+        from vcr.request import Request
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_REQUEST_HEADERS}
+        self._requests.append(Request(request.method, _scrub_uri(str(request.url)), body, headers))
+        resp_headers: dict[str, list[str]] = {}
+        for k, v in response.headers.items():
+            if k.lower() not in _DROPPED_RESPONSE_HEADERS:
+                resp_headers.setdefault(k, []).append(v)
+        self._responses.append(
+            {
+                "status": {"code": response.status_code, "message": response.reason_phrase},
+                "headers": resp_headers,
+                "body": {"string": content},
+            }
+        )
+        self.recorded += 1
+
+    @staticmethod
+    def _to_response(stored: dict[str, Any], request: httpx2.Request) -> httpx2.Response:
+        import httpx2
+
+        body = stored["body"]["string"]
+        content = body.encode("utf-8") if isinstance(body, str) else body
+        headers = [
+            (k, v)
+            for k, vs in stored.get("headers", {}).items()
+            if k.lower() not in _DROPPED_RESPONSE_HEADERS
+            for v in (vs if isinstance(vs, list) else [vs])
+        ]
+        return httpx2.Response(stored["status"]["code"], headers=headers, content=content, request=request)
+
+    def save(self) -> bool:
+        """Write the cassette if this episode recorded anything; True when a file was written."""
+        if not self.recorded:
+            return False
+        save_cassette(self.path, self._requests, self._responses)
+        return True
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
+
+def make_transport(
+    path: Path,
+    mode: str,
+    base_url: str,
+    inner: httpx2.BaseTransport | None = None,
+    record_hint: str = "",
+) -> CassetteTransport:
+    """A :class:`CassetteTransport` that is also an ``httpx2.BaseTransport`` (imported lazily)."""
+    transport: CassetteTransport = _transport_class()(path, mode, base_url, inner, record_hint)
+    return transport

@@ -1,0 +1,207 @@
+"""Run one case (model x config): N seeded episodes, concurrently, each with its own cassette.
+
+This is the library entry point the pytest plugin calls; a script can call it too::
+
+    from bandit_bench.runner import RunOptions, run_case
+    from bandit_bench.specs import BUILTIN_CONFIGS
+    result = run_case("baseline/ucb", BUILTIN_CONFIGS["BNRN0-hard-T25"], RunOptions())
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .agents.base import Agent, AgentError
+from .bandit import draw_instance
+from .episode import Trajectory, run_episode
+from .prompts import arm_names
+from .specs import CaseConfig, SpecError
+
+BASELINE_PREFIX = "baseline/"
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+
+ProgressFn = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    cassette_dir: Path = Path("cassettes")
+    record_mode: str = "none"
+    concurrency: int = 8
+    max_retries: int = 2
+    request_timeout: float = 60.0
+    max_rps: float | None = None
+    progress: ProgressFn | None = None
+
+
+def is_baseline(model: str) -> bool:
+    return model.startswith(BASELINE_PREFIX)
+
+
+def validate_model(model: str) -> str:
+    """Any ``provider/name`` (or a local server's bare name) is an API id; ``baseline/*`` must exist."""
+    from .agents.baselines import BASELINES
+
+    if not isinstance(model, str) or not model.strip() or model != model.strip() or " " in model:
+        raise SpecError("--model", model, "a model id such as openai/gpt-4o-mini or baseline/ucb (no spaces)")
+    if model.startswith("/") or model.endswith("/") or "//" in model:
+        raise SpecError("--model", model, "provider/name, e.g. openai/gpt-4o-mini (no empty parts)")
+    if is_baseline(model) and model[len(BASELINE_PREFIX) :] not in BASELINES:
+        allowed = ", ".join(BASELINE_PREFIX + b for b in BASELINES)
+        raise SpecError("--model", model, f"one of {allowed} for a baseline")
+    return model
+
+
+class RunCancelled(Exception):
+    """Raised inside episodes still running when the run is interrupted (Ctrl-C)."""
+
+
+class RateLimiter:
+    """At most ``rps`` request starts per second, shared by the episodes of a case."""
+
+    def __init__(self, rps: float) -> None:
+        self.interval = 1.0 / rps
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        delay = start - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def record_command(model: str, config: CaseConfig) -> str:
+    return f"OPENROUTER_API_KEY=... pytest --model {model} --bandit-config '{config.name}' --record-mode=once"
+
+
+@dataclass
+class CaseResult:
+    model: str
+    config: CaseConfig
+    trajectories: list[Trajectory] = field(default_factory=list)
+    recorded: int = 0
+    replayed: int = 0
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"episode {t.episode}: {t.error}" for t in self.trajectories if t.error]
+
+
+def _episode(
+    model: str,
+    config: CaseConfig,
+    episode: int,
+    opts: RunOptions,
+    limiter: RateLimiter | None,
+    counter: Callable[[], None],
+) -> tuple[Trajectory, int, int]:
+    instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
+    names = arm_names(config.design.scenario, config.instance.k)
+    if is_baseline(model):
+        from .agents.baselines import BaselineAgent
+
+        agent: Agent = BaselineAgent(model[len(BASELINE_PREFIX) :])
+        return run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter()), 0, 0
+
+    from .agents.llm import LLMAgent, make_client
+    from .recording import CassetteError, cassette_path, make_transport
+
+    path = cassette_path(opts.cassette_dir, model, config.name, episode)
+    hint = f"To record it: {record_command(model, config)}"
+    try:
+        inner = None
+        if opts.record_mode != "none":
+            import httpx2
+
+            inner = httpx2.HTTPTransport()
+        transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint)
+    except CassetteError as err:
+        traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
+        traj.error = str(err)
+        return traj, 0, 0
+    if transport.records and not opts.api_key and "openrouter.ai" in opts.base_url:
+        transport.close()
+        traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
+        traj.error = (
+            f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
+            "export OPENROUTER_API_KEY (or OPENAI_API_KEY), or replay with --record-mode=none."
+        )
+        return traj, 0, 0
+    client = make_client(
+        opts.base_url,
+        opts.api_key,
+        transport,  # type: ignore[arg-type]
+        max_retries=0 if transport.replay_only else opts.max_retries,
+        timeout=opts.request_timeout,
+    )
+    agent = LLMAgent(
+        model,
+        config.design,
+        client,
+        constrained=config.constrained,
+        before_request=limiter.wait if limiter and transport.records else None,
+    )
+    try:
+        traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter())
+        # A cassette is written only for a complete episode: a partial one would break replay.
+        if traj.error is None:
+            transport.save()
+    finally:
+        client.close()
+    return traj, transport.recorded, transport.replayed
+
+
+def run_case(model: str, config: CaseConfig, opts: RunOptions | None = None) -> CaseResult:
+    """Run the config's N episodes of ``model``; up to ``opts.concurrency`` in flight at once."""
+    opts = opts or RunOptions()
+    validate_model(model)
+    n = config.run.episodes
+    total = n * config.instance.horizon
+    limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
+    done = 0
+    lock = threading.Lock()
+    cancel = threading.Event()
+
+    def counter() -> None:
+        nonlocal done
+        if cancel.is_set():
+            # Unwinds the episode before its cassette is saved: nothing half-recorded lands.
+            raise RunCancelled(f"{model} x {config.name} interrupted")
+        with lock:
+            done += 1
+            current = done
+        if opts.progress is not None:
+            opts.progress(model, config.name, current, total)
+
+    result = CaseResult(model=model, config=config)
+    workers = max(1, min(opts.concurrency, n))
+    if workers == 1:
+        outcomes = [_episode(model, config, i, opts, limiter, counter) for i in range(n)]
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode")
+        try:
+            outcomes = list(pool.map(lambda i: _episode(model, config, i, opts, limiter, counter), range(n)))
+        except BaseException:
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    for traj, recorded, replayed in outcomes:
+        result.trajectories.append(traj)
+        result.recorded += recorded
+        result.replayed += replayed
+    return result
+
+
+__all__ = ["AgentError", "CaseResult", "RunOptions", "run_case", "validate_model"]
