@@ -1,0 +1,143 @@
+"""The ``bandit-bench`` command line.
+
+Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments and
+sets ``func`` to its handler; :data:`_COMMANDS` lists them in the order ``--help`` shows them.
+A new subcommand (``report``, ``compare``, ``record-local``) is one more function and one more
+entry there. Handlers take the parsed arguments and return the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .agents.baselines import BASELINES, run_baseline_batch
+from .bandit import draw_instance
+from .metrics import EpisodeBatch, point_values
+from .specs import InstanceSpec, RunSpec, SpecError
+
+# ---------------------------------------------------------------------------- baselines
+
+BASELINE_COLUMNS: tuple[str, ...] = (
+    "algorithm",
+    "median_reward",
+    "suffix_failure_freq",
+    "k_min_frac",
+    "greedy_frac",
+    "best_arm_rate",
+    "mean_regret",
+)
+
+
+def baseline_rows(spec: InstanceSpec, run: RunSpec, *, epsilon: float = 0.1) -> list[dict[str, str | float]]:
+    """One row of point metrics per baseline, on the instances the pytest plugin draws.
+
+    Episode ``i`` is ``draw_instance(spec, run.seed, i)``, so these rows sit on the very reward
+    tables the LLM runs face. Each algorithm gets its own generator, ``default_rng([seed, j])``
+    with ``j`` its index in :data:`BASELINES`: a row's draws depend on nothing but its own
+    algorithm, whichever rows run before it.
+    """
+    instances = [draw_instance(spec, run.seed, i)[0] for i in range(run.episodes)]
+    tables = np.stack([inst.rewards for inst in instances])
+    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
+    rows: list[dict[str, str | float]] = []
+    for j, name in enumerate(BASELINES):
+        arms = run_baseline_batch(name, tables, np.random.default_rng([run.seed, j]), epsilon=epsilon)
+        rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]
+        batch = EpisodeBatch.from_arrays(arms, rewards, best, k=spec.k, delta=spec.delta)
+        # Point values only: the table prints no intervals, and the bootstrap would cost more
+        # than running the algorithms.
+        values = point_values(batch)
+        rows.append({"algorithm": name, **{c: values[c] for c in BASELINE_COLUMNS[1:]}})
+    return rows
+
+
+def _fixed3(value: float) -> str:
+    text = f"{value:.3f}"
+    # Rescaled rewards can land a rounding error below zero; "-0.000" would read as a sign.
+    return "0.000" if text == "-0.000" else text
+
+
+def format_table(rows: Sequence[dict[str, str | float]], columns: Sequence[str]) -> str:
+    """Plain-text table: text left-aligned, numbers right-aligned with 3 decimals."""
+    cells = [[c if isinstance(c, str) else _fixed3(c) for c in (r[k] for k in columns)] for r in rows]
+    widths = [max(len(col), *(len(row[i]) for row in cells)) for i, col in enumerate(columns)]
+    numeric = [not isinstance(rows[0][c], str) for c in columns] if rows else [False] * len(columns)
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def _cmd_baselines(args: argparse.Namespace) -> int:
+    spec = InstanceSpec(k=args.k, delta=args.delta, horizon=args.horizon)
+    run = RunSpec(episodes=args.episodes, seed=args.seed)
+    if not 0.0 <= args.epsilon <= 1.0:
+        raise SpecError("epsilon", args.epsilon, "a number in [0, 1]")
+    rows = baseline_rows(spec, run, epsilon=args.epsilon)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows, BASELINE_COLUMNS))
+    return 0
+
+
+def _add_baselines(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "baselines",
+        help="run the classic algorithms on the benchmark's instances",
+        description="Run UCB, Thompson sampling, greedy, epsilon-greedy and uniform on the same "
+        "seeded instances as the LLM runs, and print their metrics.",
+    )
+    p.add_argument("--k", type=int, default=5, help="number of arms (default 5)")
+    p.add_argument("--delta", type=float, default=0.2, help="gap between best and other means (default 0.2)")
+    p.add_argument("--horizon", type=int, default=100, help="steps per episode (default 100)")
+    p.add_argument("--episodes", type=int, default=1000, help="episodes per algorithm (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="base seed, as in the run config (default 0)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="exploration rate of eps_greedy (default 0.1)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=_cmd_baselines)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_baselines,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bandit-bench", description="Does this language model explore, in context?"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for bad arguments)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits on --help and on malformed arguments; return its code so callers
+        # (tests, scripts) get an int like for every other outcome.
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        code: int = args.func(args)
+    except SpecError as err:
+        print(f"bandit-bench {args.command}: {err}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

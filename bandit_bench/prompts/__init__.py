@@ -1,0 +1,189 @@
+"""The prompts of the paper's design space, rendered from the jinja2 templates beside this file.
+
+``system.j2`` and ``user.j2`` hold every word the model reads; this module only computes what
+they show (names, counts, averages) and checks its inputs. BNRN0 and BSSC~0 reproduce appendix B
+of Krishnamurthy et al. (NeurIPS 2024) word for word; the other designs follow its design graph.
+K, T and the arm names always come from the arguments, never from the text (seed defect 2).
+"""
+
+from __future__ import annotations
+
+import operator
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..specs import DesignSpec
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = ["BUTTON_COLOURS", "answer_grammar", "arm_names", "render_messages"]
+
+# The paper's five colours come first, so K=5 gives exactly its buttons.
+BUTTON_COLOURS: tuple[str, ...] = (
+    "blue",
+    "green",
+    "red",
+    "yellow",
+    "purple",
+    "orange",
+    "pink",
+    "brown",
+    "gray",
+    "black",
+    "white",
+    "cyan",
+    "magenta",
+    "teal",
+    "olive",
+    "navy",
+    "maroon",
+    "lime",
+    "indigo",
+    "violet",
+)
+_AD_NAMES: tuple[str, ...] = tuple(string.ascii_uppercase)
+
+_TEMPLATE_DIR = Path(__file__).resolve().parent
+
+
+def arm_names(scenario: str, k: int) -> tuple[str, ...]:
+    """The K arm names of a scenario: colours for buttons ("B"), letters for advertisements ("A")."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: got {k!r}; expected an integer >= 1")
+    if scenario == "B":
+        pool, what = BUTTON_COLOURS, "button colours"
+    elif scenario == "A":
+        pool, what = _AD_NAMES, "advertisement letters"
+    else:
+        raise ValueError(f"scenario: got {scenario!r}; expected 'B' (buttons) or 'A' (advertisements)")
+    if k > len(pool):
+        raise ValueError(
+            f"k: got {k}; scenario {scenario!r} has only {len(pool)} {what}. "
+            f"Use k <= {len(pool)} or pass your own names to render_messages."
+        )
+    return pool[:k]
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    # Imported here so that `import bandit_bench` does not pay for jinja2.
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
+        # Plain text for a chat API: HTML escaping would turn <Answer> into &lt;Answer&gt;.
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        # A misspelt variable must fail loudly rather than render as an empty string.
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+@dataclass(frozen=True)
+class _Round:
+    name: str
+    reward: int
+
+
+@dataclass(frozen=True)
+class _Summary:
+    name: str
+    count: int
+    mean: float | None
+
+
+def _check_names(names: tuple[str, ...]) -> None:
+    if not isinstance(names, tuple) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"names: got {names!r}; expected a non-empty tuple of non-empty strings")
+    folded = [n.lower() for n in names]
+    if len(set(folded)) != len(folded):
+        # Answers are matched case-insensitively, so names equal up to case could not be told apart.
+        raise ValueError(f"names: got {names!r}; expected names that differ even ignoring case")
+    if len(names) > len(string.ascii_lowercase):
+        raise ValueError(f"names: got {len(names)} names; at most 26 fit the distribution format example")
+
+
+def _check_history(history: Sequence[tuple[int, int]], k: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for t, step in enumerate(history):
+        try:
+            arm_raw, reward_raw = step
+            # operator.index takes numpy integers but refuses floats and strings ("1", 1.0).
+            arm, reward = operator.index(arm_raw), operator.index(reward_raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"history[{t}]: got {step!r}; expected an (arm index, reward) int pair") from err
+        if not 0 <= arm < k:
+            raise ValueError(f"history[{t}]: arm {arm} is out of range 0..{k - 1} for {k} names")
+        if reward not in (0, 1):
+            raise ValueError(f"history[{t}]: reward {reward} is not 0 or 1 (Bernoulli rewards)")
+        out.append((arm, reward))
+    return out
+
+
+def render_messages(
+    design: DesignSpec,
+    names: tuple[str, ...],
+    horizon: int,
+    history: Sequence[tuple[int, int]],
+) -> list[dict[str, str]]:
+    """The system and user messages for the next step of an episode.
+
+    ``history`` holds the past ``(arm index, reward)`` pairs of this episode, oldest first; arm
+    ``i`` is shown under ``names[i]``, so counts can never be shown under another arm's name.
+    """
+    if not isinstance(design, DesignSpec):
+        raise ValueError(f"design: got {design!r}; expected a DesignSpec (DesignSpec.parse('BNRN0'))")
+    _check_names(names)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon: got {horizon!r}; expected an integer >= 1")
+    k = len(names)
+    rounds = _check_history(history, k)
+
+    pulls = [0] * k
+    wins = [0] * k
+    for arm, reward in rounds:
+        pulls[arm] += 1
+        wins[arm] += reward
+    context = {
+        "scenario": design.scenario,
+        "suggestive": design.framing == "S",
+        "summarized": design.history == "S",
+        "cot": design.cot,
+        "distribution": design.distribution,
+        "k": k,
+        "horizon": horizon,
+        "name_list": ", ".join(names),
+        # Distinct letters per weight, so the example reads as K free numbers, not one repeated.
+        "dist_example": ",".join(f"{n}:{string.ascii_lowercase[i]}" for i, n in enumerate(names)),
+        "played": len(rounds),
+        "rounds": [_Round(names[a], r) for a, r in rounds],
+        "summary": [_Summary(names[i], pulls[i], wins[i] / pulls[i] if pulls[i] else None) for i in range(k)],
+    }
+    env = _environment()
+    return [
+        {"role": "system", "content": env.get_template("system.j2").render(context)},
+        {"role": "user", "content": env.get_template("user.j2").render(context)},
+    ]
+
+
+def _gbnf_literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def answer_grammar(names: tuple[str, ...]) -> str:
+    """A llama.cpp GBNF grammar whose only sentences are ``<Answer>NAME</Answer>``, NAME in ``names``.
+
+    Not part of any paper design: it backs the constrained-answer configs, where a small model's
+    choices only become measurable once the server cannot emit anything but a valid answer.
+    """
+    _check_names(names)
+    alternatives = " | ".join(_gbnf_literal(n) for n in names)
+    return f'root ::= "<Answer>" ({alternatives}) "</Answer>"'
