@@ -51,9 +51,15 @@ class Collector:
         from .report import summary_frame, text_table, write_reports
 
         records = self._with_references()
-        paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices)
-        self.written = [str(p) for p in paths.values()]
         self.table = text_table(summary_frame(records, self.bench.settings.prices))
+        try:
+            paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices)
+        except OSError as err:
+            # The run's verdicts stand; say where the report could not go and fail the session.
+            self.written = [f"NOT WRITTEN to {self.bench.report_dir}: {err}. Check --report-dir."]
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        self.written = [str(p) for p in paths.values()]
         if self.bench.compare_to is not None:
             from .compare import compare_dirs
 

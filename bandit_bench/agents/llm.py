@@ -90,6 +90,9 @@ class LLMAgent:
         start = time.perf_counter()
         try:
             completion = self.client.chat.completions.create(**params)
+        except CassetteError as err:
+            # The transport's own errors reach us unwrapped: they are not network faults.
+            raise AgentError(str(err)) from None
         except openai.APIStatusError as err:
             raise AgentError(
                 f"model {self.model}: HTTP {err.status_code} from {err.request.url} after "

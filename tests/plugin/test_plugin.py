@@ -1,0 +1,176 @@
+"""The plugin driven from outside, as a user's project would: record, replay offline, fail well."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bandit_bench.simulator import always, cycle
+
+BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
+PYPROJECT = """
+[tool.bandit_bench.configs.quick]
+design = "BNRN0"
+instance = "hard"
+horizon = 6
+episodes = 3
+min_format_compliance = 0.9
+min_best_arm_rate = 0.0
+
+[tool.bandit_bench.configs.picky]
+design = "BSSC~0"
+instance = "hard"
+horizon = 6
+episodes = 3
+min_best_arm_rate = 0.9
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_bandit=BENCH_TEST)
+    pytester.makefile(".toml", pyproject=PYPROJECT)
+    return pytester
+
+
+def _record(project: pytest.Pytester, base_url: str, *args: str) -> pytest.RunResult:
+    return project.runpytest(
+        "--model", "sim/cycle", "--bandit-config", "quick", "--base-url", base_url, "--record-mode=once", *args
+    )
+
+
+def test_record_then_replay_offline_gives_the_same_decisions(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    assert sim.calls == 3 * 6
+    cassettes = sorted(p.relative_to(project.path).as_posix() for p in project.path.rglob("*.json"))
+    assert [c for c in cassettes if c.startswith("cassettes/")] == [
+        "cassettes/sim/cycle/quick/000.json",
+        "cassettes/sim/cycle/quick/001.json",
+        "cassettes/sim/cycle/quick/002.json",
+    ]
+    recorded = (project.path / "reports" / "steps.jsonl").read_text()
+    sim.stop()
+    # Replay: default record mode 'none', an unreachable base URL, no key.
+    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--base-url", "http://127.0.0.1:9/v1")
+    result.assert_outcomes(passed=1)
+    assert (project.path / "reports" / "steps.jsonl").read_text() == recorded
+    # cycle answers arm (rounds played mod K): the decisions are exactly 0..4, 0.
+    arms = [json.loads(line)["arm"] for line in recorded.splitlines() if '"sim/cycle"' in line]
+    assert arms[:6] == [0, 1, 2, 3, 4, 0]
+    result.stdout.fnmatch_lines(["*bandit-bench*", "*sim/cycle*quick*pass*", "*baseline/ucb*quick*reference*"])
+
+
+def test_item_ids_are_model_dash_config(project):
+    result = project.runpytest("--collect-only", "-q", "--model", "openai/gpt-4o-mini,baseline/ucb",
+                               "--bandit-config", "quick")
+    result.stdout.fnmatch_lines(
+        ["test_bandit.py::test_bandit[openai/gpt-4o-mini-quick]", "test_bandit.py::test_bandit[baseline/ucb-quick]"]
+    )
+
+
+def test_missing_cassette_fails_fast_with_the_record_command(project, monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = project.runpytest("--model", "openai/gpt-4o-mini", "--bandit-config", "quick")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "cassettes/openai/gpt-4o-mini/quick/000.json does not exist" in out
+    assert "--record-mode=once" in out and "OPENROUTER_API_KEY" in out
+    assert "Traceback" not in out
+
+
+def test_stale_cassette_after_a_prompt_change_names_file_and_step(project, simulator):
+    sim = simulator(always(0))
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    # The same config name now renders another prompt (summarized history): recorded answers are stale.
+    project.makefile(".toml", pyproject=PYPROJECT.replace('design = "BNRN0"', 'design = "BNSN0"'))
+    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "quick/000.json has no recorded answer" in out
+    assert "step 1 of 6" in out and "--record-mode=once" in out
+
+
+def test_threshold_failure_reports_value_interval_threshold_and_episodes(project, simulator):
+    sim = simulator(always(0))
+    result = project.runpytest("--model", "sim/always", "--bandit-config", "picky", "--base-url", sim.base_url,
+                               "--record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*best-arm rate 0.* (95% CI 0.*-0.*) is below the threshold 0.900 over 3 episodes x 6 steps*"]
+    )
+
+
+def test_declared_expected_failure_is_a_strict_xfail(project, simulator):
+    sim = simulator(always(0))
+    project.makefile(".toml", pyproject=PYPROJECT + '\n[tool.bandit_bench.xfail]\n"sim/always" = ["picky", "quick"]\n')
+    result = project.runpytest("--model", "sim/always", "--bandit-config", "picky", "--bandit-config", "quick",
+                               "--base-url", sim.base_url, "--record-mode=once")
+    # picky falls short as declared (xfail); quick passes although declared: strict XPASS fails.
+    result.assert_outcomes(xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_bandit?sim/always-quick?*", "*XPASS(strict)*"])
+
+
+def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    result = project.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["test_bandit.py::test_bandit[sim/cycle-quick]"])
+
+
+def test_xdist_and_serial_runs_write_identical_reports(project, simulator):
+    sim = simulator(cycle())
+    project.makefile(".toml", pyproject=PYPROJECT + '\n[tool.bandit_bench.configs.quick2]\ndesign = "BSSC~0"\n'
+                     'instance = "easy"\nhorizon = 5\nepisodes = 2\n')
+    args = ["--model", "sim/cycle,baseline/ts", "--bandit-config", "quick", "--bandit-config", "quick2",
+            "--base-url", sim.base_url, "--record-mode=once"]
+    project.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=4)
+    reports = project.path / "reports"
+    first = {p.name: p.read_bytes() for p in reports.iterdir()}
+    shutil.rmtree(reports)
+    project.runpytest(*args, "-p", "no:xdist").assert_outcomes(passed=4)
+    second = {p.name: p.read_bytes() for p in reports.iterdir()}
+    assert first.keys() == second.keys() >= {"summary.csv", "summary.json", "steps.jsonl", "report.md"}
+    assert first == second
+
+
+def test_report_columns_other_tools_read(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    rows = json.loads((project.path / "reports" / "summary.json").read_text())
+    required = {"model", "config", "episodes", "steps", "format_compliance", "best_arm_rate",
+                "best_arm_rate_second_half", "suffix_failure_freq", "k_min_frac", "greedy_frac",
+                "median_reward", "mean_regret", "prompt_tokens", "completion_tokens", "passed"}
+    assert required <= rows[0].keys()
+    assert [(r["model"], r["steps"]) for r in rows] == [
+        ("sim/cycle", 18), ("baseline/greedy", 18), ("baseline/ts", 18), ("baseline/ucb", 18)
+    ]
+    step = json.loads((project.path / "reports" / "steps.jsonl").read_text().splitlines()[0])
+    assert {"model", "config", "episode", "t", "arm", "reward", "valid", "raw"} <= step.keys()
+
+
+def test_options_have_ini_twins(project, simulator):
+    sim = simulator(cycle())
+    project.makefile(".toml", pyproject=PYPROJECT + f"""
+[tool.pytest.ini_options]
+bandit_models = ["sim/cycle"]
+bandit_configs = ["quick"]
+bandit_base_url = "{sim.base_url}"
+bandit_cassette_dir = "recorded"
+bandit_report_dir = "out"
+""")
+    project.runpytest("--record-mode=once").assert_outcomes(passed=1)
+    assert (project.path / "recorded" / "sim" / "cycle" / "quick" / "000.json").is_file()
+    assert (project.path / "out" / "summary.csv").is_file()
+
+
+def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester):
+    pytester.makepyfile(test_other="def test_ok():\n    assert True\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "bandit-bench" not in result.stdout.str()
+    assert not Path(pytester.path, "reports").exists()
