@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..specs import DesignSpec
 
 if TYPE_CHECKING:
@@ -110,21 +112,32 @@ def _check_names(names: tuple[str, ...]) -> None:
         raise ValueError(f"names: got {len(names)} names; at most 26 fit the distribution format example")
 
 
-def _check_history(history: Sequence[tuple[int, int]], k: int) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for t, step in enumerate(history):
-        try:
-            arm_raw, reward_raw = step
-            # operator.index takes numpy integers but refuses floats and strings ("1", 1.0).
-            arm, reward = operator.index(arm_raw), operator.index(reward_raw)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"history[{t}]: got {step!r}; expected an (arm index, reward) int pair") from err
-        if not 0 <= arm < k:
-            raise ValueError(f"history[{t}]: arm {arm} is out of range 0..{k - 1} for {k} names")
-        if reward not in (0, 1):
-            raise ValueError(f"history[{t}]: reward {reward} is not 0 or 1 (Bernoulli rewards)")
-        out.append((arm, reward))
-    return out
+def _check_history(history: Sequence[tuple[int, int]], k: int) -> np.ndarray:
+    """The history as a (t, 2) int array. Vectorised: it runs at every step, over every past step."""
+    try:
+        arr = np.asarray(history) if len(history) else np.zeros((0, 2), dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"history: {err}; expected a sequence of (arm index, reward) int pairs") from err
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iu":
+        # Find the offending step for the message; floats and strings ("1", 1.0) are refused.
+        for t, step in enumerate(history):
+            try:
+                arm_raw, reward_raw = step
+                operator.index(arm_raw), operator.index(reward_raw)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"history[{t}]: got {step!r}; expected an (arm index, reward) int pair"
+                ) from None
+        raise ValueError(f"history: got an array of {arr.dtype}; expected (arm index, reward) int pairs")
+    bad_arm = np.flatnonzero((arr[:, 0] < 0) | (arr[:, 0] >= k))
+    if bad_arm.size:
+        t = int(bad_arm[0])
+        raise ValueError(f"history[{t}]: arm {int(arr[t, 0])} is out of range 0..{k - 1} for {k} names")
+    bad_reward = np.flatnonzero((arr[:, 1] != 0) & (arr[:, 1] != 1))
+    if bad_reward.size:
+        t = int(bad_reward[0])
+        raise ValueError(f"history[{t}]: reward {int(arr[t, 1])} is not 0 or 1 (Bernoulli rewards)")
+    return arr.astype(np.int64, copy=False)
 
 
 def render_messages(
@@ -145,12 +158,8 @@ def render_messages(
         raise ValueError(f"horizon: got {horizon!r}; expected an integer >= 1")
     k = len(names)
     rounds = _check_history(history, k)
-
-    pulls = [0] * k
-    wins = [0] * k
-    for arm, reward in rounds:
-        pulls[arm] += 1
-        wins[arm] += reward
+    pulls = np.bincount(rounds[:, 0], minlength=k).tolist()
+    wins = np.bincount(rounds[:, 0], weights=rounds[:, 1], minlength=k).astype(np.int64).tolist()
     context = {
         "scenario": design.scenario,
         "suggestive": design.framing == "S",
@@ -163,7 +172,8 @@ def render_messages(
         # Distinct letters per weight, so the example reads as K free numbers, not one repeated.
         "dist_example": ",".join(f"{n}:{string.ascii_lowercase[i]}" for i, n in enumerate(names)),
         "played": len(rounds),
-        "rounds": [_Round(names[a], r) for a, r in rounds],
+        # Only the raw-history designs show every round; the others need not build the list.
+        "rounds": [_Round(names[a], r) for a, r in rounds.tolist()] if design.history == "R" else [],
         "summary": [_Summary(names[i], pulls[i], wins[i] / pulls[i] if pulls[i] else None) for i in range(k)],
     }
     env = _environment()
