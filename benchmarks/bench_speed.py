@@ -82,7 +82,7 @@ def target_concurrency(latency: float, horizon: int, episodes: int) -> str:
         parallel = best_of(run(episodes), 2)
     floor = horizon * latency
     return (
-        f"1. live concurrency: N={episodes} episodes x T={horizon} steps, L={latency * 1000:.0f} ms per call: "
+        f"1. live concurrency: N={episodes} episodes x T={horizon} steps, L={latency * 1000:.0f} ms/call: "
         f"C=1 {serial:.2f} s, C={episodes} {parallel:.2f} s = {parallel / floor:.2f} x T*L (target <= 1.2); "
         f"the serial loop is {serial / floor:.1f} x T*L"
     )
@@ -209,7 +209,8 @@ def target_memory(episodes: int, horizon: int) -> str:
         from bandit_bench.runner import RunOptions, run_case
         from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
         cfg = CaseConfig(name="mem", design=DesignSpec.parse("BSSC~0"),
-                         instance=InstanceSpec(k=5, delta=0.2, horizon={horizon}), run=RunSpec(episodes={episodes}))
+                         instance=InstanceSpec(k=5, delta=0.2, horizon={horizon}),
+                         run=RunSpec(episodes={episodes}))
         r = run_case("sim/cycle", cfg, RunOptions(base_url=sys.argv[1], record_mode=sys.argv[2],
                      cassette_dir=Path(sys.argv[3])))
         assert not r.errors, r.errors
