@@ -38,7 +38,14 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def _record(project: pytest.Pytester, base_url: str, *args: str) -> pytest.RunResult:
     return project.runpytest(
-        "--model", "sim/cycle", "--bandit-config", "quick", "--base-url", base_url, "--record-mode=once", *args
+        "--model",
+        "sim/cycle",
+        "--bandit-config",
+        "quick",
+        "--base-url",
+        base_url,
+        "--record-mode=once",
+        *args,
     )
 
 
@@ -55,20 +62,28 @@ def test_record_then_replay_offline_gives_the_same_decisions(project, simulator)
     recorded = (project.path / "reports" / "steps.jsonl").read_text()
     sim.stop()
     # Replay: default record mode 'none', an unreachable base URL, no key.
-    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--base-url", "http://127.0.0.1:9/v1")
+    result = project.runpytest(
+        "--model", "sim/cycle", "--bandit-config", "quick", "--base-url", "http://127.0.0.1:9/v1"
+    )
     result.assert_outcomes(passed=1)
     assert (project.path / "reports" / "steps.jsonl").read_text() == recorded
     # cycle answers arm (rounds played mod K): the decisions are exactly 0..4, 0.
     arms = [json.loads(line)["arm"] for line in recorded.splitlines() if '"sim/cycle"' in line]
     assert arms[:6] == [0, 1, 2, 3, 4, 0]
-    result.stdout.fnmatch_lines(["*bandit-bench*", "*sim/cycle*quick*pass*", "*baseline/ucb*quick*reference*"])
+    result.stdout.fnmatch_lines(
+        ["*bandit-bench*", "*sim/cycle*quick*pass*", "*baseline/ucb*quick*reference*"]
+    )
 
 
 def test_item_ids_are_model_dash_config(project):
-    result = project.runpytest("--collect-only", "-q", "--model", "openai/gpt-4o-mini,baseline/ucb",
-                               "--bandit-config", "quick")
+    result = project.runpytest(
+        "--collect-only", "-q", "--model", "openai/gpt-4o-mini,baseline/ucb", "--bandit-config", "quick"
+    )
     result.stdout.fnmatch_lines(
-        ["test_bandit.py::test_bandit[openai/gpt-4o-mini-quick]", "test_bandit.py::test_bandit[baseline/ucb-quick]"]
+        [
+            "test_bandit.py::test_bandit[openai/gpt-4o-mini-quick]",
+            "test_bandit.py::test_bandit[baseline/ucb-quick]",
+        ]
     )
 
 
@@ -97,8 +112,9 @@ def test_stale_cassette_after_a_prompt_change_names_file_and_step(project, simul
 
 def test_threshold_failure_reports_value_interval_threshold_and_episodes(project, simulator):
     sim = simulator(always(0))
-    result = project.runpytest("--model", "sim/always", "--bandit-config", "picky", "--base-url", sim.base_url,
-                               "--record-mode=once")
+    result = project.runpytest(
+        "--model", "sim/always", "--bandit-config", "picky", "--base-url", sim.base_url, "--record-mode=once"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*best-arm rate 0.* (95% CI 0.*-0.*) is below the threshold 0.900 over 3 episodes x 6 steps*"]
@@ -107,9 +123,20 @@ def test_threshold_failure_reports_value_interval_threshold_and_episodes(project
 
 def test_declared_expected_failure_is_a_strict_xfail(project, simulator):
     sim = simulator(always(0))
-    project.makefile(".toml", pyproject=PYPROJECT + '\n[tool.bandit_bench.xfail]\n"sim/always" = ["picky", "quick"]\n')
-    result = project.runpytest("--model", "sim/always", "--bandit-config", "picky", "--bandit-config", "quick",
-                               "--base-url", sim.base_url, "--record-mode=once")
+    project.makefile(
+        ".toml", pyproject=PYPROJECT + '\n[tool.bandit_bench.xfail]\n"sim/always" = ["picky", "quick"]\n'
+    )
+    result = project.runpytest(
+        "--model",
+        "sim/always",
+        "--bandit-config",
+        "picky",
+        "--bandit-config",
+        "quick",
+        "--base-url",
+        sim.base_url,
+        "--record-mode=once",
+    )
     # picky falls short as declared (xfail); quick passes although declared: strict XPASS fails.
     result.assert_outcomes(xfailed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_bandit?sim/always-quick?*", "*XPASS(strict)*"])
@@ -124,10 +151,22 @@ def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator)
 
 def test_xdist_and_serial_runs_write_identical_reports(project, simulator):
     sim = simulator(cycle())
-    project.makefile(".toml", pyproject=PYPROJECT + '\n[tool.bandit_bench.configs.quick2]\ndesign = "BSSC~0"\n'
-                     'instance = "easy"\nhorizon = 5\nepisodes = 2\n')
-    args = ["--model", "sim/cycle,baseline/ts", "--bandit-config", "quick", "--bandit-config", "quick2",
-            "--base-url", sim.base_url, "--record-mode=once"]
+    project.makefile(
+        ".toml",
+        pyproject=PYPROJECT + '\n[tool.bandit_bench.configs.quick2]\ndesign = "BSSC~0"\n'
+        'instance = "easy"\nhorizon = 5\nepisodes = 2\n',
+    )
+    args = [
+        "--model",
+        "sim/cycle,baseline/ts",
+        "--bandit-config",
+        "quick",
+        "--bandit-config",
+        "quick2",
+        "--base-url",
+        sim.base_url,
+        "--record-mode=once",
+    ]
     project.runpytest_subprocess(*args, "-n", "2").assert_outcomes(passed=4)
     reports = project.path / "reports"
     first = {p.name: p.read_bytes() for p in reports.iterdir()}
@@ -142,12 +181,29 @@ def test_report_columns_other_tools_read(project, simulator):
     sim = simulator(cycle())
     _record(project, sim.base_url).assert_outcomes(passed=1)
     rows = json.loads((project.path / "reports" / "summary.json").read_text())
-    required = {"model", "config", "episodes", "steps", "format_compliance", "best_arm_rate",
-                "best_arm_rate_second_half", "suffix_failure_freq", "k_min_frac", "greedy_frac",
-                "median_reward", "mean_regret", "prompt_tokens", "completion_tokens", "passed"}
+    required = {
+        "model",
+        "config",
+        "episodes",
+        "steps",
+        "format_compliance",
+        "best_arm_rate",
+        "best_arm_rate_second_half",
+        "suffix_failure_freq",
+        "k_min_frac",
+        "greedy_frac",
+        "median_reward",
+        "mean_regret",
+        "prompt_tokens",
+        "completion_tokens",
+        "passed",
+    }
     assert required <= rows[0].keys()
     assert [(r["model"], r["steps"]) for r in rows] == [
-        ("sim/cycle", 18), ("baseline/greedy", 18), ("baseline/ts", 18), ("baseline/ucb", 18)
+        ("sim/cycle", 18),
+        ("baseline/greedy", 18),
+        ("baseline/ts", 18),
+        ("baseline/ucb", 18),
     ]
     step = json.loads((project.path / "reports" / "steps.jsonl").read_text().splitlines()[0])
     assert {"model", "config", "episode", "t", "arm", "reward", "valid", "raw"} <= step.keys()
@@ -155,14 +211,18 @@ def test_report_columns_other_tools_read(project, simulator):
 
 def test_options_have_ini_twins(project, simulator):
     sim = simulator(cycle())
-    project.makefile(".toml", pyproject=PYPROJECT + f"""
+    project.makefile(
+        ".toml",
+        pyproject=PYPROJECT
+        + f"""
 [tool.pytest.ini_options]
 bandit_models = ["sim/cycle"]
 bandit_configs = ["quick"]
 bandit_base_url = "{sim.base_url}"
 bandit_cassette_dir = "recorded"
 bandit_report_dir = "out"
-""")
+""",
+    )
     project.runpytest("--record-mode=once").assert_outcomes(passed=1)
     assert (project.path / "recorded" / "sim" / "cycle" / "quick" / "000.json").is_file()
     assert (project.path / "out" / "summary.csv").is_file()

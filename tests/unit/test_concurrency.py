@@ -30,7 +30,7 @@ def _run(sim, tmp: Path, concurrency: int) -> tuple[dict, dict[str, list]]:
     for p in sorted(tmp.rglob("*.json")):
         requests, responses = load_cassette(p)
         files[p.relative_to(tmp).as_posix()] = [
-            (q.body, r["body"]["string"]) for q, r in zip(requests, responses)
+            (q.body, r["body"]["string"]) for q, r in zip(requests, responses, strict=True)
         ]
     record = case_record(result)
     for traj in record["trajectories"]:
