@@ -88,14 +88,17 @@ def _opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: 
     value = config.getoption(name)
     if value is None and ini:
         raw = config.getini(ini)
-        value = cast(raw) if raw not in ("", None, []) else None
+        try:
+            value = cast(raw) if raw not in ("", None, []) else None
+        except ValueError:
+            raise SpecError(f"[tool.pytest.ini_options] {ini}", raw, f"a {cast.__name__} value") from None
     return default if value is None else value
 
 
 def _check_range(name: str, value: float | int | None, low: float, high: float | None = None) -> None:
     if value is None:
         return
-    if value < low or (high is not None and value > high):
+    if not value >= low or (high is not None and value > high):  # NaN fails the first test
         allowed = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
         raise SpecError(name, value, allowed)
 
@@ -136,18 +139,16 @@ def _build(config: pytest.Config) -> Bench:
 
     models = split_models(config.getoption("model") or config.getini("bandit_models"))
     config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
-    if models:
-        configs = resolve_configs(
-            config_names or DEFAULT_CONFIGS, settings, episodes=episodes, horizon=horizon
-        )
-        cases = build_cases(models, configs, settings)
-    else:
-        # No --model: replay what the cassette folder holds, for the configs it holds them for.
-        cases = []
-        for model in discover_models(cassette_dir):
-            names = config_names or recorded_configs(cassette_dir, model, settings.configs)
-            configs = resolve_configs(names, settings, episodes=episodes, horizon=horizon)
-            cases += build_cases([model], configs, settings)
+    # Without --bandit-config a model runs the configs it has cassettes for (its recorded
+    # benchmark), or the default quick configs when it has none yet.
+    if not models:
+        models = discover_models(cassette_dir)
+    cases = []
+    for model in models:
+        recorded = recorded_configs(cassette_dir, model, settings.configs)
+        names = config_names or recorded or list(DEFAULT_CONFIGS)
+        configs = resolve_configs(names, settings, episodes=episodes, horizon=horizon)
+        cases += build_cases([model], configs, settings)
 
     record_mode = config.getoption("record_mode", default=None) or "none"
     opts = RunOptions(

@@ -232,5 +232,5 @@ def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester):
     pytester.makepyfile(test_other="def test_ok():\n    assert True\n")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    assert "bandit-bench" not in result.stdout.str()
+    assert "= bandit-bench =" not in result.stdout.str()
     assert not Path(pytester.path, "reports").exists()
