@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,27 @@ def split_models(values: Iterable[str]) -> list[str]:
         for part in parts:
             if not part.strip():
                 raise SpecError("--model", value, "comma-separated model ids with no empty entry")
-            model = validate_model(part.strip())
+            # Not stripped: " x" is a typo, and a model id never holds a space (validate_model says so).
+            model = validate_model(part)
             if model not in out:
+                _check_distinct_folder("--model", model, out, _model_folder)
                 out.append(model)
     return out
+
+
+def _model_folder(model: str) -> str:
+    return "/".join(safe_component(p) for p in model.split("/") if p)
+
+
+def _check_distinct_folder(
+    field: str, name: str, others: Iterable[str], folder: Callable[[str], str]
+) -> None:
+    """Two cases must never share cassette files (``a~b`` and ``atb`` both map to ``atb``)."""
+    for other in others:
+        if folder(other) == folder(name):
+            raise SpecError(
+                field, name, f"a name whose cassette folder differs from that of {other!r} ({folder(name)})"
+            )
 
 
 def discover_models(cassette_dir: Path) -> list[str]:
@@ -51,7 +68,8 @@ def discover_models(cassette_dir: Path) -> list[str]:
 
 def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConfig]) -> list[str]:
     base = cassette_dir.joinpath(*[safe_component(p) for p in model.split("/")])
-    return [name for name, cfg in configs.items() if (base / cfg.file_name).is_dir()]
+    # The folder name cassette_path writes (safe_component), not file_name, which keeps "+".
+    return [name for name, cfg in configs.items() if (base / safe_component(cfg.name)).is_dir()]
 
 
 def resolve_configs(
@@ -71,6 +89,7 @@ def resolve_configs(
             )
         cfg = settings.configs[name].with_overrides(episodes=episodes, horizon=horizon)
         if cfg not in out:
+            _check_distinct_folder("--bandit-config", name, [c.name for c in out], safe_component)
             out.append(cfg)
     return out
 

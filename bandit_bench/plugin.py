@@ -91,7 +91,8 @@ def _opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: 
         try:
             value = cast(raw) if raw not in ("", None, []) else None
         except ValueError:
-            raise SpecError(f"[tool.pytest.ini_options] {ini}", raw, f"a {cast.__name__} value") from None
+            allowed = "an integer" if cast is int else "a number"
+            raise SpecError(f"[tool.pytest.ini_options] {ini}", raw, allowed) from None
     return default if value is None else value
 
 
@@ -139,6 +140,7 @@ def _build(config: pytest.Config) -> Bench:
 
     models = split_models(config.getoption("model") or config.getini("bandit_models"))
     config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
+    resolve_configs(config_names, settings)  # a misspelt name stops the run even with no case to run
     # Without --bandit-config a model runs the configs it has cassettes for (its recorded
     # benchmark), or the default quick configs when it has none yet.
     if not models:

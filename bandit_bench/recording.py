@@ -94,13 +94,37 @@ def _scrub_uri(uri: str) -> str:
 
 def _is_recordable(status: int, content: bytes) -> bool:
     """Only successful chat completions are worth replaying; errors are retried, never stored."""
-    if not 200 <= status < 300:
-        return False
+    return 200 <= status < 300 and _unusable_reason(content) is None
+
+
+def _unusable_reason(content: bytes) -> str | None:
+    """Why a 2xx body is not a chat completion (None when it is one)."""
     try:
         data = json.loads(content)
     except ValueError:
-        return False
-    return isinstance(data, dict) and bool(data.get("choices"))
+        return "the body is not JSON"
+    if not isinstance(data, dict) or not data.get("choices"):
+        return "no 'choices' in the body"
+    return None
+
+
+class UnusableResponse(Exception):
+    """Marker of a 2xx answer that is not a chat completion (a proxy's HTML page, no choices).
+
+    Raised while recording as an ``httpx2`` transport error (see :func:`_unusable_response`), so
+    the openai client retries it with its own backoff like a reset connection; never recorded.
+    """
+
+
+@functools.cache
+def _unusable_response_class() -> type[httpx2.RemoteProtocolError]:
+    import httpx2
+
+    return type("UnusableResponseError", (UnusableResponse, httpx2.RemoteProtocolError), {})
+
+
+def _unusable_response(message: str, request: httpx2.Request) -> Exception:
+    return _unusable_response_class()(message, request=request)
 
 
 def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -111,13 +135,35 @@ def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     try:
         text = path.read_text(encoding="utf-8")
         loaded = deserialize(text, jsonserializer)
-        requests, responses = loaded[0], loaded[1]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        requests, responses = list(loaded[0]), list(loaded[1])
+        for i, (req, resp) in enumerate(zip(requests, responses, strict=True)):
+            _check_interaction(i, req, resp)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise CorruptCassetteError(
             f"cassette {path} is unreadable or not a vcrpy JSON cassette ({type(err).__name__}: {err}). "
             "Delete it, or re-record it with --record-mode=rewrite."
         ) from None
-    return list(requests), list(responses)
+    return requests, responses
+
+
+def _check_interaction(i: int, req: Any, resp: Any) -> None:
+    """What replay reads must have the right types: a damaged file fails here, naming itself."""
+    if not (
+        isinstance(req.method, str)
+        and isinstance(req.uri, str)
+        and isinstance(req.body, (bytes, str, type(None)))
+    ):
+        raise ValueError(f"interaction {i + 1}: the request needs a method, a uri and a body")
+    ok = (
+        isinstance(resp, dict)
+        and isinstance(resp.get("status"), dict)
+        and isinstance(resp["status"].get("code"), int)
+        and isinstance(resp.get("body"), dict)
+        and isinstance(resp["body"].get("string"), (bytes, str))
+        and isinstance(resp.get("headers", {}), dict)
+    )
+    if not ok:
+        raise ValueError(f"interaction {i + 1}: the response needs status.code, headers and body.string")
 
 
 def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
@@ -234,6 +280,14 @@ class CassetteTransport:
         content = response.read()
         if _is_recordable(response.status_code, content):
             self._append(request, body_bytes, response, content)
+        elif 200 <= response.status_code < 300:
+            why = _unusable_reason(content)
+            excerpt = content[:200].decode("utf-8", "replace")
+            raise _unusable_response(
+                f"HTTP {response.status_code} from {request.url} is not a chat completion "
+                f"({why}): {excerpt!r}",
+                request,
+            )
         headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS]
         return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
 
@@ -246,7 +300,8 @@ class CassetteTransport:
         self._requests.append(Request(request.method, _scrub_uri(str(request.url)), body, headers))
         resp_headers: dict[str, list[str]] = {}
         for k, v in response.headers.items():
-            if k.lower() not in _DROPPED_RESPONSE_HEADERS:
+            # Replay needs none of a response's credential-like headers (www-authenticate, ...).
+            if k.lower() not in _DROPPED_RESPONSE_HEADERS and not _SECRET_QUERY.search(k):
                 resp_headers.setdefault(k, []).append(v)
         self._responses.append(
             {

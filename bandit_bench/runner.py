@@ -49,7 +49,7 @@ def validate_model(model: str) -> str:
     """Any ``provider/name`` (or a local server's bare name) is an API id; ``baseline/*`` must exist."""
     from .agents.baselines import BASELINES
 
-    if not isinstance(model, str) or not model.strip() or model != model.strip() or " " in model:
+    if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
         raise SpecError("--model", model, "a model id such as openai/gpt-4o-mini or baseline/ucb (no spaces)")
     if model.startswith("/") or model.endswith("/") or "//" in model:
         raise SpecError("--model", model, "provider/name, e.g. openai/gpt-4o-mini (no empty parts)")

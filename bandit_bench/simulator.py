@@ -15,9 +15,10 @@ import hashlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,7 +73,7 @@ def cycle() -> Policy:
     return policy
 
 
-def scripted(replies: list[SimReply | str]) -> Policy:
+def scripted(replies: Sequence[SimReply | str]) -> Policy:
     """Replies in order; fails loudly when the script runs out (a test asked for more calls)."""
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
@@ -105,6 +106,8 @@ class Simulator:
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        # Exceptions raised while answering (a policy that ran out of script, say), for tests to check.
+        self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -127,6 +130,11 @@ class Simulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Without this, headers and body go out in two packets and delayed ACKs add ~40 ms.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
                 pass
@@ -170,7 +178,7 @@ class Simulator:
                 if reply.status != 200:
                     self._send(
                         reply.status,
-                        {"error": {"message": "simulated fault", "code": reply.status}},
+                        {"error": {"message": reply.content or "simulated fault", "code": reply.status}},
                         reply.headers,
                     )
                     return
@@ -225,9 +233,25 @@ class Simulator:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bandit-sim", daemon=True)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            # stop() returns at once: a handler still sleeping through a scripted delay is not waited for.
+            block_on_close = False
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                err = sys.exc_info()[1]
+                if isinstance(err, (BrokenPipeError, ConnectionResetError)):
+                    return  # the client gave up on this request (its timeout): expected in fault tests
+                if err is not None:
+                    with sim._lock:
+                        sim.errors.append(err)
+                super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        # A short poll interval: stop() waits for the serving loop to notice (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="bandit-sim", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -21,6 +21,7 @@ class SpecError(ValueError):
         self.field = field_name
         self.value = value
         self.allowed = allowed
+        self.hint = hint
         msg = f"{field_name}: got {value!r}; expected {allowed}"
         if hint:
             msg += f". {hint}"
@@ -266,6 +267,16 @@ _CONFIG_KEYS = {
 def config_from_table(name: str, table: Mapping[str, Any]) -> CaseConfig:
     """Build a config from a ``[tool.bandit_bench.configs.NAME]`` table."""
     where = f"[tool.bandit_bench.configs.{name!r}]"
+    try:
+        return _config_from_table(name, table, where)
+    except SpecError as err:
+        if err.field.startswith(where):
+            raise
+        # A field's own check (k, delta, design...) does not know which table it came from.
+        raise SpecError(f"{where}.{err.field}", err.value, err.allowed, err.hint) from None
+
+
+def _config_from_table(name: str, table: Mapping[str, Any], where: str) -> CaseConfig:
     if not isinstance(table, Mapping):
         raise SpecError(where, table, "a table of config fields")
     unknown = set(table) - _CONFIG_KEYS

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..parsing import parse_reply
 from ..prompts import answer_grammar, render_messages
-from ..recording import CassetteError
+from ..recording import CassetteError, UnusableResponse
 from ..specs import DesignSpec
 from .base import AgentError, Decision, EpisodeContext
 
@@ -82,45 +82,20 @@ class LLMAgent:
         return params
 
     def choose(self, history: Sequence[tuple[int, int]], ctx: EpisodeContext) -> Decision:
-        import openai
-
         params = self.request_params(history, ctx)
         if self.before_request is not None:
             self.before_request()
         start = time.perf_counter()
         try:
-            completion = self.client.chat.completions.create(**params)
-        except CassetteError as err:
-            # The transport's own errors reach us unwrapped: they are not network faults.
-            raise AgentError(str(err)) from None
-        except openai.APIStatusError as err:
-            raise AgentError(
-                f"model {self.model}: HTTP {err.status_code} from {err.request.url} after "
-                f"{self.client.max_retries} retries: {_short(err.message)}"
-            ) from None
-        except openai.APIConnectionError as err:
-            cause = err.__cause__
-            if isinstance(cause, CassetteError):
-                raise AgentError(str(cause)) from None
-            kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
-            raise AgentError(
-                f"model {self.model}: request to {err.request.url} {kind} after "
-                f"{self.client.max_retries} retries ({type(cause).__name__ if cause else 'no detail'}). "
-                "Check --base-url and the network, or raise --max-retries / --request-timeout."
-            ) from None
-        except openai.OpenAIError as err:
-            raise AgentError(f"model {self.model}: {type(err).__name__}: {_short(str(err))}") from None
-        except ValueError as err:
-            # The client failed to decode a 200 whose body is not JSON.
-            raise AgentError(f"model {self.model}: the response was not JSON: {_short(str(err))}") from None
+            completion = self._create(params)
+        except AgentError as err:
+            # Error bodies are quoted in the message, and some servers echo the key they were sent.
+            raise AgentError(_redact(str(err), self.client.api_key)) from None
         latency = time.perf_counter() - start
-        choices = getattr(completion, "choices", None)
-        if not choices:
-            raise AgentError(
-                f"model {self.model}: HTTP 200 without 'choices' (the provider returned no answer)"
-            )
-        choice = choices[0]
+        choice = completion.choices[0]
         content = choice.message.content if choice.message is not None else None
+        if isinstance(content, str):
+            content = _valid_unicode(content)
         parsed = parse_reply(
             content,
             ctx.arm_names,
@@ -140,6 +115,80 @@ class LLMAgent:
             latency=latency,
             cost=float(cost) if isinstance(cost, (int, float)) else None,
         )
+
+    def _create(self, params: dict[str, Any]) -> Any:
+        """A completion with at least one choice, or :class:`AgentError` naming status and model."""
+        import openai
+
+        def clean(text: str, limit: int = 300) -> str:
+            # Redacted before it is cut short, so that no prefix of the key survives either.
+            return _short(_redact(text, self.client.api_key), limit)
+
+        try:
+            completion = self.client.chat.completions.create(**params)
+        except CassetteError as err:
+            # The transport's own errors reach us unwrapped: they are not network faults.
+            raise AgentError(str(err)) from None
+        except openai.APIStatusError as err:
+            retried = err.status_code in _RETRIED_STATUSES or err.status_code >= 500
+            raise AgentError(
+                f"model {self.model}: HTTP {err.status_code} from {err.request.url}"
+                + (f" after {self.client.max_retries} retries" if retried else " (not retried)")
+                + f": {clean(err.message)}"
+            ) from None
+        except openai.APIConnectionError as err:
+            cause = err.__cause__
+            if isinstance(cause, CassetteError):
+                raise AgentError(str(cause)) from None
+            if isinstance(cause, UnusableResponse):
+                raise AgentError(
+                    f"model {self.model}: {clean(str(cause))} after {self.client.max_retries} retries"
+                ) from None
+            kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
+            raise AgentError(
+                f"model {self.model}: request to {err.request.url} {kind} after "
+                f"{self.client.max_retries} retries ({type(cause).__name__ if cause else 'no detail'}). "
+                "Check --base-url and the network, or raise --max-retries / --request-timeout."
+            ) from None
+        except openai.OpenAIError as err:
+            raise AgentError(f"model {self.model}: {type(err).__name__}: {clean(str(err))}") from None
+        except ValueError as err:
+            # The client failed to decode a 200 whose body is not JSON.
+            raise AgentError(f"model {self.model}: the response was not JSON: {clean(str(err))}") from None
+        if isinstance(completion, str):
+            # The client hands back the text of a 200 that is not JSON (an HTML error page).
+            raise AgentError(
+                f"model {self.model}: HTTP 200 whose body is not JSON: {clean(completion, 200)!r}"
+            )
+        if not getattr(completion, "choices", None):
+            raise AgentError(
+                f"model {self.model}: HTTP 200 without 'choices' (the provider returned no answer)"
+            )
+        return completion
+
+
+# Statuses the openai client retries, besides every 5xx.
+_RETRIED_STATUSES = (408, 409, 429)
+
+
+def _valid_unicode(text: str) -> str:
+    """Lone surrogates (a reply cut inside an emoji by a UTF-16 server) become U+FFFD.
+
+    JSON carries them as escapes, but no UTF-8 file can hold them: left as they are, they would
+    crash the report writer at the end of a paid run.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _redact(text: str, secret: str | None) -> str:
+    """The API key never leaves in a message, even when an error body quotes it back."""
+    if secret and secret != REPLAY_PLACEHOLDER_KEY and len(secret) >= 8:
+        return text.replace(secret, "[redacted]")
+    return text
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -31,7 +31,7 @@ min_best_arm_rate = 0.9
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_bandit=BENCH_TEST)
+    pytester.makepyfile(test_bench_case=BENCH_TEST)
     pytester.makefile(".toml", pyproject=PYPROJECT)
     return pytester
 
@@ -81,8 +81,8 @@ def test_item_ids_are_model_dash_config(project):
     )
     result.stdout.fnmatch_lines(
         [
-            "test_bandit.py::test_bandit[openai/gpt-4o-mini-quick]",
-            "test_bandit.py::test_bandit[baseline/ucb-quick]",
+            "test_bench_case.py::test_bandit[openai/gpt-4o-mini-quick]",
+            "test_bench_case.py::test_bandit[baseline/ucb-quick]",
         ]
     )
 
@@ -146,7 +146,7 @@ def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator)
     sim = simulator(cycle())
     _record(project, sim.base_url).assert_outcomes(passed=1)
     result = project.runpytest("--collect-only", "-q")
-    result.stdout.fnmatch_lines(["test_bandit.py::test_bandit[sim/cycle-quick]"])
+    result.stdout.fnmatch_lines(["test_bench_case.py::test_bandit[sim/cycle-quick]"])
 
 
 def test_xdist_and_serial_runs_write_identical_reports(project, simulator):

@@ -1,0 +1,286 @@
+"""Hostile replies end to end: simulator -> real openai client -> cassette -> parser -> trajectory.
+
+tests/unit/test_parsing.py pins the parser on strings; here the same kinds of replies travel as
+real HTTP answers (JSON escapes, NUL bytes, 100 KB bodies, ``null`` content, a tool call) through
+``run_case`` while recording, then again from the cassette with no server at all. Each step must
+get exactly the classification of the parsing rules, nothing may raise, every invalid step
+counts against format compliance and keeps its raw reply, and the arm the harness pulls for an
+invalid step is the episode's own seeded draw.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_bench.bandit import draw_instance
+from bandit_bench.episode import Trajectory
+from bandit_bench.evaluation import case_record
+from bandit_bench.report import write_reports
+from bandit_bench.runner import RunOptions, run_case
+from bandit_bench.simulator import SimReply, Simulator, scripted
+from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+
+RAMBLE = "Let me weigh exploration against exploitation once more. " * 1800
+assert len(RAMBLE) > 100_000
+DIST_OK = "blue:0.2,green:0.2,red:0.2,yellow:0.2,purple:0.2"
+TOOL_CALL_RAW = '[tool call] press({"button": "blue"})'
+UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: a replay that tried the network would fail
+
+
+@dataclass(frozen=True)
+class Hostile:
+    id: str
+    reply: SimReply
+    valid: bool
+    reason: str
+    arm: int | None = None  # the arm asked for (one-arm designs)
+    distribution: tuple[float, ...] | None = None  # the normalised weights (D designs)
+    raw: str | None = "same"  # what the trajectory keeps; "same" = the reply's content
+
+
+def _h(
+    id: str,
+    content: str | None,
+    reason: str = "",
+    arm: int | None = None,
+    *,
+    finish: str = "stop",
+    distribution: tuple[float, ...] | None = None,
+) -> Hostile:
+    valid = reason == ""
+    return Hostile(id, SimReply(content, finish_reason=finish), valid, reason, arm, distribution)
+
+
+# The paper's hard instance: K=5, arms blue, green, red, yellow, purple (indices 0-4).
+SINGLE: list[Hostile] = [
+    # answers a lenient reader must take
+    _h("plain", "<Answer>blue</Answer>", arm=0),
+    _h("tag-lower-arm-upper", "<answer>GREEN</answer>", arm=1),
+    _h("tag-mixed-case-pair", "<ANSWER>Red</Answer>", arm=2),
+    _h("newlines-in-tag", "<Answer>\n  yellow \n\t</Answer>", arm=3),
+    _h("markdown-bold-around", "**<Answer>purple</Answer>**", arm=4),
+    _h("markdown-code-fence", "```xml\n<Answer>\nred\n</Answer>\n```", arm=2),
+    _h("two-tags-last-wins", "<Answer>blue</Answer> no wait <Answer>red</Answer>", arm=2),
+    _h("think-block-then-answer", "<think><Answer>blue</Answer></think>\n<Answer>green</Answer>", arm=1),
+    _h("nested-tags", "<Answer><Answer>yellow</Answer></Answer>", arm=3),
+    _h("ramble-100kb-then-tag", RAMBLE + "<Answer>green</Answer>", arm=1),
+    _h("nul-bytes-after", "<Answer>red</Answer>\x00\x00", arm=2),
+    _h("length-but-complete", "<Answer>purple</Answer>", arm=4, finish="length"),
+    _h("content-filter-finish", "<Answer>blue</Answer>", arm=0, finish="content_filter"),
+    # no usable tag
+    _h("no-tag", "I choose red.", "no-tag"),
+    _h("empty-string", "", "empty"),
+    _h("null-content", None, "empty"),
+    _h("whitespace-only", "  \n\t ", "empty"),
+    _h("ramble-100kb-no-tag", RAMBLE, "no-tag"),
+    _h("refusal", "I'm sorry, but I can't help with choosing buttons.", "no-tag"),
+    _h("smollm2-observed", "I'm ready to help. What's the next question?", "no-tag"),
+    _h("json-answer", '{"answer": "red"}', "no-tag"),
+    _h("tag-with-attributes", '<Answer type="arm">red</Answer>', "no-tag"),
+    _h("spaces-in-brackets", "< Answer >red</ Answer >", "no-tag"),
+    _h("html-escaped-tag", "&lt;Answer&gt;red&lt;/Answer&gt;", "no-tag"),
+    _h("reversed-tags", "</Answer>red<Answer>", "no-tag"),
+    _h("unclosed-stop", "<Answer>red", "no-tag"),
+    _h("cut-before-any-tag", "Let me think step by step", "no-tag", finish="length"),
+    # cut off by max_tokens part way through an answer
+    _h("length-mid-content", "<Answer>gre", "truncated", finish="length"),
+    _h("length-mid-closing-tag", "<Answer>red</Ans", "truncated", finish="length"),
+    _h("length-mid-opening-tag", "Thinking it over... <Ans", "truncated", finish="length"),
+    _h(
+        "length-mid-revision", "<Answer>red</Answer> Actually, wait: <Answer>gr", "truncated", finish="length"
+    ),
+    _h("ramble-100kb-length", RAMBLE + "<Answer>", "truncated", finish="length"),
+    # a tag holding something that is not one of this instance's arms
+    _h("empty-tag", "<Answer></Answer>", "empty-tag"),
+    _h("blank-tag", "<Answer> \n </Answer>", "empty-tag"),
+    _h("placeholder-COLOR", "<Answer>COLOR</Answer>", "unknown-arm"),
+    _h("placeholder-explained", "<Answer>COLOR</Answer> where COLOR is red", "unknown-arm"),
+    _h("last-tag-invalid", "<Answer>red</Answer> then <Answer>COLOR</Answer>", "unknown-arm"),
+    _h("arm-of-k10-instance", "<Answer>orange</Answer>", "unknown-arm"),
+    _h("advertisement-name", "<Answer>A</Answer>", "unknown-arm"),
+    _h("arm-with-unit", "<Answer>blue button</Answer>", "unknown-arm"),
+    _h("markdown-inside-tag", "<Answer>**red**</Answer>", "unknown-arm"),
+    _h("quoted-inside-tag", '<Answer>"red"</Answer>', "unknown-arm"),
+    _h("trailing-period", "<Answer>red.</Answer>", "unknown-arm"),
+    _h("two-arms-in-tag", "<Answer>red, blue</Answer>", "unknown-arm"),
+    _h("index-not-name", "<Answer>2</Answer>", "unknown-arm"),
+    _h("cyrillic-e-look-alike", "<Answer>blu\u0435</Answer>", "unknown-arm"),
+    _h("greek-omicron-look-alike", "<Answer>y\u0435ll\u03bfw</Answer>", "unknown-arm"),
+    _h("fullwidth-letters", "<Answer>\uff52\uff45\uff44</Answer>", "unknown-arm"),
+    _h("zero-width-space", "<Answer>re\u200bd</Answer>", "unknown-arm"),
+    _h("emoji", "<Answer>\U0001f534</Answer>", "unknown-arm"),
+    _h("distribution-in-one-arm-design", f"<Answer>{DIST_OK}</Answer>", "unknown-arm"),
+    # what a model sends instead of text
+    Hostile("tool-call-instead-of-content", SimReply(tool_call=True), False, "empty", raw=TOOL_CALL_RAW),
+    # a UTF-16 server cutting an emoji in half: the JSON escape \ud83d is a lone surrogate; it is kept
+    # as U+FFFD so that every file of the run can still be written as UTF-8
+    Hostile(
+        "lone-surrogate",
+        SimReply("<Answer>red\ud83d</Answer>"),
+        False,
+        "unknown-arm",
+        raw="<Answer>red\ufffd</Answer>",
+    ),
+]
+
+UNIFORM = (0.2, 0.2, 0.2, 0.2, 0.2)
+DIST: list[Hostile] = [
+    _h("dist-ok", f"<Answer>{DIST_OK}</Answer>", distribution=UNIFORM),
+    _h(
+        "dist-one-hot",
+        "<Answer>blue:0,green:0,red:1,yellow:0,purple:0</Answer>",
+        distribution=(0, 0, 1, 0, 0),
+    ),
+    _h(
+        "dist-spaces-case-order",
+        "<Answer> PURPLE : 3 , Green:1, red :0 ,yellow: 0,blue:0 </Answer>",
+        distribution=(0.0, 0.25, 0.0, 0.0, 0.75),
+    ),
+    _h(
+        "dist-negative-weight",
+        "<Answer>blue:-0.2,green:0.4,red:0.4,yellow:0.2,purple:0.2</Answer>",
+        "negative-weight",
+    ),
+    _h(
+        "dist-missing-arm",
+        "<Answer>blue:0.25,green:0.25,red:0.25,yellow:0.25</Answer>",
+        "malformed-distribution",
+    ),
+    _h(
+        "dist-missing-weight",
+        "<Answer>blue:,green:0.25,red:0.25,yellow:0.25,purple:0.25</Answer>",
+        "malformed-distribution",
+    ),
+    _h("dist-all-zero", "<Answer>blue:0,green:0,red:0,yellow:0,purple:0.0</Answer>", "zero-distribution"),
+    _h(
+        "dist-nan",
+        "<Answer>blue:nan,green:0.2,red:0.2,yellow:0.2,purple:0.2</Answer>",
+        "malformed-distribution",
+    ),
+    _h(
+        "dist-percent",
+        "<Answer>blue:20%,green:20%,red:20%,yellow:20%,purple:20%</Answer>",
+        "malformed-distribution",
+    ),
+    _h("dist-placeholder", "<Answer>DIST</Answer>", "malformed-distribution"),
+    _h("dist-single-arm", "<Answer>red</Answer>", "malformed-distribution"),
+    _h(
+        "dist-duplicate-arm",
+        "<Answer>blue:0.5,BLUE:0.1,green:0.1,red:0.1,yellow:0.1,purple:0.1</Answer>",
+        "malformed-distribution",
+    ),
+    _h(
+        "dist-unknown-arm",
+        "<Answer>orange:0.2,green:0.2,red:0.2,yellow:0.2,purple:0.2</Answer>",
+        "unknown-arm",
+    ),
+    _h("dist-no-tag", DIST_OK, "no-tag"),
+    _h("dist-length-mid-weights", "<Answer>blue:0.2,green:0.", "truncated", finish="length"),
+    _h("dist-empty-tag", "<Answer> </Answer>", "empty-tag"),
+]
+
+CORPORA = {"one-arm-BNRN0": ("BNRN0", SINGLE), "distribution-BNRND": ("BNRND", DIST)}
+
+
+def test_the_corpus_is_large_and_covers_every_failure_reason() -> None:
+    everything = SINGLE + DIST
+    assert len(SINGLE) >= 40
+    assert len({h.id for h in everything}) == len(everything)
+    reasons = {h.reason for h in everything if not h.valid}
+    assert reasons == {
+        "empty",
+        "no-tag",
+        "empty-tag",
+        "unknown-arm",
+        "malformed-distribution",
+        "negative-weight",
+        "zero-distribution",
+        "truncated",
+    }
+
+
+def _config(design: str, horizon: int) -> CaseConfig:
+    # Thresholds left at the default 0.9: the corpus is meant to fall below it.
+    return CaseConfig(
+        name="hostile",
+        design=DesignSpec.parse(design),
+        instance=InstanceSpec(k=5, delta=0.2, horizon=horizon),
+        run=RunSpec(episodes=1, seed=0),
+    )
+
+
+def _expected_arms(config: CaseConfig, corpus: list[Hostile]) -> list[int]:
+    """The arms the harness must pull: asked-for arms, else draws of the episode's own generator."""
+    _, harness, _ = draw_instance(config.instance, config.run.seed, 0)
+    arms = []
+    for h in corpus:
+        if h.valid and h.distribution is not None:
+            arms.append(int(harness.choice(config.instance.k, p=np.asarray(h.distribution))))
+        elif h.valid:
+            assert h.arm is not None
+            arms.append(h.arm)
+        else:
+            arms.append(int(harness.integers(config.instance.k)))
+    return arms
+
+
+def _expected_raw(h: Hostile) -> str | None:
+    return h.reply.content if h.raw == "same" else h.raw
+
+
+def _check_steps(traj: Trajectory, config: CaseConfig, corpus: list[Hostile]) -> None:
+    assert traj.error is None
+    assert len(traj.steps) == len(corpus)
+    instance, _, _ = draw_instance(config.instance, config.run.seed, 0)
+    arms = _expected_arms(config, corpus)
+    for step, h, arm in zip(traj.steps, corpus, arms, strict=True):
+        assert (step.valid, step.reason) == (h.valid, h.reason), h.id
+        assert step.raw == _expected_raw(h), h.id
+        assert step.arm == arm, h.id
+        assert step.reward == instance.pull(step.t, arm), h.id
+
+
+@pytest.mark.parametrize("corpus_id", list(CORPORA))
+def test_hostile_replies_through_the_real_client_record_and_replay(tmp_path: Path, corpus_id: str) -> None:
+    design, corpus = CORPORA[corpus_id]
+    config = _config(design, len(corpus))
+    cassettes = tmp_path / "cassettes"
+    with Simulator(scripted([h.reply for h in corpus])) as sim:
+        recorded = run_case(
+            "sim/hostile",
+            config,
+            RunOptions(base_url=sim.base_url, api_key="sk-test", cassette_dir=cassettes, record_mode="once"),
+        )
+        assert sim.calls == len(corpus)  # one request per step: no reply was retried or dropped
+        assert sim.errors == []
+    [traj] = recorded.trajectories
+    _check_steps(traj, config, corpus)
+    assert (recorded.recorded, recorded.replayed) == (len(corpus), 0)
+
+    # Invalid steps count against compliance, and are not errors: the case fails on its threshold.
+    record = case_record(recorded)
+    n_valid = sum(h.valid for h in corpus)
+    assert record["errors"] == []
+    assert record["metrics"]["format_compliance"]["value"] == n_valid / len(corpus)
+    assert record["passed"] is False
+    [failure] = [f for f in record["failures"] if f.startswith("format compliance")]
+    assert f"format compliance {n_valid / len(corpus):.3f}" in failure
+    assert "below the threshold 0.900 over 1 episodes" in failure
+
+    # The cassette alone gives back every reply, byte for byte, and the same decisions.
+    replayed = run_case("sim/hostile", config, RunOptions(base_url=UNREACHABLE, cassette_dir=cassettes))
+    assert (replayed.recorded, replayed.replayed) == (0, len(corpus))
+    _check_steps(replayed.trajectories[0], config, corpus)
+
+    # The report keeps each step's raw reply, verdict and reason (steps.jsonl is UTF-8 JSON lines).
+    paths = write_reports([record], tmp_path / "reports")
+    lines = paths["steps.jsonl"].read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(r["t"], r["valid"], r["reason"], r["raw"]) for r in rows] == [
+        (t, h.valid, h.reason, _expected_raw(h)) for t, h in enumerate(corpus)
+    ]
