@@ -15,12 +15,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .agents.base import Agent, AgentError
-from .bandit import draw_instance
-from .episode import Trajectory, run_episode
-from .prompts import arm_names
+from .agents.base import AgentError
 from .specs import CaseConfig, SpecError
+
+if TYPE_CHECKING:
+    from .agents.base import Agent
+    from .episode import Trajectory
 
 BASELINE_PREFIX = "baseline/"
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -106,6 +108,11 @@ def _episode(
     limiter: RateLimiter | None,
     counter: Callable[[], None],
 ) -> tuple[Trajectory, int, int]:
+    # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
+    from .bandit import draw_instance
+    from .episode import Trajectory, run_episode
+    from .prompts import arm_names
+
     instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
     names = arm_names(config.design.scenario, config.instance.k)
     if is_baseline(model):

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import matplotlib
 import pytest
 
 from bandit_bench.simulator import Policy, Simulator
+
+# pytester's in-process runs drop the modules first imported inside them; libraries imported
+# anew in the same process then disagree with themselves (pandas' JSON writer, matplotlib's
+# classes, httpx2's map of httpcore2 exceptions). Everything the plugin imports lazily is
+# therefore imported once, here, with the lazy parts of the HTTP stack exercised.
+matplotlib.use("Agg")
+
+import httpcore2  # noqa: E402, F401
+import httpx2  # noqa: E402
+import matplotlib.pyplot  # noqa: E402, F401
+import openai  # noqa: E402
+import pandas  # noqa: E402, F401
+import vcr.request  # noqa: E402, F401
+import vcr.serialize  # noqa: E402, F401
+
+import bandit_bench.collector  # noqa: E402, F401
+import bandit_bench.evaluation  # noqa: E402, F401
+import bandit_bench.report  # noqa: E402, F401
+import bandit_bench.runner  # noqa: E402, F401
+
+openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=httpx2.HTTPTransport())).close()
 
 pytest_plugins = ["pytester"]
 
