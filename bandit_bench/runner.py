@@ -83,8 +83,12 @@ class RateLimiter:
             time.sleep(delay)
 
 
-def record_command(model: str, config: CaseConfig) -> str:
-    return f"OPENROUTER_API_KEY=... pytest --model {model} --bandit-config '{config.name}' --record-mode=once"
+def record_command(model: str, config: CaseConfig, base_url: str = DEFAULT_BASE_URL) -> str:
+    """The command that records a case: with the key for OpenRouter, with --base-url elsewhere."""
+    cmd = f"pytest --model {model} --bandit-config '{config.name}' --record-mode=once"
+    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return f"OPENROUTER_API_KEY=... {cmd}"
+    return f"{cmd} --base-url {base_url} (with the server running; set OPENAI_API_KEY if it needs a key)"
 
 
 @dataclass
@@ -125,7 +129,7 @@ def _episode(
     from .recording import CassetteError, cassette_path, make_transport
 
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
-    hint = f"To record it: {record_command(model, config)}"
+    hint = f"To record it: {record_command(model, config, opts.base_url)}"
     try:
         inner = None
         if opts.record_mode != "none":
