@@ -236,8 +236,11 @@ def _preset(design: str, instance: str, horizon: int, episodes: int, **kw: Any) 
 
 def _builtin_configs() -> dict[str, CaseConfig]:
     configs = [
-        _preset("BNRN0", "hard", 100, 10),
-        _preset("BSSC~0", "hard", 100, 10),
+        # At T = 100 on the hard instance UCB, TS and Greedy pick the best arm 45-53% of the time
+        # (bandit-bench baselines); 0.4 asks a model to be in their league. At T = 25 even UCB
+        # cannot concentrate yet, so the quick presets only hold format compliance.
+        _preset("BNRN0", "hard", 100, 10, min_best_arm_rate=0.4),
+        _preset("BSSC~0", "hard", 100, 10, min_best_arm_rate=0.4),
         _preset("BNRN0", "hard", 25, 5),
         _preset("BSSC~0", "hard", 25, 5),
         _preset("BNSN0", "hard", 25, 5, constrained=True),
