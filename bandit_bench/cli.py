@@ -105,10 +105,78 @@ def _add_baselines(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=_cmd_baselines)
 
 
+# ---------------------------------------------------------------------------- report, compare
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import ReportDirError, rerender_reports
+
+    try:
+        paths = rerender_reports(Path(args.dir))
+    except ReportDirError as err:
+        print(f"bandit-bench report: {err}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report",
+        help="re-render report.md and report.html of a report folder",
+        description="Write report.md and report.html again from the folder's summary.json and "
+        "steps.jsonl, without running anything.",
+    )
+    p.add_argument("dir", metavar="DIR", help="a report folder written by a pytest run (e.g. reports/)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .compare import compare_dirs
+    from .report import ReportDirError
+
+    if not args.tolerance >= 0:
+        raise SpecError("--tolerance", args.tolerance, "a number >= 0 (an absolute change, e.g. 0.05)")
+    try:
+        outcome = compare_dirs(Path(args.old), Path(args.new), tolerance=args.tolerance)
+    except ReportDirError as err:
+        print(f"bandit-bench compare: {err}", file=sys.stderr)
+        return 2
+    print(outcome.text)
+    return 1 if outcome.regressed else 0
+
+
+def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two report folders; exit 1 on a significant regression",
+        description="For each model x config in both folders, compare format compliance, best-arm "
+        "rate and SuffFailFreq(T/2) episode by episode (same seeds, same instances) with a one-sided "
+        "paired sign-flip permutation test. Exit 1 when a metric got worse by more than the "
+        "tolerance with p < 0.05, 0 otherwise, 2 when a folder cannot be read.",
+    )
+    p.add_argument("old", metavar="OLD", help="the earlier report folder (the reference)")
+    p.add_argument("new", metavar="NEW", help="the later report folder (the one under test)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="absolute worsening allowed before a significant change counts (default 0.05)",
+    )
+    p.set_defaults(func=_cmd_compare)
+
+
 # ---------------------------------------------------------------------------- entry point
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_baselines,
+    _add_report,
+    _add_compare,
 ]
 
 
@@ -137,6 +205,68 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bandit-bench {args.command}: {err}", file=sys.stderr)
         return 2
     return code
+
+
+# ---------------------------------------------------------------------------- record-local
+
+
+def _cmd_record_local(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .local_server import RECORD_CONFIGS, LocalServerError, record_local
+
+    try:
+        return record_local(
+            venv=Path(args.venv),
+            configs=args.bandit_config or RECORD_CONFIGS,
+            episodes=args.episodes,
+            workers=args.workers,
+            record_mode=args.record_mode,
+            port=args.port,
+        )
+    except LocalServerError as err:
+        print(f"bandit-bench record-local: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bandit-bench record-local: interrupted; the server was stopped", file=sys.stderr)
+        return 130
+
+
+def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .local_server import DEFAULT_VENV, PYTHON_ENV_VAR, RECORD_CONFIGS
+
+    p = sub.add_parser(
+        "record-local",
+        help="record cassettes of SmolLM2-135M-Instruct behind a local llama.cpp server",
+        description="Install llama-cpp-python[server] and the SmolLM2 weights when missing, start "
+        "the server on 127.0.0.1, record the configs as local/smollm2-135m-instruct through the "
+        "pytest plugin, and stop the server (also on Ctrl-C). Run it from the repository.",
+    )
+    p.add_argument(
+        "--venv",
+        default=str(DEFAULT_VENV),
+        help=f"venv for the server, created when missing (default {DEFAULT_VENV}); unused when "
+        f"this python or ${PYTHON_ENV_VAR} has llama_cpp",
+    )
+    p.add_argument(
+        "--bandit-config",
+        action="append",
+        metavar="NAME",
+        help=f"config to record (repeatable; default {', '.join(RECORD_CONFIGS)})",
+    )
+    p.add_argument("--episodes", type=int, help="override the configs' number of episodes")
+    p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers (default 0)")
+    p.add_argument(
+        "--record-mode",
+        default="once",
+        choices=("once", "new_episodes", "all", "rewrite"),
+        help="once (default) records what is missing; rewrite re-records everything",
+    )
+    p.add_argument("--port", type=int, default=0, help="server port (default 0: a free one)")
+    p.set_defaults(func=_cmd_record_local)
+
+
+_COMMANDS.append(_add_record_local)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,14 @@ class Collector:
         self.written = [str(p) for p in paths.values()]
         if self.bench.compare_to is not None:
             from .compare import compare_dirs
+            from .report import ReportDirError
 
-            outcome = compare_dirs(self.bench.compare_to, self.bench.report_dir)
+            try:
+                outcome = compare_dirs(self.bench.compare_to, self.bench.report_dir)
+            except ReportDirError as err:
+                self.comparison = f"comparison impossible: {err}"
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                return
             self.comparison = outcome.text
             if outcome.regressed:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED

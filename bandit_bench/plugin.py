@@ -165,6 +165,8 @@ def _build(config: pytest.Config) -> Bench:
         progress=_progress_printer(config) if record_mode != "none" else None,
     )
     compare_to = config.getoption("compare_to")
+    if compare_to and not (Path(compare_to) / "summary.json").is_file():
+        raise SpecError("--compare-to", compare_to, "the report folder of an earlier run (with summary.json)")
     return Bench(cases, settings, opts, report_dir, Path(compare_to) if compare_to else None, thresholds)
 
 

@@ -179,6 +179,7 @@ def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cassettes are shared through git
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

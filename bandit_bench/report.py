@@ -1,7 +1,11 @@
-"""Reports: case records -> pandas tables -> summary.csv, summary.json, steps.jsonl, report.md.
+"""Reports: case records -> pandas tables -> summary.csv, summary.json, steps.jsonl, report.md, report.html.
 
 Every file is written through a temporary file and renamed, so two runs writing the same
 folder never interleave rows and a reader never sees half a file.
+
+``report.md`` and ``report.html`` are functions of ``summary.json`` and ``steps.jsonl`` alone:
+:func:`load_report_dir` reads a folder back and :func:`rerender_reports` writes both again
+(``bandit-bench report DIR``) without running anything.
 """
 
 from __future__ import annotations
@@ -9,9 +13,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .metrics import EpisodeBatch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,12 +45,15 @@ SUMMARY_COLUMNS = (
     "horizon",
     "constrained",
     "episodes",
+    "seed",
     "steps",
     *METRICS,
     "format_compliance_low",
     "format_compliance_high",
     "best_arm_rate_low",
     "best_arm_rate_high",
+    "min_format_compliance",
+    "min_best_arm_rate",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
@@ -71,6 +83,7 @@ def atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,6 +110,7 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
         "horizon": record["horizon"],
         "constrained": record["constrained"],
         "episodes": record["episodes"],
+        "seed": record.get("seed"),
         "steps": record["steps"],
     }
     for m in METRICS:
@@ -104,6 +118,9 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     for m in ("format_compliance", "best_arm_rate"):
         row[f"{m}_low"] = metrics[m]["low"] if m in metrics else None
         row[f"{m}_high"] = metrics[m]["high"] if m in metrics else None
+    thresholds = record.get("thresholds") or {}
+    row["min_format_compliance"] = thresholds.get("format_compliance")
+    row["min_best_arm_rate"] = thresholds.get("best_arm_rate")
     row["prompt_tokens"] = record["prompt_tokens"]
     row["completion_tokens"] = record["completion_tokens"]
     row["cost_usd"] = _cost(record, prices or {})
@@ -157,6 +174,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def format_cost(value: Any) -> str:
+    """USD with enough digits to see a cheap run; "-" when neither a price nor the provider said."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
 def verdict(row: Any) -> str:
     if row["kind"] == "baseline":
         return "reference"
@@ -189,6 +213,7 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
                 "MedianReward": _fmt(r["median_reward"], 2),
                 "regret": _fmt(r["mean_regret"], 2),
                 "tokens": f"{int(r['prompt_tokens'])}+{int(r['completion_tokens'])}",
+                "cost": format_cost(r["cost_usd"]),
                 "verdict": verdict(r),
             }
         )
@@ -204,6 +229,8 @@ def text_table(summary: pd.DataFrame) -> str:
 
 def markdown_table(summary: pd.DataFrame) -> str:
     frame = display_frame(summary)
+    if frame.empty:
+        return "(no cases)"
     header = "| " + " | ".join(frame.columns) + " |"
     sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = [
@@ -211,6 +238,22 @@ def markdown_table(summary: pd.DataFrame) -> str:
         for row in frame.itertuples(index=False)
     ]
     return "\n".join([header, sep, *body])
+
+
+def totals_line(summary: pd.DataFrame) -> str:
+    """Tokens and cost over the whole run; the cost counts the rows where it is known."""
+    prompt = int(summary["prompt_tokens"].fillna(0).sum())
+    completion = int(summary["completion_tokens"].fillna(0).sum())
+    costs = summary["cost_usd"].dropna()
+    line = f"Tokens: {prompt} prompt + {completion} completion."
+    if len(costs):
+        line += (
+            f" Cost: {format_cost(float(costs.sum()))} over {len(costs)} of {len(summary)} rows "
+            "(from `[tool.bandit_bench.prices]`, else the provider's reported cost)."
+        )
+    else:
+        line += " Cost: unknown (set `[tool.bandit_bench.prices]` in pyproject.toml, USD per 1M tokens)."
+    return line
 
 
 def render_markdown(summary: pd.DataFrame) -> str:
@@ -221,6 +264,8 @@ def render_markdown(summary: pd.DataFrame) -> str:
         "interval over pulls; SuffFail(T/2) is the share of episodes that never pick the best arm "
         "in the second half; K*MinFrac is K times the smallest share of pulls any arm got.\n\n"
         + markdown_table(summary)
+        + "\n\n"
+        + totals_line(summary)
         + "\n"
     )
 
@@ -236,12 +281,207 @@ def write_reports(
         "summary.json": report_dir / "summary.json",
         "steps.jsonl": report_dir / "steps.jsonl",
         "report.md": report_dir / "report.md",
+        "report.html": report_dir / "report.html",
     }
     atomic_write(paths["summary.csv"], summary.to_csv(index=False))
     table = json.loads(summary.to_json(orient="records"))
     atomic_write(paths["summary.json"], json.dumps(table, indent=2) + "\n")
-    atomic_write(
-        paths["steps.jsonl"], "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in step_rows(records))
-    )
-    atomic_write(paths["report.md"], render_markdown(summary))
+    steps = list(step_rows(records))
+    atomic_write(paths["steps.jsonl"], "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in steps))
+    # Both human reports come from exactly what the two data files hold (the JSON round trip
+    # included), so `bandit-bench report DIR` re-renders them identically.
+    rows = [_summary_row(row, i, paths["summary.json"]) for i, row in enumerate(table)]
+    _write_rendered(ReportData(report_dir, rows, steps), paths)
+    return paths
+
+
+# ---------------------------------------------------------------------------- reading a folder back
+
+SUMMARY_FILE = "summary.json"
+STEPS_FILE = "steps.jsonl"
+_REQUIRED_SUMMARY = ("model", "config", "k", "delta", "horizon", "episodes")
+_REQUIRED_STEP = ("model", "config", "episode", "t", "arm", "reward", "valid", "best_arm")
+# Columns a folder written by an older version may lack, with the value that means "unknown".
+_SUMMARY_DEFAULTS: dict[str, Any] = {
+    "kind": None,
+    "design": "",
+    "constrained": False,
+    "seed": None,
+    "steps": 0,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "cost_usd": None,
+    "passed": False,
+    "expected_failure": False,
+    "errors": 0,
+}
+_RERUN = "Re-run the benchmark with `pytest --report-dir DIR` to write a fresh report folder."
+
+
+class ReportDirError(ValueError):
+    """A report folder is missing, incomplete or corrupt; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """A report folder's data: the rows of ``summary.json`` and the lines of ``steps.jsonl``."""
+
+    directory: Path
+    summary: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+    def summary_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.summary, columns=list(SUMMARY_COLUMNS))
+
+
+@dataclass(frozen=True)
+class CaseEpisodes:
+    """The complete episodes of one model x config, with their episode indices (for pairing)."""
+
+    model: str
+    config: str
+    episodes: np.ndarray
+    batch: EpisodeBatch
+
+
+def _summary_row(row: Any, i: int, path: Path) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise ReportDirError(
+            f"{path}: row {i} is {type(row).__name__}; expected an object with the keys "
+            f"{', '.join(_REQUIRED_SUMMARY)}. {_RERUN}"
+        )
+    missing = [k for k in _REQUIRED_SUMMARY if k not in row]
+    if missing:
+        raise ReportDirError(
+            f"{path}: row {i} has no {', '.join(missing)}; expected every row to hold "
+            f"{', '.join(_REQUIRED_SUMMARY)}. {_RERUN}"
+        )
+    out = {col: row.get(col) for col in SUMMARY_COLUMNS}
+    for col, default in _SUMMARY_DEFAULTS.items():
+        if out[col] is None:
+            out[col] = default
+    if out["kind"] is None:
+        out["kind"] = "baseline" if str(row["model"]).startswith("baseline/") else "model"
+    return out
+
+
+def _read_summary(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ReportDirError(
+            f"{path}: no such file; expected the {SUMMARY_FILE} a pytest run writes into its report folder. "
+            f"{_RERUN}"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReportDirError(f"{path}: unreadable ({err}); expected a UTF-8 JSON file. {_RERUN}") from None
+    except json.JSONDecodeError as err:
+        raise ReportDirError(
+            f"{path}: not valid JSON ({err}); expected the list of summary rows pytest writes. {_RERUN}"
+        ) from None
+    if not isinstance(data, list):
+        raise ReportDirError(
+            f"{path}: holds a JSON {type(data).__name__}; expected a list of summary rows. {_RERUN}"
+        )
+    return [_summary_row(row, i, path) for i, row in enumerate(data)]
+
+
+def _read_steps(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ReportDirError(
+            f"{path}: no such file; expected the {STEPS_FILE} a pytest run writes beside {SUMMARY_FILE}. "
+            f"{_RERUN}"
+        )
+    steps: list[dict[str, Any]] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    step = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ReportDirError(
+                        f"{path}, line {lineno}: not valid JSON ({err}); expected one JSON object per line. "
+                        f"{_RERUN}"
+                    ) from None
+                if not isinstance(step, dict) or any(k not in step for k in _REQUIRED_STEP):
+                    raise ReportDirError(
+                        f"{path}, line {lineno}: got {line.strip()[:80]!r}; expected an object with the keys "
+                        f"{', '.join(_REQUIRED_STEP)}. {_RERUN}"
+                    )
+                steps.append(step)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReportDirError(f"{path}: unreadable ({err}); expected a UTF-8 text file. {_RERUN}") from None
+    return steps
+
+
+def load_report_dir(report_dir: Path) -> ReportData:
+    """Read ``summary.json`` and ``steps.jsonl`` back; :class:`ReportDirError` says what is wrong."""
+    report_dir = Path(report_dir)
+    if not report_dir.is_dir():
+        what = "a file" if report_dir.exists() else "no such folder"
+        raise ReportDirError(
+            f"{report_dir}: {what}; expected a report folder holding {SUMMARY_FILE} and {STEPS_FILE} "
+            f"(pytest writes one into --report-dir, reports/ by default). {_RERUN}"
+        )
+    summary = _read_summary(report_dir / SUMMARY_FILE)
+    steps = _read_steps(report_dir / STEPS_FILE)
+    return ReportData(report_dir, summary, steps)
+
+
+def case_episodes(
+    summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[str, Any]]
+) -> dict[tuple[str, str], CaseEpisodes]:
+    """Group step lines into each summary row's complete episodes (t = 0..T-1, no gap).
+
+    Episodes cut short by an error are left out, as they are from the summary's metrics.
+    Rows with no complete episode are absent from the result.
+    """
+    by_case: dict[tuple[str, str], dict[int, list[Mapping[str, Any]]]] = {}
+    for s in steps:
+        by_case.setdefault((s["model"], s["config"]), {}).setdefault(int(s["episode"]), []).append(s)
+    out: dict[tuple[str, str], CaseEpisodes] = {}
+    for row in summary:
+        key = (row["model"], row["config"])
+        horizon = int(row["horizon"])
+        episodes = []
+        for ep, ep_steps in sorted(by_case.get(key, {}).items()):
+            ordered = sorted(ep_steps, key=lambda s: int(s["t"]))
+            if [int(s["t"]) for s in ordered] == list(range(horizon)):
+                episodes.append((ep, ordered))
+        if not episodes:
+            continue
+        try:
+            batch = EpisodeBatch.from_arrays(
+                arms=[[int(s["arm"]) for s in ep_steps] for _, ep_steps in episodes],
+                rewards=[[int(s["reward"]) for s in ep_steps] for _, ep_steps in episodes],
+                valid=[[bool(s["valid"]) for s in ep_steps] for _, ep_steps in episodes],
+                best_arm=[int(ep_steps[0]["best_arm"]) for _, ep_steps in episodes],
+                k=int(row["k"]),
+                delta=float(row["delta"]),
+            )
+        except (TypeError, ValueError) as err:
+            raise ReportDirError(
+                f"{key[0]} x {key[1]}: the steps do not fit the summary row (k={row['k']}, "
+                f"delta={row['delta']}, T={horizon}): {err}. {_RERUN}"
+            ) from None
+        out[key] = CaseEpisodes(key[0], key[1], np.array([ep for ep, _ in episodes], dtype=np.int64), batch)
+    return out
+
+
+def _write_rendered(data: ReportData, paths: Mapping[str, Path]) -> None:
+    from .html_report import render_html
+
+    atomic_write(paths["report.md"], render_markdown(data.summary_frame()))
+    atomic_write(paths["report.html"], render_html(data.summary, data.steps))
+
+
+def rerender_reports(report_dir: Path) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` again from the folder's data files; runs nothing."""
+    data = load_report_dir(report_dir)
+    paths = {name: data.directory / name for name in ("report.md", "report.html")}
+    _write_rendered(data, paths)
     return paths

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import httpcore2  # noqa: E402, F401
 import httpx2  # noqa: E402
+import matplotlib.backends.backend_agg  # noqa: E402, F401
 import matplotlib.pyplot  # noqa: E402, F401
 import openai  # noqa: E402
 import pandas  # noqa: E402, F401
@@ -24,7 +25,9 @@ import vcr.request  # noqa: E402, F401
 import vcr.serialize  # noqa: E402, F401
 
 import bandit_bench.collector  # noqa: E402, F401
+import bandit_bench.compare  # noqa: E402, F401
 import bandit_bench.evaluation  # noqa: E402, F401
+import bandit_bench.html_report  # noqa: E402, F401
 import bandit_bench.report  # noqa: E402, F401
 import bandit_bench.runner  # noqa: E402, F401
 

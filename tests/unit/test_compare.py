@@ -1,0 +1,288 @@
+"""`bandit-bench compare OLD NEW` and `compare_dirs` on hand-made report folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_bench.cli import main
+from bandit_bench.compare import compare_dirs, sign_flip_p_value, two_sample_p_value
+
+K, DELTA, T, N = 3, 0.5, 10, 8
+MODEL, CONFIG = "sim/test-model", "tiny"
+
+# A policy maps (episode, t, best arm) to (arm, valid).
+Policy = Callable[[int, int, int], tuple[int, bool]]
+
+
+def best_arm_of(episode: int) -> int:
+    return episode % K
+
+
+def always_best(ep: int, t: int, best: int) -> tuple[int, bool]:
+    return best, True
+
+
+def write_report_dir(
+    path: Path,
+    policy: Policy,
+    *,
+    model: str = MODEL,
+    episodes: int = N,
+    best_arm: Callable[[int], int] = best_arm_of,
+    extra: dict[str, Policy] | None = None,
+) -> Path:
+    """A report folder as a pytest run writes it: summary.json rows and steps.jsonl lines.
+
+    Rewards are a fixed function of (episode, t, arm), standing in for the shared reward table.
+    """
+    path.mkdir(parents=True)
+    policies = {model: policy, **(extra or {})}
+    rows, lines = [], []
+    for name, pol in policies.items():
+        rows.append(
+            {
+                "model": name,
+                "config": CONFIG,
+                "kind": "baseline" if name.startswith("baseline/") else "model",
+                "design": "BNRN0",
+                "k": K,
+                "delta": DELTA,
+                "horizon": T,
+                "constrained": False,
+                "episodes": episodes,
+                "seed": 0,
+                "steps": episodes * T,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost_usd": None,
+                "passed": True,
+                "expected_failure": False,
+                "errors": 0,
+            }
+        )
+        for ep in range(episodes):
+            best = best_arm(ep)
+            for t in range(T):
+                arm, valid = pol(ep, t, best)
+                lines.append(
+                    {
+                        "model": name,
+                        "config": CONFIG,
+                        "episode": ep,
+                        "t": t,
+                        "arm": arm,
+                        "reward": (ep + t + arm) % 2,
+                        "valid": valid,
+                        "raw": None,
+                        "reason": "",
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                        "best_arm": best,
+                    }
+                )
+    (path / "summary.json").write_text(json.dumps(rows, indent=2))
+    (path / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in lines))
+    return path
+
+
+@pytest.fixture
+def old_dir(tmp_path: Path) -> Path:
+    return write_report_dir(tmp_path / "old", always_best, extra={"baseline/ucb": always_best})
+
+
+# ---------------------------------------------------------------------------- regressions
+
+
+def test_known_regression_exits_1_and_names_the_metrics(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Locks onto a wrong arm after two rounds: best-arm rate 1.0 -> 0.2, SuffFail 0 -> 1.
+    def stuck(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return (best if t < 2 else (best + 1) % K), True
+
+    new = write_report_dir(tmp_path / "new", stuck, extra={"baseline/ucb": always_best})
+    assert main(["compare", str(old_dir), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert f"REGRESSION: {MODEL} x {CONFIG}: best-arm rate 1.000 -> 0.200" in out
+    assert f"REGRESSION: {MODEL} x {CONFIG}: SuffFailFreq(T/2) 0.000 -> 1.000" in out
+    assert "format compliance" in out and "REGRESSION: sim/test-model x tiny: format" not in out
+    # All 8 pairs worse: the exact one-sided sign-flip p-value is 1/2^8.
+    assert "p = 0.004" in out
+    # The unchanged reference baseline is summarised, not listed.
+    assert "1 reference baseline rows unchanged" in out
+
+
+def test_format_compliance_regression(tmp_path: Path, old_dir: Path) -> None:
+    def unparsable(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return best, t % 2 == 0  # the harness still pulled the best arm; half the replies invalid
+
+    outcome = compare_dirs(old_dir, write_report_dir(tmp_path / "new", unparsable))
+    assert outcome.regressed
+    assert [(r.metric, round(r.change, 3)) for r in outcome.regressions] == [("format_compliance", -0.5)]
+    assert "REGRESSION" in outcome.text and "format compliance" in outcome.text
+
+
+# ---------------------------------------------------------------------------- non-regressions
+
+
+def test_same_folder_is_no_regression(old_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(old_dir), str(old_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no regression" in out
+    assert out.count("unchanged") >= 3
+
+
+def test_small_change_within_tolerance_exits_0(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every episode misses the best arm once at t = 0: consistent (p = 1/256), but only -0.1
+    # against a tolerance of 0.15.
+    def one_miss(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return ((best + 1) % K if t == 0 else best), True
+
+    new = write_report_dir(tmp_path / "new", one_miss)
+    assert main(["compare", str(old_dir), str(new), "--tolerance", "0.15"]) == 0
+    out = capsys.readouterr().out
+    assert "worse, within tolerance 0.15" in out
+    assert "no regression" in out
+    # The same change with the default tolerance of 0.05 is a regression.
+    assert main(["compare", str(old_dir), str(new)]) == 1
+
+
+def test_large_but_not_significant_change_exits_0(tmp_path: Path, old_dir: Path) -> None:
+    # One episode of eight goes bad: best-arm rate -0.1 > tolerance, but a single differing
+    # pair gives a sign-flip p-value of 1/2.
+    def one_bad_episode(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return ((best + 1) % K if ep == 3 and t >= 2 else best), True
+
+    outcome = compare_dirs(old_dir, write_report_dir(tmp_path / "new", one_bad_episode))
+    assert not outcome.regressed
+    best = next(c for c in outcome.changes if c.metric == "best_arm_rate")
+    assert best.paired and best.p_worse == pytest.approx(0.5)
+    assert best.change == pytest.approx(-0.1)
+    assert best.verdict.startswith("worse, not significant")
+
+
+def test_improvement_is_not_a_regression(tmp_path: Path) -> None:
+    def stuck(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return (best + 1) % K, True
+
+    old = write_report_dir(tmp_path / "old", stuck)
+    outcome = compare_dirs(old, write_report_dir(tmp_path / "new", always_best))
+    assert not outcome.regressed
+    assert {c.verdict for c in outcome.changes} == {"better", "unchanged"}
+
+
+# ---------------------------------------------------------------------------- pairing
+
+
+def test_pairs_only_common_episodes(tmp_path: Path, old_dir: Path) -> None:
+    outcome = compare_dirs(old_dir, write_report_dir(tmp_path / "new", always_best, episodes=5))
+    assert {c.n_old for c in outcome.changes if c.model == MODEL} == {5}
+    assert any("paired on 5 episodes" in n for n in outcome.notes)
+
+
+def test_different_instances_fall_back_to_an_unpaired_test(tmp_path: Path, old_dir: Path) -> None:
+    def stuck(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return (best + 1) % K, True
+
+    new = write_report_dir(tmp_path / "new", stuck, best_arm=lambda ep: (ep + 1) % K)
+    outcome = compare_dirs(old_dir, new)
+    assert not all(c.paired for c in outcome.changes)
+    assert any("not paired" in n and "best arm differs" in n for n in outcome.notes)
+    # 8 vs 8 episodes at 1.0 vs 0.0 is still a clear regression without the pairing.
+    assert outcome.regressed
+    assert "unpaired" in outcome.text
+
+
+def test_cases_in_one_folder_only_are_noted(tmp_path: Path, old_dir: Path) -> None:
+    new = write_report_dir(tmp_path / "new", always_best, model="sim/other")
+    outcome = compare_dirs(old_dir, new)
+    assert not outcome.regressed
+    assert any(n.startswith("only in OLD") and MODEL in n for n in outcome.notes)
+    assert any(n.startswith("only in NEW") and "sim/other" in n for n in outcome.notes)
+
+
+# ---------------------------------------------------------------------------- the tests themselves
+
+
+def test_sign_flip_p_value_exact() -> None:
+    assert sign_flip_p_value(np.ones(5)) == pytest.approx(1 / 32)
+    assert sign_flip_p_value(-np.ones(5)) == pytest.approx(1.0)
+    assert sign_flip_p_value(np.zeros(4)) == pytest.approx(1.0)
+    assert sign_flip_p_value(np.array([])) == 1.0
+
+
+def test_monte_carlo_p_values_are_deterministic() -> None:
+    d = np.linspace(-0.2, 0.8, 30)  # more pairs than the exact enumeration covers
+    p = sign_flip_p_value(d)
+    assert p == sign_flip_p_value(d)
+    assert 0 < p < 0.05
+    a, b = np.ones(6), np.zeros(6)
+    assert two_sample_p_value(a, b) == two_sample_p_value(a, b) < 0.01
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_missing_folder_exits_2_with_what_to_do(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", str(old_dir), str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope: no such folder" in err and "summary.json" in err and "--report-dir" in err
+
+
+def test_corrupt_steps_exit_2_with_the_line(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = write_report_dir(tmp_path / "new", always_best)
+    with (new / "steps.jsonl").open("a") as fh:
+        fh.write('{"model": "x", "config"\n')
+    assert main(["compare", str(old_dir), str(new)]) == 2
+    err = capsys.readouterr().err
+    assert f"line {N * T + 1}: not valid JSON" in err
+
+
+def test_negative_tolerance_is_refused(old_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(old_dir), str(old_dir), "--tolerance", "-1"]) == 2
+    assert "--tolerance: got -1.0; expected a number >= 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- pytest --compare-to
+
+BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
+RUN = ["--model", "baseline/ts", "--bandit-config", "BNRN0-hard-T25", "--episodes", "6", "-p", "no:xdist"]
+
+
+def test_compare_to_fails_the_session_on_a_regression(pytester: pytest.Pytester) -> None:
+    # In-process runs drop the modules first imported inside them; pandas and matplotlib do not
+    # survive being imported twice in one process, so load them out here.
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.lines  # noqa: F401
+    import pandas  # noqa: F401
+
+    import bandit_bench.collector  # noqa: F401
+    import bandit_bench.html_report  # noqa: F401
+
+    pytester.makepyfile(test_compare_bench=BENCH_TEST)
+    pytester.runpytest(*RUN, "--report-dir", "old").assert_outcomes(passed=1)
+    # The same seeds replay the same arms: no regression against itself.
+    same = pytester.runpytest(*RUN, "--report-dir", "new", "--compare-to", "old")
+    same.assert_outcomes(passed=1)
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["*bandit-bench: comparison*", "no regression*"])
+    # Make the earlier run look perfect: every pull on the best arm. This run is then worse.
+    steps = pytester.path / "old" / "steps.jsonl"
+    lines = [json.loads(x) for x in steps.read_text().splitlines()]
+    steps.write_text("".join(json.dumps({**s, "arm": s["best_arm"]}) + "\n" for s in lines))
+    worse = pytester.runpytest(*RUN, "--report-dir", "new", "--compare-to", "old")
+    worse.assert_outcomes(passed=1)
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(["REGRESSION: baseline/ts x BNRN0-hard-T25: best-arm rate 1.000 -> *"])
