@@ -86,6 +86,10 @@ class RateLimiter:
 def record_command(model: str, config: CaseConfig, base_url: str = DEFAULT_BASE_URL) -> str:
     """The command that records a case: with the key for OpenRouter, with --base-url elsewhere."""
     cmd = f"pytest --model {model} --bandit-config '{config.name}' --record-mode=once"
+    if model == "local/smollm2-135m-instruct":
+        return f"bandit-bench record-local --bandit-config '{config.name}' (starts the llama.cpp server)"
+    if model.startswith("local/") and base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return f"{cmd} --base-url http://127.0.0.1:PORT/v1 (with the model's local server running)"
     if base_url.rstrip("/") == DEFAULT_BASE_URL:
         return f"OPENROUTER_API_KEY=... {cmd}"
     return f"{cmd} --base-url {base_url} (with the server running; set OPENAI_API_KEY if it needs a key)"
