@@ -203,7 +203,8 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "model": r["model"],
-                "config": r["config"] + (" (constrained)" if r["constrained"] else ""),
+                "config": r["config"]
+                + (" (constrained)" if r["constrained"] and "constrained" not in r["config"] else ""),
                 "episodes": r["episodes"],
                 "format": _fmt(r["format_compliance"], 2),
                 "best arm (95% CI)": _fmt(r["best_arm_rate"], 2) + ci,
