@@ -263,9 +263,8 @@ class CassetteTransport:
         body_bytes = request.read()
         method = request.method.upper()
         rel_path = self._relative(request.url.path)
-        body = canonical_body(body_bytes)
         if self.mode in ("none", "once", "new_episodes"):
-            stored = self._lookup(method, rel_path, body)
+            stored = self._lookup(method, rel_path, canonical_body(body_bytes))
             if stored is not None:
                 self.replayed += 1
                 return self._to_response(stored, request)
