@@ -57,6 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add("--episodes", None, "override the configs' number of episodes", type=int)
     add("--horizon", None, "override the configs' horizon T", type=int)
+    add(
+        "--api-key",
+        None,
+        "API key (default: $OPENROUTER_API_KEY, else $OPENAI_API_KEY). Prefer the environment: "
+        "an option shows in process lists and shell history",
+    )
     add("--base-url", "bandit_base_url", "OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)")
     add("--cassette-dir", "bandit_cassette_dir", "cassette folder (default cassettes/)")
     add("--report-dir", "bandit_report_dir", "report folder (default reports/)")
@@ -155,7 +161,10 @@ def _build(config: pytest.Config) -> Bench:
     record_mode = config.getoption("record_mode", default=None) or "none"
     opts = RunOptions(
         base_url=_opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL),
-        api_key=os.environ.get("OPENROUTER_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
+        api_key=config.getoption("api_key")
+        or os.environ.get("OPENROUTER_API_KEY")
+        or os.environ.get("OPENAI_API_KEY")
+        or None,
         cassette_dir=cassette_dir,
         record_mode=record_mode,
         concurrency=concurrency,

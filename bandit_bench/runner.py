@@ -150,7 +150,8 @@ def _episode(
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = (
             f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
-            "export OPENROUTER_API_KEY (or OPENAI_API_KEY), or replay with --record-mode=none."
+            "export OPENROUTER_API_KEY (or OPENAI_API_KEY, or pass --api-key), "
+            "or replay with --record-mode=none."
         )
         return traj, 0, 0
     client = make_client(

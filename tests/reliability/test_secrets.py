@@ -1,8 +1,9 @@
 """Secrets: the API key reaches the server and nothing else; no cassette, report or log holds it.
 
-The plugin reads the key from ``OPENROUTER_API_KEY``, else ``OPENAI_API_KEY``. A recording runs
-through pytester against the simulator with a DEBUG log file, then a replay runs; every byte the
-runs wrote (cassettes, reports, log, pytest's cache) and everything they printed is scanned.
+The plugin reads the key from ``--api-key``, else ``OPENROUTER_API_KEY``, else ``OPENAI_API_KEY``.
+A recording runs through pytester against the simulator with a DEBUG log file, then a replay
+runs; every byte the runs wrote (cassettes, reports, log, pytest's cache) and everything they
+printed is scanned.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _everything_written(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("key_var", KEY_VARS)
+@pytest.mark.parametrize("key_var", [*KEY_VARS, "--api-key"])
 def test_the_key_reaches_the_server_and_nothing_the_run_writes(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, key_var: str
 ) -> None:
@@ -45,7 +46,9 @@ def test_the_key_reaches_the_server_and_nothing_the_run_writes(
     cookie = f"cf_session_{secrets.token_hex(12)}"
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(key_var, key)
+    by_option = ["--api-key", key] if key_var == "--api-key" else []
+    if not by_option:
+        monkeypatch.setenv(key_var, key)
 
     sim = Simulator()
     answer = always(0)
@@ -66,7 +69,7 @@ def test_the_key_reaches_the_server_and_nothing_the_run_writes(
         args = ["--bandit-config", "tiny", "--base-url", sim.base_url, "--max-retries", "0"]
         logging_args = ["--log-file", "run.log", "--log-file-level", "DEBUG", "-rA", "-v"]
         recorded = pytester.runpytest(
-            "--model", "sim/secret,sim/echo", "--record-mode=once", *args, *logging_args
+            "--model", "sim/secret,sim/echo", "--record-mode=once", *args, *logging_args, *by_option
         )
         recorded.assert_outcomes(passed=1, failed=1)
         # The key did travel: every request carried it, as a bearer token and nowhere else.
