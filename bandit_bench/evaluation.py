@@ -20,6 +20,18 @@ def _estimate_dict(e: Estimate) -> dict[str, float]:
     return {"value": e.value, "low": e.low, "high": e.high, "n": e.n}
 
 
+def _error_lines(errors: list[str], limit: int = 5) -> str:
+    """The first error whole; the next ones only up to their first sentence (which names the
+    cassette or the status), since they usually repeat the same advice."""
+    lines = [f"  {errors[0]}"]
+    for err in errors[1:limit]:
+        head, sep, _ = err.partition(". ")
+        lines.append(f"  {head}{'.' if sep else ''}")
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more")
+    return "\n".join(lines)
+
+
 def case_record(
     result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
 ) -> dict[str, Any]:
@@ -41,7 +53,7 @@ def case_record(
     failures: list[str] = []
     errors = result.errors
     if errors:
-        failures.append(f"{len(errors)} of {cfg.run.episodes} episodes errored: " + "; ".join(errors[:3]))
+        failures.append(f"{len(errors)} of {cfg.run.episodes} episodes errored:\n" + _error_lines(errors))
     else:
         n_ep = len(complete)
         for key, threshold in thresholds.items():

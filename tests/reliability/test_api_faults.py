@@ -137,7 +137,7 @@ def test_a_persistent_fault_errors_the_episode_and_writes_nothing(tmp_path: Path
     assert record["errors"] == [f"episode 0: {traj.error}"]
     assert record["passed"] is False
     assert record["metrics"] == {}  # an errored episode is not scored, so not a format failure
-    assert record["failures"] == [f"1 of 1 episodes errored: episode 0: {traj.error}"]
+    assert record["failures"] == [f"1 of 1 episodes errored:\n  episode 0: {traj.error}"]
     assert not any("format compliance" in f for f in record["failures"])
 
 
@@ -210,8 +210,9 @@ episodes = 1
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"*sim/faulty-quick: 1 of 1 episodes errored: episode 0: step 1 of 2: model {MODEL}: "
-            f"HTTP 503 from {url} after 1 retries: Error code: 503 - simulated fault*"
+            "*sim/faulty-quick: 1 of 1 episodes errored:",
+            f"  episode 0: step 1 of 2: model {MODEL}: "
+            f"HTTP 503 from {url} after 1 retries: Error code: 503 - simulated fault*",
         ]
     )
     assert "Traceback" not in result.stdout.str()

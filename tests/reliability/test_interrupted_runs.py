@@ -336,7 +336,8 @@ def test_a_damaged_cassette_errors_naming_the_file(
     assert "Traceback" not in error
     assert [t.episode for t in result.trajectories if t.error is None] == [0, 1, 3]
     record = case_record(result)
-    assert record["passed"] is False and record["failures"] == [f"1 of {EPISODES} episodes errored: {error}"]
+    assert record["passed"] is False
+    assert record["failures"] == [f"1 of {EPISODES} episodes errored:\n  {error}"]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not-json"])
@@ -387,9 +388,10 @@ def test_through_the_plugin_a_damaged_cassette_names_the_file_and_rewrite_replac
     replay.assert_outcomes(failed=1)
     replay.stdout.fnmatch_lines(
         [
-            f"*sim/interrupted-quick: 1 of 2 episodes errored: episode 1: cassette {bad} is unreadable or "
+            "*sim/interrupted-quick: 1 of 2 episodes errored:",
+            f"  episode 1: cassette {bad} is unreadable or "
             "not a vcrpy JSON cassette (JSONDecodeError: *). Delete it, or re-record it with "
-            "--record-mode=rewrite."
+            "--record-mode=rewrite.",
         ]
     )
     assert "Traceback" not in replay.stdout.str() + replay.stderr.str()
