@@ -234,3 +234,13 @@ def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester):
     result.assert_outcomes(passed=1)
     assert "= bandit-bench =" not in result.stdout.str()
     assert not Path(pytester.path, "reports").exists()
+
+
+def test_works_beside_pytest_recording_and_without_it(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    # pytest-recording owns --record-mode; with it disabled the plugin replays (mode 'none').
+    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "-p", "no:recording")
+    result.assert_outcomes(passed=1)
+    help_text = project.runpytest("--help").stdout.str()
+    assert help_text.count("--record-mode") == 1 and "--bandit-config" in help_text
