@@ -13,10 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from .agents.baselines import BASELINES, run_baseline_batch
-from .bandit import draw_instance
+from .agents.baselines import BASELINES, run_on_instances
 from .metrics import EpisodeBatch, point_values
 from .specs import InstanceSpec, RunSpec, SpecError
 
@@ -37,18 +34,13 @@ def baseline_rows(spec: InstanceSpec, run: RunSpec, *, epsilon: float = 0.1) -> 
     """One row of point metrics per baseline, on the instances the pytest plugin draws.
 
     Episode ``i`` is ``draw_instance(spec, run.seed, i)``, so these rows sit on the very reward
-    tables the LLM runs face. Each algorithm gets its own generator, ``default_rng([seed, j])``
-    with ``j`` its index in :data:`BASELINES`: a row's draws depend on nothing but its own
-    algorithm, whichever rows run before it.
+    tables the LLM runs face, with the same draws as the report's reference rows
+    (:func:`~bandit_bench.agents.baselines.run_on_instances`).
     """
-    instances = [draw_instance(spec, run.seed, i)[0] for i in range(run.episodes)]
-    tables = np.stack([inst.rewards for inst in instances])
-    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
     rows: list[dict[str, str | float]] = []
-    for j, name in enumerate(BASELINES):
-        arms = run_baseline_batch(name, tables, np.random.default_rng([run.seed, j]), epsilon=epsilon)
-        rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]
-        batch = EpisodeBatch.from_arrays(arms, rewards, best, k=spec.k, delta=spec.delta)
+    for name in BASELINES:
+        r = run_on_instances(name, spec, run.seed, run.episodes, epsilon=epsilon)
+        batch = EpisodeBatch.from_arrays(r.arms, r.rewards, r.best_arm, k=spec.k, delta=spec.delta)
         # Point values only: the table prints no intervals, and the bootstrap would cost more
         # than running the algorithms.
         values = point_values(batch)

@@ -21,7 +21,6 @@ from .agents.base import AgentError
 from .specs import CaseConfig, SpecError
 
 if TYPE_CHECKING:
-    from .agents.base import Agent
     from .episode import Trajectory
 
 BASELINE_PREFIX = "baseline/"
@@ -123,12 +122,6 @@ def _episode(
 
     instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
     names = arm_names(config.design.scenario, config.instance.k)
-    if is_baseline(model):
-        from .agents.baselines import BaselineAgent
-
-        agent: Agent = BaselineAgent(model[len(BASELINE_PREFIX) :])
-        return run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter()), 0, 0
-
     from .agents.llm import LLMAgent, make_client
     from .recording import CassetteError, cassette_path, make_transport
 
@@ -178,10 +171,28 @@ def _episode(
     return traj, transport.recorded, transport.replayed
 
 
+def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
+    """A classic algorithm on the case's instances, all episodes at once (no HTTP, no cassette)."""
+    from .agents.baselines import run_on_instances
+    from .episode import StepRecord, Trajectory
+
+    spec = config.instance
+    run = run_on_instances(model[len(BASELINE_PREFIX) :], spec, config.run.seed, config.run.episodes)
+    result = CaseResult(model=model, config=config)
+    for i, (arms, rewards) in enumerate(zip(run.arms.tolist(), run.rewards.tolist(), strict=True)):
+        pairs = enumerate(zip(arms, rewards, strict=True))
+        steps = [StepRecord(t=t, arm=a, reward=r, valid=True) for t, (a, r) in pairs]
+        best = int(run.best_arm[i])
+        result.trajectories.append(Trajectory(i, spec.k, spec.horizon, spec.delta, best, steps))
+    return result
+
+
 def run_case(model: str, config: CaseConfig, opts: RunOptions | None = None) -> CaseResult:
     """Run the config's N episodes of ``model``; up to ``opts.concurrency`` in flight at once."""
     opts = opts or RunOptions()
     validate_model(model)
+    if is_baseline(model):
+        return _baseline_case(model, config)
     n = config.run.episodes
     total = n * config.instance.horizon
     limiter = RateLimiter(opts.max_rps) if opts.max_rps else None

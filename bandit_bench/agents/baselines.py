@@ -14,11 +14,16 @@ paths stay in lock-step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import Decision, EpisodeContext
+
+if TYPE_CHECKING:
+    from ..specs import InstanceSpec
 
 BASELINES: tuple[str, ...] = ("ucb", "ts", "greedy", "eps_greedy", "uniform")
 
@@ -140,6 +145,35 @@ def run_baseline_batch(
         counts[rows, arm] += 1
         sums[rows, arm] += rewards[rows, t, arm]
     return arms
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """A baseline's N episodes on the benchmark's instances, as (N, T) arrays."""
+
+    arms: np.ndarray
+    rewards: np.ndarray
+    best_arm: np.ndarray
+
+
+def run_on_instances(
+    name: str, spec: InstanceSpec, seed: int, episodes: int, *, epsilon: float = EPSILON
+) -> BaselineRun:
+    """Baseline ``name`` on episodes ``0..episodes-1`` of ``spec``: the LLM runs' very instances.
+
+    One generator per algorithm, ``default_rng([seed, j])`` with ``j`` its index in
+    :data:`BASELINES`, so the CLI, the report's reference rows and ``--model baseline/...``
+    give the same numbers for the same seed, instance and episode count.
+    """
+    from ..bandit import draw_instance
+
+    instances = [draw_instance(spec, seed, i)[0] for i in range(episodes)]
+    tables = np.stack([inst.rewards for inst in instances])
+    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
+    rng = np.random.default_rng([seed, BASELINES.index(name)])
+    arms = run_baseline_batch(name, tables, rng, epsilon=epsilon)
+    rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]
+    return BaselineRun(arms=arms, rewards=rewards, best_arm=best)
 
 
 class BaselineAgent:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bandit_bench.cli import main
+from bandit_bench.cli import baseline_rows, main
 
 KEYS = {
     "algorithm",
@@ -92,3 +92,16 @@ def test_bad_arguments_exit_2_naming_the_field(
 def test_unparseable_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baselines", "--k", "five"]) == 2
     assert "--k" in capsys.readouterr().err
+
+
+def test_cli_rows_equal_the_reports_reference_rows_on_the_same_instances():
+    from bandit_bench.evaluation import case_record
+    from bandit_bench.runner import run_case
+    from bandit_bench.specs import BUILTIN_CONFIGS
+
+    cfg = BUILTIN_CONFIGS["BNRN0-hard-T25"]
+    rows = {r["algorithm"]: r for r in baseline_rows(cfg.instance, cfg.run)}
+    for name in ("ucb", "ts", "greedy", "eps_greedy", "uniform"):
+        metrics = case_record(run_case(f"baseline/{name}", cfg))["metrics"]
+        for column in ("median_reward", "suffix_failure_freq", "k_min_frac", "best_arm_rate", "mean_regret"):
+            assert metrics[column]["value"] == pytest.approx(rows[name][column]), (name, column)
