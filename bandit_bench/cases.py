@@ -80,7 +80,10 @@ def resolve_configs(
     horizon: int | None = None,
 ) -> list[CaseConfig]:
     out: list[CaseConfig] = []
-    for name in names:
+    # The ASCII spelling of a design code works in config names too (BSSCt0-hard-T25).
+    ascii_twin = {safe_component(n): n for n in settings.configs}
+    for given in names:
+        name = given if given in settings.configs else ascii_twin.get(given, given)
         if name not in settings.configs:
             raise SpecError(
                 "--bandit-config",

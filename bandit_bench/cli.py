@@ -212,6 +212,7 @@ def _cmd_record_local(args: argparse.Namespace) -> int:
             venv=Path(args.venv),
             configs=args.bandit_config or RECORD_CONFIGS,
             episodes=args.episodes,
+            horizon=args.horizon,
             workers=args.workers,
             record_mode=args.record_mode,
             port=args.port,
@@ -247,6 +248,7 @@ def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"config to record (repeatable; default {', '.join(RECORD_CONFIGS)})",
     )
     p.add_argument("--episodes", type=int, help="override the configs' number of episodes")
+    p.add_argument("--horizon", type=int, help="override the configs' horizon T")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers (default 0)")
     p.add_argument(
         "--record-mode",

@@ -22,15 +22,21 @@ class Collector:
         self.written: list[str] = []
         self.comparison: str | None = None
 
-    @pytest.hookimpl
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .plugin import RESULT_KEY
 
         if report.when != "call":
             return
+        kept = []
         for name, value in report.user_properties:
             if name == RESULT_KEY and isinstance(value, dict):
                 self.records[(value["model"], value["config"])] = value
+                # Later readers (--junitxml writes every property) get the verdict, not every
+                # step's raw reply: that is in steps.jsonl.
+                value = {k: v for k, v in value.items() if k != "trajectories"}
+            kept.append((name, value))
+        report.user_properties = kept
 
     def _with_references(self) -> list[dict[str, Any]]:
         from .evaluation import case_record

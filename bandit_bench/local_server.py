@@ -406,6 +406,7 @@ def pytest_command(
     *,
     model: str = MODEL_ID,
     episodes: int | None = None,
+    horizon: int | None = None,
     workers: int = 0,
     record_mode: str = "once",
     request_timeout: float = 600.0,
@@ -416,6 +417,8 @@ def pytest_command(
         cmd += ["--bandit-config", name]
     if episodes is not None:
         cmd += ["--episodes", str(episodes)]
+    if horizon is not None:
+        cmd += ["--horizon", str(horizon)]
     cmd += [
         "--base-url",
         base_url,
@@ -439,6 +442,7 @@ def record_local(
     venv: Path = DEFAULT_VENV,
     configs: Sequence[str] = RECORD_CONFIGS,
     episodes: int | None = None,
+    horizon: int | None = None,
     workers: int = 0,
     record_mode: str = "once",
     port: int = 0,
@@ -464,7 +468,12 @@ def record_local(
     with LlamaServer(weights, MODEL_ID, port, python=python) as server:
         log(f"[bandit-bench] server ready at {server.base_url} (log: {server.log_path})")
         cmd = pytest_command(
-            server.base_url, configs, episodes=episodes, workers=workers, record_mode=record_mode
+            server.base_url,
+            configs,
+            episodes=episodes,
+            horizon=horizon,
+            workers=workers,
+            record_mode=record_mode,
         )
         log("[bandit-bench] " + " ".join(_quote(c) for c in cmd))
         start = time.monotonic()

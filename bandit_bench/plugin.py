@@ -176,6 +176,14 @@ def _build(config: pytest.Config) -> Bench:
     compare_to = config.getoption("compare_to")
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
         raise SpecError("--compare-to", compare_to, "the report folder of an earlier run (with summary.json)")
+    if compare_to and Path(compare_to).resolve() == report_dir.resolve():
+        # This run's report replaces that folder before the comparison: it would compare with itself.
+        raise SpecError(
+            "--compare-to",
+            compare_to,
+            "a folder other than --report-dir",
+            hint=f"Keep the earlier run elsewhere (cp -r {compare_to} previous-reports) and compare to that",
+        )
     return Bench(cases, settings, opts, report_dir, Path(compare_to) if compare_to else None, thresholds)
 
 

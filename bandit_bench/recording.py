@@ -207,6 +207,7 @@ class CassetteTransport:
         base_url: str,
         inner: httpx2.BaseTransport | None = None,
         record_hint: str = "",
+        stale_hint: str = "",
     ) -> None:
         if mode not in RECORD_MODES:
             raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
@@ -215,6 +216,7 @@ class CassetteTransport:
         self.base_path = urlsplit(base_url).path.rstrip("/")
         self.inner = inner
         self.record_hint = record_hint
+        self.stale_hint = stale_hint or record_hint
         self.exists = self.path.exists()
         self._index: dict[tuple[str, str], deque[tuple[str, dict[str, Any]]]] = defaultdict(deque)
         self._requests: list[Any] = []
@@ -225,8 +227,9 @@ class CassetteTransport:
             raise CassetteMissingError(
                 f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
             )
-        if self.exists and mode in ("none", "once", "new_episodes"):
+        if self.exists and mode in ("none", "once", "new_episodes", "all"):
             self._requests, self._responses = load_cassette(self.path)
+        if mode != "all":  # vcrpy's 'all' never replays; it records every request and appends
             for req, resp in zip(self._requests, self._responses, strict=True):
                 key = (req.method.upper(), canonical_body(req.body))
                 self._index[key].append((urlsplit(req.uri).path, resp))
@@ -272,7 +275,7 @@ class CassetteTransport:
                 raise StaleCassetteError(
                     f"cassette {self.path} has no recorded answer for this {method} {rel_path} request "
                     f"(request {self.replayed + 1}; the prompt, model or parameters changed since it was "
-                    f"recorded). {self.record_hint}"
+                    f"recorded). {self.stale_hint}"
                 )
         if self.inner is None:
             raise CassetteError(f"cassette {self.path}: recording needs a network transport")
@@ -344,7 +347,8 @@ def make_transport(
     base_url: str,
     inner: httpx2.BaseTransport | None = None,
     record_hint: str = "",
+    stale_hint: str = "",
 ) -> CassetteTransport:
     """A :class:`CassetteTransport` that is also an ``httpx2.BaseTransport`` (imported lazily)."""
-    transport: CassetteTransport = _transport_class()(path, mode, base_url, inner, record_hint)
+    transport: CassetteTransport = _transport_class()(path, mode, base_url, inner, record_hint, stale_hint)
     return transport

@@ -82,16 +82,25 @@ class RateLimiter:
             time.sleep(delay)
 
 
-def record_command(model: str, config: CaseConfig, base_url: str = DEFAULT_BASE_URL) -> str:
-    """The command that records a case: with the key for OpenRouter, with --base-url elsewhere."""
-    cmd = f"pytest --model {model} --bandit-config '{config.name}' --record-mode=once"
-    if model == "local/smollm2-135m-instruct":
-        return f"bandit-bench record-local --bandit-config '{config.name}' (starts the llama.cpp server)"
-    if model.startswith("local/") and base_url.rstrip("/") == DEFAULT_BASE_URL:
-        return f"{cmd} --base-url http://127.0.0.1:PORT/v1 (with the model's local server running)"
-    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+def record_command(model: str, config: CaseConfig, opts: RunOptions | None = None, mode: str = "once") -> str:
+    """The command that (re-)records a case, overrides, folder and endpoint included.
+
+    ``once`` for a missing cassette; ``rewrite`` for a stale one, which ``once`` would only
+    replay again."""
+    opts = opts or RunOptions()
+    base_url = opts.base_url.rstrip("/")
+    extra = "" if opts.cassette_dir == Path("cassettes") else f" --cassette-dir={opts.cassette_dir}"
+    if model == "local/smollm2-135m-instruct" and base_url == DEFAULT_BASE_URL:
+        return (
+            f"bandit-bench record-local {config.cli_args} --record-mode={mode} "
+            "(it starts the llama.cpp server)"
+        )
+    cmd = f"pytest --model {model} {config.cli_args} --record-mode={mode}{extra}"
+    if model.startswith("local/") and base_url == DEFAULT_BASE_URL:
+        return f"{cmd} --base-url=http://127.0.0.1:PORT/v1 (with the model's local server running)"
+    if base_url == DEFAULT_BASE_URL:
         return f"OPENROUTER_API_KEY=... {cmd}"
-    return f"{cmd} --base-url {base_url} (with the server running; set OPENAI_API_KEY if it needs a key)"
+    return f"{cmd} --base-url={base_url} (with the server running; set OPENAI_API_KEY if it needs a key)"
 
 
 @dataclass
@@ -126,19 +135,22 @@ def _episode(
     from .recording import CassetteError, cassette_path, make_transport
 
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
-    hint = f"To record it: {record_command(model, config, opts.base_url)}"
+    hint = f"To record it: {record_command(model, config, opts)}"
+    stale_hint = f"To record it again: {record_command(model, config, opts, mode='rewrite')}"
     try:
         inner = None
         if opts.record_mode != "none":
             import httpx2
 
             inner = httpx2.HTTPTransport()
-        transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint)
+        transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint, stale_hint)
     except CassetteError as err:
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = str(err)
         return traj, 0, 0
-    if transport.records and not opts.api_key and "openrouter.ai" in opts.base_url:
+    # new_episodes may well replay every request: its key is checked by the API if it is needed.
+    must_record = transport.records and not (opts.record_mode == "new_episodes" and transport.exists)
+    if must_record and not opts.api_key and "openrouter.ai" in opts.base_url:
         transport.close()
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = (

@@ -185,6 +185,8 @@ class CaseConfig:
     constrained: bool = False
     # Models known to fall short here: reported as strict xfail so CI pins today's verdict.
     xfail_models: tuple[str, ...] = ()
+    # Set by with_overrides: how to ask for this config on the command line (for hints).
+    selector: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.~+-]+", self.name):
@@ -194,10 +196,6 @@ class CaseConfig:
         if self.constrained and self.design.distribution:
             raise SpecError("constrained", True, "false for distribution (D) designs")
 
-    @property
-    def seed_key(self) -> str:
-        return self.instance.key
-
     def with_overrides(
         self,
         *,
@@ -206,20 +204,35 @@ class CaseConfig:
         min_format_compliance: float | None = None,
         min_best_arm_rate: float | None = None,
     ) -> CaseConfig:
+        """The config with command-line overrides. A new horizon is a new instance, so the name
+        changes with it (``...-T25`` -> ``...-T50``): its cassettes, report rows and expected
+        failures are then its own, never the recorded T = 25 ones."""
         out = self
-        if episodes is not None:
+        selector = [f"--bandit-config '{self.name}'"]
+        if episodes is not None and episodes != self.run.episodes:
             out = replace(out, run=replace(out.run, episodes=episodes))
-        if horizon is not None:
-            out = replace(out, instance=replace(out.instance, horizon=horizon))
+            selector.append(f"--episodes {episodes}")
+        if horizon is not None and horizon != self.instance.horizon:
+            suffix = f"-T{self.instance.horizon}"
+            name = re.sub(f"{suffix}(?=-|$)", f"-T{horizon}", self.name) if suffix in self.name else ""
+            out = replace(
+                out,
+                name=name or f"{self.name}-T{horizon}",
+                instance=replace(out.instance, horizon=horizon),
+            )
+            selector.append(f"--horizon {horizon}")
         if min_format_compliance is not None:
             out = replace(out, min_format_compliance=min_format_compliance)
         if min_best_arm_rate is not None:
             out = replace(out, min_best_arm_rate=min_best_arm_rate)
+        if out is not self:
+            out = replace(out, selector=" ".join(selector))
         return out
 
     @property
-    def file_name(self) -> str:
-        return self.name.replace("~", "t")
+    def cli_args(self) -> str:
+        """The options that select this config again, overrides included."""
+        return self.selector or f"--bandit-config '{self.name}'"
 
 
 def _preset(design: str, instance: str, horizon: int, episodes: int, **kw: Any) -> CaseConfig:

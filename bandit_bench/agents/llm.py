@@ -135,6 +135,7 @@ class LLMAgent:
                 f"model {self.model}: HTTP {err.status_code} from {err.request.url}"
                 + (f" after {self.client.max_retries} retries" if retried else " (not retried)")
                 + f": {clean(err.message)}"
+                + _ADVICE.get(err.status_code, "")
             ) from None
         except openai.APIConnectionError as err:
             cause = err.__cause__
@@ -189,6 +190,17 @@ def _redact(text: str, secret: str | None) -> str:
     if secret and secret != REPLAY_PLACEHOLDER_KEY and len(secret) >= 8:
         return text.replace(secret, "[redacted]")
     return text
+
+
+_ADVICE = {
+    400: ". The endpoint refused the request: check that it accepts the config's parameters "
+    "(a constrained config sends llama.cpp's 'grammar' field)",
+    401: ". Check the API key (--api-key, OPENROUTER_API_KEY or OPENAI_API_KEY)",
+    402: ". The account has no credit left",
+    403: ". The key may not use this model: check the key and the model id",
+    404: ". Check the model id and --base-url",
+    429: ". Rate limited even after retries: lower --concurrency or set --max-rps",
+}
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -107,7 +107,58 @@ def test_stale_cassette_after_a_prompt_change_names_file_and_step(project, simul
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "quick/000.json has no recorded answer" in out
-    assert "step 1 of 6" in out and "--record-mode=once" in out
+    # 'once' would replay the same stale file: the advice is to rewrite it.
+    assert "step 1 of 6" in out
+    assert (
+        "To record it again: OPENROUTER_API_KEY=... pytest --model sim/cycle --bandit-config 'quick' "
+        "--record-mode=rewrite" in out
+    )
+
+
+def test_horizon_override_is_its_own_case_with_its_own_cassettes(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    # A longer horizon is another instance: it must neither replay nor overwrite the T = 6 files.
+    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--horizon", "4")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_bandit?sim/cycle-quick-T4?*",
+            "*cassettes/sim/cycle/quick-T4/000.json does not exist*--bandit-config 'quick' --horizon 4 "
+            "--record-mode=once*",
+        ]
+    )
+    project.runpytest(
+        "--model",
+        "sim/cycle",
+        "--bandit-config",
+        "quick",
+        "--horizon",
+        "4",
+        "--base-url",
+        sim.base_url,
+        "--record-mode=once",
+    ).assert_outcomes(passed=1)
+    assert sorted(p.parent.name for p in (project.path / "cassettes").rglob("000.json")) == [
+        "quick",
+        "quick-T4",
+    ]
+
+
+def test_compare_to_the_report_folder_itself_is_refused(project, simulator):
+    sim = simulator(cycle())
+    _record(project, sim.base_url).assert_outcomes(passed=1)
+    result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--compare-to", "reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--compare-to: got 'reports'; expected a folder other than --report-dir*"])
+
+
+def test_progress_lines_while_recording_only(project, simulator):
+    sim = simulator(cycle())
+    recorded = _record(project, sim.base_url)
+    recorded.stderr.fnmatch_lines(["[[]bandit-bench[]] sim/cycle x quick: 18/18 steps"])
+    replayed = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick")
+    assert "steps" not in replayed.stderr.str()
 
 
 def test_threshold_failure_reports_value_interval_threshold_and_episodes(project, simulator):

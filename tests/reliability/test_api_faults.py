@@ -142,17 +142,25 @@ def test_a_persistent_fault_errors_the_episode_and_writes_nothing(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("status", "name"), [(400, "bad request"), (401, "bad key"), (404, "unknown model")], ids=str
+    ("status", "advice"),
+    [
+        (400, ". The endpoint refused the request: check that it accepts the config's parameters"),
+        (401, ". Check the API key (--api-key, OPENROUTER_API_KEY or OPENAI_API_KEY)"),
+        (404, ". Check the model id and --base-url"),
+    ],
+    ids=str,
 )
-def test_a_client_error_is_not_retried(tmp_path: Path, status: int, name: str) -> None:
+def test_a_client_error_is_not_retried_and_says_what_to_check(
+    tmp_path: Path, status: int, advice: str
+) -> None:
     with Simulator(scripted([SimReply(status=status)])) as sim:
         result = _record(sim, tmp_path, _config(horizon=1))
         assert sim.calls == 1
         url = f"{sim.base_url}/chat/completions"
     [traj] = result.trajectories
-    assert traj.error == (
+    assert traj.error is not None and traj.error.startswith(
         f"step 1 of 1: model {MODEL}: HTTP {status} from {url} (not retried): "
-        f"Error code: {status} - simulated fault"
+        f"Error code: {status} - simulated fault{advice}"
     )
     assert list(tmp_path.rglob("*")) == []
 
