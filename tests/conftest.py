@@ -2,38 +2,55 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 
-import matplotlib
 import pytest
 
 from bandit_bench.simulator import Policy, Simulator
 
+pytest_plugins = ["pytester"]
+
 # pytester's in-process runs drop the modules first imported inside them; libraries imported
 # anew in the same process then disagree with themselves (pandas' JSON writer, matplotlib's
 # classes, httpx2's map of httpcore2 exceptions). Everything the plugin imports lazily is
-# therefore imported once, here, with the lazy parts of the HTTP stack exercised.
-matplotlib.use("Agg")
+# therefore imported before the first pytester test, and only then: the benchmark itself
+# (tests/test_bandit.py) lives under this conftest and must start light.
+_PRELOAD = (
+    "httpcore2",
+    "httpx2",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.pyplot",
+    "openai",
+    "pandas",
+    "vcr.request",
+    "vcr.serialize",
+    "bandit_bench.collector",
+    "bandit_bench.compare",
+    "bandit_bench.evaluation",
+    "bandit_bench.html_report",
+    "bandit_bench.report",
+    "bandit_bench.runner",
+)
+_preloaded = False
 
-import httpcore2  # noqa: E402, F401
-import httpx2  # noqa: E402
-import matplotlib.backends.backend_agg  # noqa: E402, F401
-import matplotlib.pyplot  # noqa: E402, F401
-import openai  # noqa: E402
-import pandas  # noqa: E402, F401
-import vcr.request  # noqa: E402, F401
-import vcr.serialize  # noqa: E402, F401
 
-import bandit_bench.collector  # noqa: E402, F401
-import bandit_bench.compare  # noqa: E402, F401
-import bandit_bench.evaluation  # noqa: E402, F401
-import bandit_bench.html_report  # noqa: E402, F401
-import bandit_bench.report  # noqa: E402, F401
-import bandit_bench.runner  # noqa: E402, F401
+@pytest.fixture(autouse=True)
+def _preload_for_pytester(request: pytest.FixtureRequest) -> None:
+    global _preloaded
+    if _preloaded or "pytester" not in request.fixturenames:
+        return
+    import matplotlib
 
-openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=httpx2.HTTPTransport())).close()
+    matplotlib.use("Agg")
+    for name in _PRELOAD:
+        importlib.import_module(name)
+    import httpx2
+    import openai
 
-pytest_plugins = ["pytester"]
+    # The HTTP stack imports parts of itself on first use: use it once.
+    openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=httpx2.HTTPTransport())).close()
+    _preloaded = True
 
 
 @pytest.fixture
