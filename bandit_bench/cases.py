@@ -68,7 +68,7 @@ def discover_models(cassette_dir: Path) -> list[str]:
 
 def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConfig]) -> list[str]:
     base = cassette_dir.joinpath(*[safe_component(p) for p in model.split("/")])
-    # The folder name cassette_path writes (safe_component), not file_name, which keeps "+".
+    # The folder name cassette_path writes (safe_component).
     return [name for name, cfg in configs.items() if (base / safe_component(cfg.name)).is_dir()]
 
 

@@ -39,11 +39,6 @@ class Trajectory:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
-        steps = [StepRecord(**s) for s in data.get("steps", [])]
-        return cls(**{**data, "steps": steps})
-
 
 def run_episode(
     agent: Agent,

@@ -12,7 +12,6 @@ from typing import Any
 from .metrics import EpisodeBatch, Estimate, summarize
 from .runner import CaseResult
 
-THRESHOLDED = {"format_compliance": "min_format_compliance", "best_arm_rate": "min_best_arm_rate"}
 LABELS = {"format_compliance": "format compliance", "best_arm_rate": "best-arm rate"}
 
 

@@ -360,14 +360,3 @@ def render_html(summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[st
             n_rows=len(summary),
         )
     )
-
-
-def write_html(
-    report_dir: Path, summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[str, Any]]
-) -> Path:
-    """Render and write ``report_dir/report.html`` atomically; returns its path."""
-    from .report import atomic_write
-
-    path = Path(report_dir) / "report.html"
-    atomic_write(path, render_html(summary, steps))
-    return path

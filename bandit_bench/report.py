@@ -20,21 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .metrics import METRIC_NAMES as METRICS  # one list of metrics, in column order
 from .metrics import EpisodeBatch
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METRICS = (
-    "format_compliance",
-    "best_arm_rate",
-    "best_arm_rate_second_half",
-    "suffix_failure_freq",
-    "k_min_frac",
-    "greedy_frac",
-    "median_reward",
-    "mean_regret",
-)
 SUMMARY_COLUMNS = (
     "model",
     "config",

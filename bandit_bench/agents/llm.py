@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import httpx2
     from openai import OpenAI
 
-DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 # Sent when replaying: the client insists on a key, and the cassette never stores it anyway.
 REPLAY_PLACEHOLDER_KEY = "replay-without-key"
 

@@ -188,6 +188,7 @@ def _gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
+@lru_cache(maxsize=64)  # the same arms at every step of every episode
 def answer_grammar(names: tuple[str, ...]) -> str:
     """A llama.cpp GBNF grammar whose only sentences are ``<Answer>NAME</Answer>``, NAME in ``names``.
 
