@@ -159,6 +159,10 @@ def test_invalid_steps_are_recorded_and_the_harness_picks_from_the_episode_strea
 
 def test_distribution_answers_are_sampled_by_the_harness():
     inst, harness, policy = draw_instance(HARD10, 0, 1)
-    d = Decision(valid=True, distribution=(0.0, 0.0, 0.0, 0.0, 1.0))
+    dist = (0.5, 0.0, 0.5, 0.0, 0.0)
+    d = Decision(valid=True, distribution=dist)
     traj = run_episode(Scripted([d] * 10), inst, harness, policy, ("a", "b", "c", "d", "e"))
-    assert [s.arm for s in traj.steps] == [4] * 10
+    fresh = draw_instance(HARD10, 0, 1)[1]  # the same episode's harness stream, from its start
+    expected = [int(fresh.choice(5, p=np.asarray(dist))) for _ in range(10)]
+    assert [s.arm for s in traj.steps] == expected
+    assert set(expected) == {0, 2}  # both arms drawn: the sample is not a constant
