@@ -161,7 +161,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        # A rescaled reward a rounding error below zero must not print as "-0.00".
+        return f"{value if round(value, digits) != 0 else 0.0:.{digits}f}"
     return str(value)
 
 
