@@ -47,6 +47,13 @@ class ProjectSettings:
         return model in config.xfail_models or config.name in self.xfail.get(model, frozenset())
 
 
+def _check_model(where: str, model: str, validate: Any) -> None:
+    try:
+        validate(model)
+    except SpecError as err:
+        raise SpecError(where, model, err.allowed) from None
+
+
 def load_settings(pyproject: Path | None) -> ProjectSettings:
     """Built-in presets merged with the project's own table; errors name the file and field."""
     if pyproject is None or not pyproject.is_file():
@@ -70,13 +77,18 @@ def settings_from_table(table: Any, source: Path | None = None) -> ProjectSettin
     raw_configs = table.get("configs", {})
     if not isinstance(raw_configs, Mapping):
         raise SpecError(f"{where}.configs", raw_configs, "a table of named configs")
+    from .runner import validate_model
+
     for name, cfg in raw_configs.items():
         configs[name] = config_from_table(name, cfg)
+        for model in configs[name].xfail_models:
+            _check_model(f"{where}.configs.{name!r}.xfail_models", model, validate_model)
     xfail: dict[str, frozenset[str]] = {}
     raw_xfail = table.get("xfail", {})
     if not isinstance(raw_xfail, Mapping):
         raise SpecError(f"{where}.xfail", raw_xfail, "a table of model id = [config names]")
     for model, names in raw_xfail.items():
+        _check_model(f"{where}.xfail", model, validate_model)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise SpecError(f"{where}.xfail.{model!r}", names, "a list of config names")
         missing = [n for n in names if n not in configs]
