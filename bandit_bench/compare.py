@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import EpisodeBatch, episode_suffix_failure
+from .metrics import EpisodeBatch, episode_best_arm_rate, episode_format_compliance, episode_suffix_failure
 from .report import CaseEpisodes, ReportData, case_episodes, load_report_dir
 
 ALPHA = 0.05
@@ -47,8 +47,8 @@ class _Metric:
 
 
 METRICS: tuple[_Metric, ...] = (
-    _Metric("format_compliance", "format compliance", True, lambda b: b.valid.mean(axis=1)),
-    _Metric("best_arm_rate", "best-arm rate", True, lambda b: (b.arms == b.best_arm[:, None]).mean(axis=1)),
+    _Metric("format_compliance", "format compliance", True, episode_format_compliance),
+    _Metric("best_arm_rate", "best-arm rate", True, episode_best_arm_rate),
     _Metric(
         "suffix_failure_freq", "SuffFailFreq(T/2)", False, lambda b: episode_suffix_failure(b).astype(float)
     ),
