@@ -53,6 +53,25 @@ def _preload_for_pytester(request: pytest.FixtureRequest) -> None:
     _preloaded = True
 
 
+BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
+
+
+@pytest.fixture
+def bench_project(pytester: pytest.Pytester) -> Callable[..., pytest.Pytester]:
+    """Factory: ``bench_project(pyproject)`` makes pytester's folder a project using the plugin:
+    the benchmark test (``test_bench_case.py``) and the given ``pyproject.toml``."""
+
+    def make(pyproject: str | None = None) -> pytest.Pytester:
+        # Not test_bandit.py: that module name is taken by this repository's own benchmark, and
+        # pytest refuses two test modules of one name in one run.
+        pytester.makepyfile(test_bench_case=BENCH_TEST)
+        if pyproject is not None:
+            pytester.makefile(".toml", pyproject=pyproject)
+        return pytester
+
+    return make
+
+
 @pytest.fixture
 def simulator() -> Iterator[Callable[..., Simulator]]:
     """Factory: ``simulator(policy, latency=0.0)`` returns a running simulator; all are stopped."""

@@ -10,7 +10,6 @@ import pytest
 
 from bandit_bench.simulator import always, cycle
 
-BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
 PYPROJECT = """
 [tool.bandit_bench.configs.quick]
 design = "BNRN0"
@@ -30,10 +29,8 @@ min_best_arm_rate = 0.9
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_bench_case=BENCH_TEST)
-    pytester.makefile(".toml", pyproject=PYPROJECT)
-    return pytester
+def project(bench_project) -> pytest.Pytester:
+    return bench_project(PYPROJECT)
 
 
 def _record(project: pytest.Pytester, base_url: str, *args: str) -> pytest.RunResult:

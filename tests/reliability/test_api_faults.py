@@ -190,14 +190,10 @@ def test_retries_follow_max_retries(tmp_path: Path) -> None:
     assert len(list((tmp_path / "two").rglob("*.json"))) == 1
 
 
-def test_through_the_plugin_a_faulty_case_fails_even_when_declared_expected(
-    pytester: pytest.Pytester,
-) -> None:
+def test_through_the_plugin_a_faulty_case_fails_even_when_declared_expected(bench_project) -> None:
     """An errored case is a failure with the status and model in its message, never an xfail."""
-    pytester.makepyfile(test_rel_bench="def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n")
-    pytester.makefile(
-        ".toml",
-        pyproject="""
+    pytester = bench_project(
+        """
 [tool.bandit_bench.configs.quick]
 design = "BNRN0"
 instance = "hard"

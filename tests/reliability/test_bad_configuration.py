@@ -13,7 +13,6 @@ from bandit_bench.runner import RunOptions, run_case, validate_model
 from bandit_bench.settings import load_settings
 from bandit_bench.specs import BUILTIN_CONFIGS, SpecError
 
-BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
 CODE = (
     "a five-part code: scenario B|A, framing N|S, history R|S, chain of thought N|C|C~ (ASCII: Ct), "
     "output 0|1|D; e.g. BNRN0 or BSSC~0"
@@ -214,9 +213,8 @@ def _assert_usage_error(result: pytest.RunResult, message: str) -> None:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_rel_bench=BENCH_TEST)
-    return pytester
+def project(bench_project) -> pytest.Pytester:
+    return bench_project()
 
 
 @pytest.mark.parametrize("case", list(BAD_CONFIG_TABLES))
@@ -285,7 +283,7 @@ def test_any_provider_name_is_a_model(project: pytest.Pytester, model: str) -> N
     project.makefile(".toml", pyproject="")
     result = project.runpytest("--model", model, "--bandit-config", "BNRN0-hard-T25", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    result.stdout.fnmatch_lines([f"test_rel_bench.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"])
+    result.stdout.fnmatch_lines([f"test_bench_case.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"])
 
 
 def test_outside_pytest_the_library_raises_the_same_errors() -> None:

@@ -111,11 +111,9 @@ def test_names_sharing_a_cassette_folder_are_refused() -> None:
     )
 
 
-def test_xdist_workers_record_disjoint_cassettes(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_rel_bench="def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n")
-    pytester.makefile(
-        ".toml",
-        pyproject="""
+def test_xdist_workers_record_disjoint_cassettes(bench_project) -> None:
+    pytester = bench_project(
+        """
 [tool.bandit_bench.configs.one]
 design = "BNRN0"
 instance = "hard"

@@ -369,13 +369,9 @@ def test_a_leftover_temporary_file_is_ignored(recorded: Path, tmp_path: Path) ->
     assert replay.errors == [] and replay.replayed == EPISODES * HORIZON
 
 
-def test_through_the_plugin_a_damaged_cassette_names_the_file_and_rewrite_replaces_it(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(test_rel_bench="def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n")
-    pytester.makefile(
-        ".toml",
-        pyproject='[tool.bandit_bench.configs.quick]\ndesign = "BNRN0"\ninstance = "hard"\nhorizon = 2\n'
+def test_through_the_plugin_a_damaged_cassette_names_the_file_and_rewrite_replaces_it(bench_project) -> None:
+    pytester = bench_project(
+        '[tool.bandit_bench.configs.quick]\ndesign = "BNRN0"\ninstance = "hard"\nhorizon = 2\n'
         "episodes = 2\nmin_format_compliance = 0.0\n",
     )
     run = ["--model", MODEL, "--bandit-config", "quick"]

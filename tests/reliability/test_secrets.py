@@ -18,7 +18,6 @@ import pytest
 from bandit_bench.recording import make_transport
 from bandit_bench.simulator import SimReply, Simulator, always
 
-BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
 PYPROJECT = """
 [tool.bandit_bench.configs.tiny]
 design = "BNRN0"
@@ -40,7 +39,7 @@ def _everything_written(root: Path) -> dict[Path, bytes]:
 
 @pytest.mark.parametrize("key_var", [*KEY_VARS, "--api-key"])
 def test_the_key_reaches_the_server_and_nothing_the_run_writes(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, key_var: str
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch, key_var: str
 ) -> None:
     key = f"sk-or-v1-{secrets.token_hex(24)}"
     cookie = f"cf_session_{secrets.token_hex(12)}"
@@ -63,8 +62,7 @@ def test_the_key_reaches_the_server_and_nothing_the_run_writes(
         return SimReply(reply.content, headers={"Set-Cookie": f"session={cookie}; Path=/"})
 
     sim.policy = policy
-    pytester.makepyfile(test_rel_bench=BENCH_TEST)
-    pytester.makefile(".toml", pyproject=PYPROJECT)
+    bench_project(PYPROJECT)
     with sim:
         args = ["--bandit-config", "tiny", "--base-url", sim.base_url, "--max-retries", "0"]
         logging_args = ["--log-file", "run.log", "--log-file-level", "DEBUG", "-rA", "-v"]

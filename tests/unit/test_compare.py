@@ -256,22 +256,11 @@ def test_negative_tolerance_is_refused(old_dir: Path, capsys: pytest.CaptureFixt
 
 # ---------------------------------------------------------------------------- pytest --compare-to
 
-BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
 RUN = ["--model", "baseline/ts", "--bandit-config", "BNRN0-hard-T25", "--episodes", "6", "-p", "no:xdist"]
 
 
-def test_compare_to_fails_the_session_on_a_regression(pytester: pytest.Pytester) -> None:
-    # In-process runs drop the modules first imported inside them; pandas and matplotlib do not
-    # survive being imported twice in one process, so load them out here.
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-    import matplotlib.lines  # noqa: F401
-    import pandas  # noqa: F401
-
-    import bandit_bench.collector  # noqa: F401
-    import bandit_bench.html_report  # noqa: F401
-
-    pytester.makepyfile(test_compare_bench=BENCH_TEST)
+def test_compare_to_fails_the_session_on_a_regression(bench_project) -> None:
+    pytester = bench_project()
     pytester.runpytest(*RUN, "--report-dir", "old").assert_outcomes(passed=1)
     # The same seeds replay the same arms: no regression against itself.
     same = pytester.runpytest(*RUN, "--report-dir", "new", "--compare-to", "old")
