@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import Z_95, EpisodeBatch, arm_rank_shares
+from .metrics import Z_95, arm_rank_shares, on_best, wilson_bounds
 from .report import CaseEpisodes, case_episodes, format_cost, verdict
 
 if TYPE_CHECKING:
@@ -64,12 +64,9 @@ class ConfigSection:
 
 def wilson_band(hits: np.ndarray, z: float = Z_95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column share of ``hits`` (N, T) with its Wilson interval over the N rows."""
-    n = hits.shape[0]
     p = hits.mean(axis=0)
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
-    return p, np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    low, high = wilson_bounds(p, hits.shape[0], z)
+    return p, low, high
 
 
 def mean_band(values: np.ndarray, z: float = Z_95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,10 +77,6 @@ def mean_band(values: np.ndarray, z: float = Z_95) -> tuple[np.ndarray, np.ndarr
         return mean, mean, mean
     half = z * values.std(axis=0, ddof=1) / np.sqrt(n)
     return mean, mean - half, mean + half
-
-
-def _on_best(batch: EpisodeBatch) -> np.ndarray:
-    return np.asarray(batch.arms == batch.best_arm[:, None])
 
 
 # ---------------------------------------------------------------------------- figures
@@ -127,11 +120,11 @@ def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> 
         t = np.arange(1, batch.horizon + 1)
         label = f"{case.model} (N={batch.n})"
 
-        share, low, high = wilson_band(_on_best(batch))
+        share, low, high = wilson_band(on_best(batch))
         ax_best.plot(t, share, label=label, **style)
         ax_best.fill_between(t, low, high, color=style["color"], alpha=0.12, linewidth=0)
 
-        regret = np.cumsum(batch.delta * ~_on_best(batch), axis=1)
+        regret = np.cumsum(batch.delta * ~on_best(batch), axis=1)
         mean, low, high = mean_band(regret)
         ax_regret.plot(t, mean, label=label, **style)
         ax_regret.fill_between(t, np.maximum(low, 0.0), high, color=style["color"], alpha=0.12, linewidth=0)

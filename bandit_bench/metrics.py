@@ -9,7 +9,6 @@ the batch: the same cassettes give the same report, digit for digit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -135,11 +134,16 @@ def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
         raise ValueError(f"no trials: got n={n}; expected n >= 1")
     if not 0 <= successes <= n:
         raise ValueError(f"successes: got {successes}; expected 0..{n}")
-    p = successes / n
+    low, high = wilson_bounds(np.asarray(successes / n), n, z)
+    return float(low), float(high)
+
+
+def wilson_bounds(p: np.ndarray, n: int, z: float = Z_95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson bounds for observed shares ``p`` (any shape) out of ``n`` trials each."""
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def _wilson_estimate(hits: np.ndarray) -> Estimate:
@@ -162,8 +166,9 @@ def _bootstrap_estimate(values: np.ndarray, stat: Callable[..., np.ndarray]) -> 
 # ---------------------------------------------------------------------------- per episode
 
 
-def _on_best(batch: EpisodeBatch) -> np.ndarray:
-    return batch.arms == batch.best_arm[:, None]
+def on_best(batch: EpisodeBatch) -> np.ndarray:
+    """(N, T) booleans: the pull at step t of episode n was the best arm."""
+    return np.asarray(batch.arms == batch.best_arm[:, None])
 
 
 def _counts(batch: EpisodeBatch) -> np.ndarray:
@@ -177,12 +182,12 @@ def episode_format_compliance(batch: EpisodeBatch) -> np.ndarray:
 
 
 def episode_best_arm_rate(batch: EpisodeBatch) -> np.ndarray:
-    return _on_best(batch).mean(axis=1)
+    return on_best(batch).mean(axis=1)
 
 
 def episode_suffix_failure(batch: EpisodeBatch) -> np.ndarray:
     """True where the episode never picks the best arm in rounds T//2..T-1."""
-    return np.asarray(~_on_best(batch)[:, batch.horizon // 2 :].any(axis=1))
+    return np.asarray(~on_best(batch)[:, batch.horizon // 2 :].any(axis=1))
 
 
 def episode_k_min_frac(batch: EpisodeBatch) -> np.ndarray:
@@ -219,7 +224,7 @@ def episode_rescaled_reward(batch: EpisodeBatch) -> np.ndarray:
 
 def episode_regret(batch: EpisodeBatch) -> np.ndarray:
     """Pseudo-regret: sum over t of best mean minus chosen arm's mean = delta x non-best pulls."""
-    return batch.delta * (~_on_best(batch)).sum(axis=1)
+    return batch.delta * (~on_best(batch)).sum(axis=1)
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -230,8 +235,8 @@ def episode_regret(batch: EpisodeBatch) -> np.ndarray:
 _Units = Callable[[EpisodeBatch], np.ndarray]
 _METRICS: dict[str, tuple[_Units, Callable[..., Any], str]] = {
     "format_compliance": (lambda b: b.valid, np.mean, "wilson"),
-    "best_arm_rate": (_on_best, np.mean, "wilson"),
-    "best_arm_rate_second_half": (lambda b: _on_best(b)[:, b.horizon // 2 :], np.mean, "wilson"),
+    "best_arm_rate": (on_best, np.mean, "wilson"),
+    "best_arm_rate_second_half": (lambda b: on_best(b)[:, b.horizon // 2 :], np.mean, "wilson"),
     "suffix_failure_freq": (episode_suffix_failure, np.mean, "wilson"),
     "k_min_frac": (episode_k_min_frac, np.mean, "bootstrap"),
     "greedy_frac": (episode_greedy_frac, np.mean, "bootstrap"),
@@ -308,17 +313,17 @@ def point_values(batch: EpisodeBatch) -> dict[str, float]:
 
 def best_arm_curve(batch: EpisodeBatch) -> np.ndarray:
     """(T,) share of episodes picking the best arm at each step."""
-    return _on_best(batch).mean(axis=0)
+    return on_best(batch).mean(axis=0)
 
 
 def cumulative_regret_curve(batch: EpisodeBatch) -> np.ndarray:
     """(T,) pseudo-regret accumulated up to and including each step, mean over episodes."""
-    return np.cumsum(batch.delta * ~_on_best(batch), axis=1).mean(axis=0)
+    return np.cumsum(batch.delta * ~on_best(batch), axis=1).mean(axis=0)
 
 
 def suffix_failure_curve(batch: EpisodeBatch) -> np.ndarray:
     """(T,) for each t the share of episodes that never pick the best arm in rounds t..T-1."""
-    hit_from_t = np.flip(np.logical_or.accumulate(np.flip(_on_best(batch), axis=1), axis=1), axis=1)
+    hit_from_t = np.flip(np.logical_or.accumulate(np.flip(on_best(batch), axis=1), axis=1), axis=1)
     return (~hit_from_t).mean(axis=0)
 
 
