@@ -24,10 +24,19 @@ def test_plugin_import_loads_nothing_heavy():
     assert not loaded & {*HEAVY, "numpy"}
 
 
-def test_public_names_resolve_lazily():
+def test_public_names_resolve_lazily_to_their_modules_objects():
+    import importlib
+
     import bandit_bench
 
     assert bandit_bench.DesignSpec.parse("BSSCt0").code == "BSSC~0"
     assert set(bandit_bench.__all__) <= set(dir(bandit_bench))
     for name in bandit_bench.__all__:
-        assert getattr(bandit_bench, name) is not None
+        module = importlib.import_module(bandit_bench._EXPORTS[name], "bandit_bench")
+        assert getattr(bandit_bench, name) is getattr(module, name), name
+    try:
+        bandit_bench.not_a_name  # noqa: B018
+    except AttributeError as err:
+        assert "has no attribute 'not_a_name'" in str(err)
+    else:
+        raise AssertionError("unknown names must raise AttributeError")
