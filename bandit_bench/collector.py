@@ -39,7 +39,10 @@ class Collector:
         report.user_properties = kept
 
     def _with_references(self) -> list[dict[str, Any]]:
+        """The run's records plus, per config, the classic algorithms (measured on the same
+        instances) and the paper's published rows for it (``paper/*``)."""
         from .evaluation import case_record
+        from .published import published_records
         from .runner import run_case
 
         records = dict(self.records)
@@ -48,6 +51,9 @@ class Collector:
             for model in REFERENCE_BASELINES:
                 if (model, name) not in records and name in configs:
                     records[(model, name)] = case_record(run_case(model, configs[name]))
+            # The paper's own numbers for this design, instance and horizon, where it has them.
+            for record in published_records(configs[name]) if name in configs else []:
+                records.setdefault((record["model"], name), record)
         return list(records.values())
 
     @pytest.hookimpl(trylast=True)

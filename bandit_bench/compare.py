@@ -240,8 +240,9 @@ def compare_data(
     """Compare two loaded report folders (see :func:`compare_dirs`)."""
     if not tolerance >= 0:
         raise ValueError(f"tolerance: got {tolerance!r}; expected a number >= 0 (an absolute change)")
-    old_rows = {(r["model"], r["config"]): r for r in old.summary}
-    new_rows = {(r["model"], r["config"]): r for r in new.summary}
+    # The paper's published rows are constants with no episodes: nothing to compare.
+    old_rows = {(r["model"], r["config"]): r for r in old.summary if r.get("kind") != "published"}
+    new_rows = {(r["model"], r["config"]): r for r in new.summary if r.get("kind") != "published"}
     old_cases = case_episodes(old.summary, old.steps)
     new_cases = case_episodes(new.summary, new.steps)
     changes: list[MetricChange] = []

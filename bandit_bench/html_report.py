@@ -269,11 +269,19 @@ def table_rows(summary: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Cel
             Cell(_num(r.get("greedy_frac")), "num"),
             Cell(_num(r.get("median_reward")), "num"),
             Cell(_num(r.get("mean_regret")), "num"),
-            Cell(f"{int(r.get('prompt_tokens') or 0)}+{int(r.get('completion_tokens') or 0)}", "num"),
+            Cell(
+                "-"
+                if r["kind"] == "published"
+                else f"{int(r.get('prompt_tokens') or 0)}+{int(r.get('completion_tokens') or 0)}",
+                "num",
+            ),
             Cell(format_cost(r.get("cost_usd")), "num"),
             Cell(v, f"verdict v-{v.lower()}"),
         ]
-        out.append(("reference" if r["kind"] == "baseline" else "model", cells))
+        if r["kind"] == "published":
+            # Marked in the model cell too, so a copy of the table without its styles still says it.
+            cells[0] = Cell(r["model"], "text", f"published in the paper: {r.get('source') or ''}")
+        out.append(({"baseline": "reference", "published": "published"}.get(r["kind"], "model"), cells))
     return out
 
 
@@ -327,7 +335,8 @@ def render_html(summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[st
     for config in dict.fromkeys(r["config"] for r in summary):
         rows = [r for r in summary if r["config"] == config]
         with_data = [cases[(r["model"], config)] for r in rows if (r["model"], config) in cases]
-        missing = [r["model"] for r in rows if (r["model"], config) not in cases]
+        # Published rows have no steps by nature: only measured rows can be missing from the plots.
+        missing = [r["model"] for r in rows if (r["model"], config) not in cases and r["kind"] != "published"]
         note = f"No complete episode for {', '.join(missing)}: left out of the plots." if missing else ""
         image = config_figure(with_data, colours) if with_data else None
         sections.append(ConfigSection(config, _facts(rows[0]), image, note))

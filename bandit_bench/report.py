@@ -30,6 +30,7 @@ SUMMARY_COLUMNS = (
     "model",
     "config",
     "kind",
+    "source",
     "design",
     "k",
     "delta",
@@ -89,12 +90,24 @@ def _cost(record: Mapping[str, Any], prices: Mapping[str, Any]) -> float | None:
     return float(cost) if cost is not None else None
 
 
+def row_kind(model: str) -> str:
+    """``model`` (measured), ``baseline`` (a classic algorithm, measured on the same instances)
+    or ``published`` (the paper's own numbers, transcribed: ``paper/gpt-4``)."""
+    if model.startswith("baseline/"):
+        return "baseline"
+    if model.startswith("paper/"):
+        return "published"
+    return "model"
+
+
 def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = None) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     row: dict[str, Any] = {
         "model": record["model"],
         "config": record["config"],
-        "kind": "baseline" if record["model"].startswith("baseline/") else "model",
+        "kind": record.get("kind") or row_kind(record["model"]),
+        # Where a published row's numbers come from ("Figure 11(a), row BNRN0"); None if measured.
+        "source": record.get("source"),
         "design": record["design"],
         "k": record["k"],
         "delta": record["delta"],
@@ -121,9 +134,16 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     return row
 
 
+_KIND_ORDER = {"model": 0, "baseline": 1, "published": 2}
+
+
 def _sorted(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    # Models first, baselines after, each by name: the same order whatever the worker count.
-    return sorted(records, key=lambda r: (r["config"], r["model"].startswith("baseline/"), r["model"]))
+    # Models first, then baselines, then the paper's published rows, each by name: the same
+    # order whatever the worker count.
+    return sorted(
+        records,
+        key=lambda r: (r["config"], _KIND_ORDER[r.get("kind") or row_kind(r["model"])], r["model"]),
+    )
 
 
 def summary_frame(
@@ -176,6 +196,8 @@ def format_cost(value: Any) -> str:
 def verdict(row: Any) -> str:
     if row["kind"] == "baseline":
         return "reference"
+    if row["kind"] == "published":
+        return "published"
     if row["errors"]:
         return "ERROR"
     if row["expected_failure"]:
@@ -205,7 +227,9 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
                 "GreedyFrac": _fmt(r["greedy_frac"], 2),
                 "MedianReward": _fmt(r["median_reward"], 2),
                 "regret": _fmt(r["mean_regret"], 2),
-                "tokens": f"{int(r['prompt_tokens'])}+{int(r['completion_tokens'])}",
+                "tokens": "-"
+                if r["kind"] == "published"
+                else f"{int(r['prompt_tokens'])}+{int(r['completion_tokens'])}",
                 "cost": format_cost(r["cost_usd"]),
                 "verdict": verdict(r),
             }
@@ -255,7 +279,10 @@ def render_markdown(summary: pd.DataFrame) -> str:
         "One row per model x config; `baseline/*` rows are classic algorithms on the very same "
         "instances and reward tables (common random numbers). Best-arm rate with its 95% Wilson "
         "interval over pulls; SuffFail(T/2) is the share of episodes that never pick the best arm "
-        "in the second half; K*MinFrac is K times the smallest share of pulls any arm got.\n\n"
+        "in the second half; K*MinFrac is K times the smallest share of pulls any arm got. "
+        "`paper/*` rows (verdict `published`) are the paper's own numbers for the same design, "
+        "instance and horizon, transcribed from its tables (`source` in summary.json), never measured "
+        "here; episodes is the paper's replicate count.\n\n"
         + markdown_table(summary)
         + "\n\n"
         + totals_line(summary)
@@ -356,7 +383,7 @@ def _summary_row(row: Any, i: int, path: Path) -> dict[str, Any]:
         if out[col] is None:
             out[col] = default
     if out["kind"] is None:
-        out["kind"] = "baseline" if str(row["model"]).startswith("baseline/") else "model"
+        out["kind"] = row_kind(str(row["model"]))
     return out
 
 

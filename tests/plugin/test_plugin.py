@@ -292,3 +292,27 @@ def test_works_beside_pytest_recording_and_without_it(project, simulator):
     result.assert_outcomes(passed=1)
     help_text = project.runpytest("--help").stdout.str()
     assert help_text.count("--record-mode") == 1 and "--bandit-config" in help_text
+
+
+def test_paper_config_shows_the_papers_published_rows(project):
+    # baseline/greedy needs no HTTP; BNRN0-hard-T100 is one of the paper's configs (Figure 11(a)).
+    result = project.runpytest(
+        "--model", "baseline/greedy", "--bandit-config", "BNRN0-hard-T100", "--episodes", "2"
+    )
+    result.assert_outcomes(failed=1)  # greedy misses the 0.4 best-arm threshold on these two episodes
+    result.stdout.fnmatch_lines(
+        [
+            "*bandit-bench*",
+            "*baseline/greedy*BNRN0-hard-T100*reference",
+            "*paper/gpt-3.5*BNRN0-hard-T100*20*-*-*0.50*0.16*0.30*0.22*-*-*-*published",
+            "*paper/gpt-4*BNRN0-hard-T100*10*-*-*0.50*0.03*0.52*0.63*-*-*-*published",
+            "*paper/llama-2-13b*BNRN0-hard-T100*10*-*-*0.90*0.00*1.00*-0.05*-*-*-*published",
+        ]
+    )
+    rows = json.loads((project.path / "reports" / "summary.json").read_text())
+    published = [r for r in rows if r["kind"] == "published"]
+    assert [(r["model"], r["source"]) for r in published] == [
+        ("paper/gpt-3.5", "Figure 12, row BNRN0"),
+        ("paper/gpt-4", "Figure 11(a), row BNRN0"),
+        ("paper/llama-2-13b", "Figure 16, row BNRN0"),
+    ]

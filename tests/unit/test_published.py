@@ -1,0 +1,140 @@
+"""The paper's published numbers: transcribed values pinned, and marked published in every output."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from bandit_bench.published import PUBLISHED_KIND, published_records, published_rows
+from bandit_bench.specs import BUILTIN_CONFIGS
+
+
+def _one(model: str, design: str, instance: str, horizon: int = 100):
+    k = {"hard": 5, "easy": 4}[instance]
+    rows = [r for r in published_rows(design, k=k, horizon=horizon) if r.model == model]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+# (model, design, instance, T) -> (MedianReward, SuffFailFreq(T/2), K*MinFrac, GreedyFrac, N, source)
+PINNED = {
+    ("paper/gpt-4", "BNRN0", "hard", 100): (0.63, 0.50, 0.03, 0.52, 10, "Figure 11(a), row BNRN0"),
+    ("paper/gpt-4", "BSSC~0", "hard", 100): (0.47, 0.00, 0.33, 0.69, 10, "Figure 11(a), row BSSC~0"),
+    ("paper/gpt-4", "BSSCD", "hard", 100): (0.37, 0.00, 0.49, 0.49, 10, "Figure 11(a), row BSSCD"),
+    ("paper/gpt-4", "ANRN1", "hard", 100): (-0.05, 0.67, 0.03, 0.23, 3, "Figure 11(b), row ANRN1"),
+    ("paper/gpt-4", "BNRND", "easy", 100): (0.56, 0.00, 0.43, 0.56, 3, "Figure 11(c), row BNRND"),
+    ("paper/gpt-4", "ASSC1", "easy", 100): (0.68, 0.00, 0.29, 0.73, 3, "Figure 11(d), row ASSC1"),
+    ("paper/gpt-4", "BSSC~0", "hard", 200): (0.54, 0.03, 0.29, 0.68, 40, "Figure 7, row BSSC~0"),
+    ("paper/gpt-3.5", "BNSND", "hard", 100): (0.20, 0.20, 0.52, 0.38, 20, "Figure 12, row BNSND"),
+    ("paper/gpt-3.5", "ASRC0", "hard", 100): (0.37, 0.40, 0.06, 0.64, 20, "Figure 13, row ASRC0"),
+    ("paper/gpt-3.5", "BSRN1", "easy", 100): (0.35, 0.00, 0.48, 0.42, 20, "Figure 14, row BSRN1"),
+    ("paper/gpt-3.5", "ASSC0", "easy", 100): (0.89, 0.20, 0.01, 1.00, 20, "Figure 15, row ASSC0"),
+    ("paper/llama-2-13b", "BNRN0", "hard", 100): (-0.05, 0.90, 0.00, 1.00, 10, "Figure 16, row BNRN0"),
+    ("paper/llama-2-13b", "BSSC1", "hard", 100): (0.22, 0.90, 0.00, 1.00, 10, "Figure 16, row BSSC1"),
+}
+
+
+@pytest.mark.parametrize("key", list(PINNED))
+def test_transcribed_values(key) -> None:
+    model, design, instance, horizon = key
+    mr, sff, kmf, gf, n, source = PINNED[key]
+    row = _one(model, design, instance, horizon)
+    assert row.metrics == {
+        "median_reward": mr,
+        "suffix_failure_freq": sff,
+        "k_min_frac": kmf,
+        "greedy_frac": gf,
+    }
+    assert (row.replicates, row.source) == (n, source)
+
+
+def test_every_table_is_whole_and_has_no_duplicate() -> None:
+    sizes = Counter(r.source.split(", row")[0] for r in published_rows())
+    assert sizes == {
+        "Figure 11(a)": 10,
+        "Figure 11(b)": 9,
+        "Figure 11(c)": 9,
+        "Figure 11(d)": 9,
+        "Figure 7": 2,
+        "Figure 12": 24,
+        "Figure 13": 24,
+        "Figure 14": 24,
+        "Figure 15": 24,
+        "Figure 16": 16,
+    }
+    keys = Counter((r.model, r.design, r.k, r.delta, r.horizon) for r in published_rows())
+    assert max(keys.values()) == 1
+    for r in published_rows():
+        assert -1.0 <= r.metrics["median_reward"] <= 1.0
+        for m in ("suffix_failure_freq", "k_min_frac", "greedy_frac"):
+            assert 0.0 <= r.metrics[m] <= 1.0, r
+
+
+def test_the_paper_has_no_gpt35_reinforced_cot_nor_llama_distribution() -> None:
+    # The paper ran reinforced chain of thought with GPT-4 only, and no D design with Llama 2.
+    assert not [r for r in published_rows() if r.model != "paper/gpt-4" and "C~" in r.design]
+    assert not [r for r in published_rows() if r.model == "paper/llama-2-13b" and r.design.endswith("D")]
+    assert {r.model for r in published_rows("BNRN0", k=5, horizon=100)} == {
+        "paper/gpt-4",
+        "paper/gpt-3.5",
+        "paper/llama-2-13b",
+    }
+
+
+def test_records_have_the_case_record_shape_and_say_published() -> None:
+    cfg = BUILTIN_CONFIGS["BNRN0-hard-T100"]
+    records = published_records(cfg)
+    assert [r["model"] for r in records] == ["paper/gpt-4", "paper/gpt-3.5", "paper/llama-2-13b"]
+    gpt4 = records[0]
+    assert gpt4["kind"] == PUBLISHED_KIND == "published"
+    assert gpt4["source"] == "Figure 11(a), row BNRN0"
+    assert (gpt4["config"], gpt4["k"], gpt4["delta"], gpt4["horizon"], gpt4["episodes"]) == (
+        "BNRN0-hard-T100",
+        5,
+        0.2,
+        100,
+        10,
+    )
+    assert gpt4["metrics"]["suffix_failure_freq"] == {"value": 0.5, "low": None, "high": None, "n": 10}
+    assert gpt4["trajectories"] == [] and gpt4["steps"] == 0
+    json.dumps(records)  # crosses the xdist boundary and lands in summary.json
+
+
+def test_no_rows_where_the_paper_has_none() -> None:
+    # T = 25 is not a paper horizon; a constrained answer is not a paper design.
+    assert published_records(BUILTIN_CONFIGS["BNRN0-hard-T25"]) == []
+    cfg = BUILTIN_CONFIGS["BNRN0-hard-T100"]
+    assert published_records(replace(cfg, name="c", constrained=True)) == []
+
+
+def test_published_rows_in_every_report_output(tmp_path) -> None:
+    from bandit_bench.evaluation import case_record
+    from bandit_bench.report import summary_frame, text_table, write_reports
+    from bandit_bench.runner import run_case
+
+    cfg = BUILTIN_CONFIGS["BSSC~0-hard-T100"].with_overrides(episodes=2)
+    records = [case_record(run_case("baseline/ucb", cfg)), *published_records(cfg)]
+    table = text_table(summary_frame(records))
+    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert set(lines) == {"baseline/ucb", "paper/gpt-4"}  # no GPT-3.5 / Llama 2 with reinforced CoT
+    gpt4 = lines["paper/gpt-4"].split()
+    # model, config, N, format, best arm, SuffFail, K*MinFrac, GreedyFrac, MedianReward, regret, tokens, cost
+    assert gpt4[2:] == ["10", "-", "-", "0.00", "0.33", "0.69", "0.47", "-", "-", "-", "published"]
+    # Published rows come after the measured ones.
+    assert table.splitlines()[-1].startswith("paper/gpt-4") or "paper/gpt-4" in table.splitlines()[-1]
+
+    paths = write_reports(records, tmp_path)
+    summary = json.loads(paths["summary.json"].read_text())
+    row = next(r for r in summary if r["model"] == "paper/gpt-4")
+    assert (row["kind"], row["source"], row["passed"]) == ("published", "Figure 11(a), row BSSC~0", None)
+    assert row["greedy_frac"] == 0.69 and row["episodes"] == 10
+    assert next(r for r in summary if r["model"] == "baseline/ucb")["source"] is None
+    md = paths["report.md"].read_text()
+    assert "| paper/gpt-4 | BSSC~0-hard-T100 | 10 |" in md and "| published |" in md
+    html = paths["report.html"].read_text()
+    assert '<tr class="published">' in html
+    assert "published in the paper: Figure 11(a), row BSSC~0" in html
+    assert "No complete episode for paper/gpt-4" not in html
