@@ -22,6 +22,43 @@ class Collector:
         self.written: list[str] = []
         self.comparison: str | None = None
 
+    def _print_bill(self, cases: list[Any]) -> None:
+        """The bill before it starts: with --collect-only always, else when a run will record."""
+        from .spend import estimate_cases, format_bill
+
+        collect_only = self.config.getoption("collectonly")
+        opts = self.bench.opts
+        if not collect_only and opts.record_mode == "none":
+            return
+        settings = self.bench.settings
+        estimates = estimate_cases(
+            cases, opts.cassette_dir, opts.record_mode, settings.prices, settings.configs
+        )
+        if not estimates or (not collect_only and not any(e.requests for e in estimates)):
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        reporter.section("bandit-bench: the bill")
+        reporter.write_line(format_bill(estimates, opts.record_mode))
+
+    def _xdist_controller(self) -> bool:
+        return self.config.pluginmanager.get_plugin("dsession") is not None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Under xdist the controller collects nothing: the bill covers the whole case matrix.
+        if self._xdist_controller():
+            self._print_bill(self.bench.cases)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._xdist_controller():
+            return
+        params = [getattr(getattr(item, "callspec", None), "params", {}) for item in session.items]
+        cases = [p["bandit_case"] for p in params if "bandit_case" in p]
+        self._print_bill(cases)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .plugin import RESULT_KEY

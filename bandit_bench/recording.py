@@ -75,6 +75,42 @@ def cassette_path(cassette_dir: Path | str, model: str, config_name: str, episod
     return Path(cassette_dir, *model_parts, safe_component(config_name), f"{episode:03d}.json")
 
 
+def recorded_interactions(path: Path) -> int:
+    """How many interactions a cassette holds (0 when it is missing or unreadable); no vcrpy import."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return len(data.get("interactions", [])) if isinstance(data, dict) else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def pending_requests(
+    cassette_dir: Path | str, model: str, config_name: str, episodes: int, horizon: int, mode: str
+) -> dict[int, int]:
+    """Episode -> requests a run in record ``mode`` would send to the API (episodes with none left out).
+
+    ``once`` records the episodes whose cassette is missing; ``new_episodes`` also the steps an
+    existing cassette lacks; ``all`` and ``rewrite`` every step; ``none`` nothing. An existing
+    cassette is assumed to match today's prompts (a stale one fails in replay instead).
+    """
+    if mode not in RECORD_MODES:
+        raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
+    out: dict[int, int] = {}
+    if mode == "none":
+        return out
+    for episode in range(episodes):
+        path = cassette_path(cassette_dir, model, config_name, episode)
+        if mode in ("all", "rewrite") or not path.exists():
+            missing = horizon
+        elif mode == "new_episodes":
+            missing = max(0, horizon - recorded_interactions(path))
+        else:
+            missing = 0
+        if missing:
+            out[episode] = missing
+    return out
+
+
 def canonical_body(body: bytes | str | None) -> str:
     """Key of a request body: JSON with sorted keys and no spaces, or the raw text."""
     if body is None:

@@ -1,0 +1,229 @@
+"""What a live run costs: the bill before it starts (:func:`estimate_case`) and a budget while it runs.
+
+Prompt tokens are estimated as ``ceil(characters / 4)`` of each rendered message (no tokenizer
+dependency). Checked against the shipped SmolLM2-135M cassettes, whose replies carry the server's
+own ``usage.prompt_tokens``: 3.76-4.10 characters per token request by request, so on the prompts
+actually sent the estimate is within -3%..+1% per case; the bill, which renders stand-in histories
+before any reply exists, came within -3%..+8% of the counted totals (tests/unit/test_spend.py).
+Completion tokens
+have a hard upper bound, the design's ``max_tokens``, and an expected value: the mean
+``usage.completion_tokens`` of recordings of the same design (this model's when it has some,
+else any model's), or the upper bound when there are none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .recording import cassette_path, pending_requests, safe_component
+
+if TYPE_CHECKING:
+    from .settings import Price
+    from .specs import CaseConfig
+
+CHARS_PER_TOKEN = 4
+
+
+def approx_tokens(text: str) -> int:
+    """The stated approximation: one token per 4 characters, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def price_of(price: Price, prompt_tokens: float, completion_tokens: float) -> float:
+    """USD for the tokens at a ``[tool.bandit_bench.prices]`` entry (USD per million tokens)."""
+    return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1e6
+
+
+def prompt_tokens_by_step(config: CaseConfig) -> list[int]:
+    """Estimated prompt tokens of the request at each step 0..T-1 of an episode.
+
+    The history shown is a stand-in (round-robin arms, alternating rewards): a raw history's
+    length depends on the names and the number of rounds, hardly on which arm won.
+    """
+    from .prompts import arm_names, render_messages
+
+    k, horizon = config.instance.k, config.instance.horizon
+    names = arm_names(config.design.scenario, k)
+    history = [(t % k, (t // k) % 2) for t in range(horizon)]
+    return [
+        sum(approx_tokens(m["content"]) for m in render_messages(config.design, names, horizon, history[:t]))
+        for t in range(horizon)
+    ]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Completion tokens seen in earlier recordings of one design."""
+
+    mean: float
+    replies: int
+    source: str  # "this model" or "other models"
+
+
+def _completion_tokens(path: Path) -> list[int]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out = []
+        for it in data.get("interactions", []):
+            body = it["response"]["body"]["string"]
+            usage = json.loads(body).get("usage") or {}
+            tokens = usage.get("completion_tokens")
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+                out.append(tokens)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []  # an unreadable cassette is reported by replay, not by the estimate
+
+
+def observed_completion(
+    cassette_dir: Path, model: str, design_code: str, configs: Mapping[str, CaseConfig]
+) -> Observed | None:
+    """Mean completion tokens of recorded replies to ``design_code``: this model's, else any model's."""
+    folders = {safe_component(c.name) for c in configs.values() if c.design.code == design_code}
+    if not folders or not cassette_dir.is_dir():
+        return None
+    model_dir = cassette_path(cassette_dir, model, "x", 0).parent.parent
+    mine: list[int] = []
+    others: list[int] = []
+    for path in sorted(cassette_dir.rglob("*.json")):
+        if path.parent.name not in folders or not path.stem.isdigit():
+            continue
+        (mine if path.parent.parent == model_dir else others).extend(_completion_tokens(path))
+    for tokens, source in ((mine, "this model"), (others, "other models")):
+        if tokens:
+            return Observed(sum(tokens) / len(tokens), len(tokens), source)
+    return None
+
+
+@dataclass(frozen=True)
+class CaseEstimate:
+    """The bill of one case: what a run in ``record_mode`` would send, and what it would cost."""
+
+    model: str
+    config: str
+    record_mode: str
+    episodes: int  # episodes with at least one request to record
+    requests: int
+    prompt_tokens: int
+    completion_tokens_max: int
+    completion_tokens_expected: float
+    completion_source: str
+    cost_expected: float | None  # None: no price for the model
+    cost_max: float | None
+
+
+def estimate_case(
+    model: str,
+    config: CaseConfig,
+    cassette_dir: Path,
+    record_mode: str,
+    prices: Mapping[str, Price],
+    configs: Mapping[str, CaseConfig] | None = None,
+) -> CaseEstimate:
+    """The requests a run would record for this case, their estimated tokens and cost."""
+    pending = pending_requests(
+        cassette_dir, model, config.name, config.run.episodes, config.instance.horizon, record_mode
+    )
+    requests = sum(pending.values())
+    prompt = 0
+    if requests:
+        by_step = prompt_tokens_by_step(config)
+        # An episode records its last steps: new_episodes resumes where its cassette stops.
+        prompt = sum(sum(by_step[len(by_step) - n :]) for n in pending.values())
+    max_tokens = config.design.max_tokens
+    known = {**(configs or {}), config.name: config}
+    observed = observed_completion(cassette_dir, model, config.design.code, known)
+    per_reply = min(observed.mean, max_tokens) if observed else float(max_tokens)
+    source = f"{observed.source} ({observed.replies} replies)" if observed else "max_tokens"
+    price = prices.get(model)
+    return CaseEstimate(
+        model=model,
+        config=config.name,
+        record_mode=record_mode,
+        episodes=len(pending),
+        requests=requests,
+        prompt_tokens=prompt,
+        completion_tokens_max=requests * max_tokens,
+        completion_tokens_expected=requests * per_reply,
+        completion_source=source,
+        cost_expected=price_of(price, prompt, requests * per_reply) if price else None,
+        cost_max=price_of(price, prompt, requests * max_tokens) if price else None,
+    )
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "no price"
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _cost_cell(expected: float | None, most: float | None) -> str:
+    return "no price" if most is None else f"~{_usd(expected)} (max {_usd(most)})"
+
+
+def format_bill(estimates: Sequence[CaseEstimate], record_mode: str) -> str:
+    """The table printed by ``--collect-only`` and at the start of a recording run."""
+    header = ("case", "episodes", "requests", "prompt tok", "completion tok", "expected from", "cost")
+    rows = [header]
+    for e in estimates:
+        rows.append(
+            (
+                f"{e.model} x {e.config}",
+                str(e.episodes),
+                str(e.requests),
+                f"~{e.prompt_tokens:,}",
+                f"~{round(e.completion_tokens_expected):,} (max {e.completion_tokens_max:,})",
+                e.completion_source,
+                _cost_cell(e.cost_expected, e.cost_max),
+            )
+        )
+    priced = [e for e in estimates if e.cost_max is not None]
+    rows.append(
+        (
+            "total",
+            str(sum(e.episodes for e in estimates)),
+            str(sum(e.requests for e in estimates)),
+            f"~{sum(e.prompt_tokens for e in estimates):,}",
+            f"~{round(sum(e.completion_tokens_expected for e in estimates)):,} "
+            f"(max {sum(e.completion_tokens_max for e in estimates):,})",
+            "",
+            (
+                f"~{_usd(sum(e.cost_expected or 0.0 for e in priced))} "
+                f"(max {_usd(sum(e.cost_max or 0.0 for e in priced))})"
+                + (f" + {len(estimates) - len(priced)} unpriced" if len(priced) < len(estimates) else "")
+            )
+            if priced
+            else "no price",
+        )
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"requests to record (--record-mode={record_mode}) and their estimated cost:"]
+    for i, r in enumerate(rows):
+        if i == len(rows) - 1:
+            lines.append("  ".join("-" * w for w in widths))
+        cells = [c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    lines.append(
+        "prompt tokens ~ characters / 4 of the rendered prompts; completion tokens ~ the mean reply "
+        "in earlier recordings of the design (this model's, else other models'), at most the "
+        "design's max_tokens; cost from [tool.bandit_bench.prices] (USD per 1M tokens)."
+    )
+    return "\n".join(lines)
+
+
+def estimate_cases(
+    cases: Iterable[Any], cassette_dir: Path, record_mode: str, prices: Mapping[str, Price], configs: Any
+) -> list[CaseEstimate]:
+    """Estimates of the cases that call an API (baselines never do)."""
+    from .runner import is_baseline
+
+    return [
+        estimate_case(c.model, c.config, cassette_dir, record_mode, prices, configs)
+        for c in cases
+        if not is_baseline(c.model)
+    ]
