@@ -21,6 +21,7 @@ class Collector:
         self.table: str | None = None
         self.written: list[str] = []
         self.comparison: str | None = None
+        self.notes: list[str] = []
 
     def _print_bill(self, cases: list[Any]) -> None:
         """The bill before it starts: with --collect-only always, else when a run will record."""
@@ -97,10 +98,12 @@ class Collector:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.records:
             return
-        from .report import summary_frame, text_table, write_reports
+        from .report import stopped_notes, summary_frame, text_table, write_reports
 
         records = self._with_references()
-        self.table = text_table(summary_frame(records, self.bench.settings.prices))
+        summary = summary_frame(records, self.bench.settings.prices)
+        self.table = text_table(summary)
+        self.notes = stopped_notes(summary)
         try:
             paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices)
         except OSError as err:
@@ -129,6 +132,8 @@ class Collector:
             return
         terminalreporter.section("bandit-bench")
         terminalreporter.write_line(self.table)
+        for note in self.notes:
+            terminalreporter.write_line(note)
         terminalreporter.write_line(f"reports: {', '.join(self.written)}")
         if self.comparison:
             terminalreporter.section("bandit-bench: comparison")

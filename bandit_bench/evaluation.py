@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .early_stop import effective_thresholds
 from .metrics import EpisodeBatch, Estimate, summarize
 from .runner import CaseResult
 
@@ -35,12 +36,7 @@ def case_record(
     result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
 ) -> dict[str, Any]:
     cfg = result.config
-    thresholds = {
-        "format_compliance": cfg.min_format_compliance
-        if min_format_compliance is None
-        else min_format_compliance,
-        "best_arm_rate": cfg.min_best_arm_rate if min_best_arm_rate is None else min_best_arm_rate,
-    }
+    thresholds = effective_thresholds(cfg, min_format_compliance, min_best_arm_rate)
     complete = [t for t in result.trajectories if t.error is None and len(t.steps) == t.horizon]
     metrics: dict[str, dict[str, float]] = {}
     if complete:
@@ -53,6 +49,9 @@ def case_record(
     errors = result.errors
     if errors:
         failures.append(f"{len(errors)} of {cfg.run.episodes} episodes errored:\n" + _error_lines(errors))
+    elif result.settled is not None and not result.settled.passed:
+        # Stopped early: only what the remaining episodes could not have changed is reported.
+        failures += [*result.settled.reasons, result.settled.note]
     else:
         n_ep = len(complete)
         for key, threshold in thresholds.items():
@@ -81,6 +80,8 @@ def case_record(
         "errors": errors,
         "failures": failures,
         "passed": not failures,
+        "episodes_run": len(result.trajectories),
+        "stopped": result.settled.to_dict() if result.settled is not None else None,
         "recorded": result.recorded,
         "replayed": result.replayed,
         "trajectories": [t.to_dict() for t in result.trajectories],

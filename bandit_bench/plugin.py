@@ -78,6 +78,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
     )
     add("--compare-to", None, "report folder of an earlier run: fail the session on a significant regression")
+    group.addoption(
+        "--early-stop",
+        dest="early_stop",
+        action="store_true",
+        default=None,
+        help="run each case's episodes in waves and stop once the remaining ones cannot change the verdict",
+    )
+    parser.addini("bandit_early_stop", help="default for --early-stop", type="bool")
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def _check_range(name: str, value: float | int | None, low: float, high: float |
 
 
 def _build(config: pytest.Config) -> Bench:
-    from .runner import DEFAULT_BASE_URL, RunOptions
+    from .runner import DEFAULT_BASE_URL, RunOptions, is_baseline
 
     root = config.rootpath
     pyproject = (
@@ -158,6 +166,18 @@ def _build(config: pytest.Config) -> Bench:
         configs = resolve_configs(names, settings, episodes=episodes, horizon=horizon)
         cases += build_cases([model], configs, settings)
 
+    early_stop = config.getoption("early_stop")
+    if early_stop is None:
+        early_stop = bool(config.getini("bandit_early_stop"))
+    single = next((c for c in cases if c.config.run.episodes < 2 and not is_baseline(c.model)), None)
+    if early_stop and single is not None:
+        raise SpecError(
+            "--early-stop",
+            f"{single.id} with 1 episode",
+            "cases of at least 2 episodes: with one there is nothing to stop early",
+            hint="Drop --early-stop (or bandit_early_stop) for this run, or raise --episodes",
+        )
+
     record_mode = config.getoption("record_mode", default=None) or "none"
     opts = RunOptions(
         base_url=_opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL),
@@ -172,6 +192,7 @@ def _build(config: pytest.Config) -> Bench:
         request_timeout=timeout,
         max_rps=max_rps,
         progress=_progress_printer(config) if record_mode != "none" else None,
+        early_stop=early_stop,
     )
     compare_to = config.getoption("compare_to")
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
@@ -247,7 +268,7 @@ class BenchCase:
         from .evaluation import case_record
         from .runner import run_case
 
-        result = run_case(self.case.model, self.case.config, self.bench.opts)
+        result = run_case(self.case.model, self.case.config, self.bench.opts, **self.bench.thresholds)
         record = case_record(result, **self.bench.thresholds)
         record["expected_failure"] = self.case.expected_failure
         self.node.user_properties.append((RESULT_KEY, record))

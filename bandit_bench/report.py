@@ -52,6 +52,8 @@ SUMMARY_COLUMNS = (
     "passed",
     "expected_failure",
     "errors",
+    "episodes_run",
+    "stopped",
 )
 STEP_COLUMNS = (
     "model",
@@ -131,6 +133,10 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     row["passed"] = record["passed"]
     row["expected_failure"] = record.get("expected_failure", False)
     row["errors"] = len(record.get("errors", []))
+    # Fewer than planned when --early-stop settled the verdict; "stopped" then says why.
+    row["episodes_run"] = record.get("episodes_run", record["episodes"])
+    stopped = record.get("stopped")
+    row["stopped"] = stopped.get("note") if isinstance(stopped, Mapping) else None
     return row
 
 
@@ -205,6 +211,22 @@ def verdict(row: Any) -> str:
     return "pass" if row["passed"] else "FAIL"
 
 
+def _episodes_cell(row: Any) -> str:
+    run = row.get("episodes_run")
+    if isinstance(row.get("stopped"), str) and run is not None and run == run and int(run) < row["episodes"]:
+        return f"{int(run)} of {row['episodes']}"
+    return str(row["episodes"])
+
+
+def stopped_notes(summary: pd.DataFrame) -> list[str]:
+    """One line per case that --early-stop ended before its last episode."""
+    return [
+        f"{r['model']} x {r['config']}: {r['stopped']}"
+        for _, r in summary.iterrows()
+        if isinstance(r.get("stopped"), str)
+    ]
+
+
 def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """The human table: one row per model x config, baselines marked as reference rows."""
     import pandas as pd
@@ -219,7 +241,7 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
                 "model": r["model"],
                 "config": r["config"]
                 + (" (constrained)" if r["constrained"] and "constrained" not in r["config"] else ""),
-                "episodes": r["episodes"],
+                "episodes": _episodes_cell(r),
                 "format": _fmt(r["format_compliance"], 2),
                 "best arm (95% CI)": _fmt(r["best_arm_rate"], 2) + ci,
                 "SuffFail(T/2)": _fmt(r["suffix_failure_freq"], 2),
@@ -285,6 +307,8 @@ def render_markdown(summary: pd.DataFrame) -> str:
         "here; episodes is the paper's replicate count.\n\n"
         + markdown_table(summary)
         + "\n\n"
+        + "".join(f"- {note}\n" for note in stopped_notes(summary))
+        + ("\n" if stopped_notes(summary) else "")
         + totals_line(summary)
         + "\n"
     )
@@ -334,6 +358,8 @@ _SUMMARY_DEFAULTS: dict[str, Any] = {
     "passed": False,
     "expected_failure": False,
     "errors": 0,
+    "episodes_run": None,
+    "stopped": None,
 }
 _RERUN = "Re-run the benchmark with `pytest --report-dir DIR` to write a fresh report folder."
 

@@ -21,6 +21,7 @@ from .agents.base import AgentError
 from .specs import CaseConfig, SpecError
 
 if TYPE_CHECKING:
+    from .early_stop import Settlement
     from .episode import Trajectory
 
 BASELINE_PREFIX = "baseline/"
@@ -40,6 +41,8 @@ class RunOptions:
     request_timeout: float = 60.0
     max_rps: float | None = None
     progress: ProgressFn | None = None
+    # Run episodes in waves and stop once the verdict is settled (see early_stop).
+    early_stop: bool = False
 
 
 def is_baseline(model: str) -> bool:
@@ -110,6 +113,8 @@ class CaseResult:
     trajectories: list[Trajectory] = field(default_factory=list)
     recorded: int = 0
     replayed: int = 0
+    # Set when --early-stop ended the case before its last episode.
+    settled: Settlement | None = None
 
     @property
     def errors(self) -> list[str]:
@@ -199,8 +204,20 @@ def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
     return result
 
 
-def run_case(model: str, config: CaseConfig, opts: RunOptions | None = None) -> CaseResult:
-    """Run the config's N episodes of ``model``; up to ``opts.concurrency`` in flight at once."""
+def run_case(
+    model: str,
+    config: CaseConfig,
+    opts: RunOptions | None = None,
+    *,
+    min_format_compliance: float | None = None,
+    min_best_arm_rate: float | None = None,
+) -> CaseResult:
+    """Run the config's N episodes of ``model``; up to ``opts.concurrency`` in flight at once.
+
+    With ``opts.early_stop`` the episodes run in waves, in index order, and no new wave starts
+    once the remaining episodes cannot change the verdict against the thresholds (the config's,
+    or the overrides given here as to :func:`~bandit_bench.evaluation.case_record`).
+    """
     opts = opts or RunOptions()
     validate_model(model)
     if is_baseline(model):
@@ -224,17 +241,37 @@ def run_case(model: str, config: CaseConfig, opts: RunOptions | None = None) -> 
             opts.progress(model, config.name, current, total)
 
     result = CaseResult(model=model, config=config)
-    workers = max(1, min(opts.concurrency, n))
-    if workers == 1:
-        outcomes = [_episode(model, config, i, opts, limiter, counter) for i in range(n)]
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode")
-        try:
-            outcomes = list(pool.map(lambda i: _episode(model, config, i, opts, limiter, counter), range(n)))
-        except BaseException:
-            cancel.set()
+    waves = [range(n)]
+    if opts.early_stop:
+        from .early_stop import wave_size
+
+        size = wave_size(n)
+        waves = [range(start, min(n, start + size)) for start in range(0, n, size)]
+    workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode") if workers > 1 else None
+    outcomes: list[tuple[Trajectory, int, int]] = []
+    try:
+        for wave in waves:
+            if pool is None:
+                outcomes += [_episode(model, config, i, opts, limiter, counter) for i in wave]
+            else:
+                outcomes += pool.map(lambda i: _episode(model, config, i, opts, limiter, counter), wave)
+            if opts.early_stop and len(outcomes) < n:
+                from .early_stop import effective_thresholds, settle
+
+                trajs = [o[0] for o in outcomes]
+                if any(t.error for t in trajs):
+                    break  # an errored episode fails the case whatever comes next
+                thresholds = effective_thresholds(config, min_format_compliance, min_best_arm_rate)
+                result.settled = settle(trajs, n, thresholds)
+                if result.settled is not None:
+                    break
+    except BaseException:
+        cancel.set()
+        if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-            raise
+        raise
+    if pool is not None:
         pool.shutdown(wait=True)
     for traj, recorded, replayed in outcomes:
         result.trajectories.append(traj)

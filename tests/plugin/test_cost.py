@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -75,3 +76,104 @@ def test_the_bill_of_an_unpriced_model_says_so(project):
     assert _bill_row(out, "sim/other x quick")[-1] == "no price"
     # Baselines call no API and are not billed.
     assert "baseline/ucb x" not in out
+
+
+# ---------------------------------------------------------------------------- early stopping
+
+STOPPING = """
+[tool.bandit_bench.configs.ten]
+design = "BNRN0"
+instance = "hard"
+horizon = 4
+episodes = 10
+min_format_compliance = 0.9
+"""
+
+
+def _no_tag(body, call):
+    from bandit_bench.simulator import SimReply
+
+    return SimReply(content="I would press the blue button.")
+
+
+def _ten(project, *args):
+    return project.runpytest("--model", "sim/m", "--bandit-config", "ten", *args)
+
+
+def test_early_stop_settles_a_failing_case_and_replay_stops_at_the_same_point(bench_project, simulator):
+    project = bench_project(STOPPING)
+    sim = simulator(_no_tag)
+    run = _ten(project, "--base-url", sim.base_url, "--record-mode=once", "--early-stop")
+    run.assert_outcomes(failed=1)
+    # Waves of ceil(10 / 5) = 2 episodes: after 2 episodes with 0/8 valid replies, even 8
+    # perfect episodes would give 32/40 = 0.800 < 0.900. Eight episodes were never started.
+    assert sim.calls == 2 * 4
+    run.stdout.fnmatch_lines(
+        [
+            "*format compliance 0.000 over 2 of 10 episodes x 4 steps: even if the 8 remaining episodes "
+            "were perfect it would reach only 0.800, below the threshold 0.900*",
+            "*stopped after 2 of 10 episodes: verdict settled (fail; rule: the remaining episodes cannot "
+            "change it; confidence 100%*",
+        ]
+    )
+    assert sorted(p.name for p in (project.path / "cassettes/sim/m/ten").iterdir()) == [
+        "000.json",
+        "001.json",
+    ]
+    summary = json.loads((project.path / "reports/summary.json").read_text())
+    row = next(r for r in summary if r["model"] == "sim/m")
+    assert (row["episodes"], row["episodes_run"], row["passed"]) == (10, 2, False)
+    assert row["stopped"].startswith("stopped after 2 of 10 episodes")
+
+    # Replay, offline, through the ini twin: the same two episodes, the same verdict, no missing cassette.
+    sim.stop()
+    project.makefile(".toml", pyproject=STOPPING + "\n[tool.pytest.ini_options]\nbandit_early_stop = true\n")
+    replay = _ten(project, "--base-url", "http://127.0.0.1:9/v1")
+    replay.assert_outcomes(failed=1)
+    replay.stdout.fnmatch_lines(["*stopped after 2 of 10 episodes: verdict settled (fail*"])
+    assert "does not exist" not in replay.stdout.str()
+    # Without early stopping the full run needs the eight episodes never recorded.
+    full = _ten(project, "--base-url", "http://127.0.0.1:9/v1", "-o", "bandit_early_stop=false")
+    full.assert_outcomes(failed=1)
+    assert "cassettes/sim/m/ten/002.json does not exist" in full.stdout.str()
+
+
+def test_early_stop_settles_a_pass_under_an_overridden_threshold(bench_project, simulator):
+    project = bench_project(STOPPING)
+    sim = simulator(cycle())
+    run = _ten(
+        project,
+        "--base-url",
+        sim.base_url,
+        "--record-mode=once",
+        "--early-stop",
+        "--min-format-compliance=0.5",
+    )
+    run.assert_outcomes(passed=1)
+    # Every reply valid: after 4 episodes at least 16/40 = 0.4 (unsettled), after 6 at least 0.6 >= 0.5.
+    assert sim.calls == 6 * 4
+    run.stdout.fnmatch_lines(
+        ["*sim/m*ten*6 of 10*pass*", "*stopped after 6 of 10 episodes: verdict settled (pass*"]
+    )
+
+
+def test_early_stop_runs_an_unsettled_case_to_the_end(bench_project, simulator):
+    project = bench_project(STOPPING)
+    sim = simulator(cycle())
+    run = _ten(project, "--base-url", sim.base_url, "--record-mode=once", "--early-stop")
+    # 0.9 with every reply valid: 32/40 after 8 episodes is not yet enough, so all 10 run.
+    run.assert_outcomes(passed=1)
+    assert sim.calls == 10 * 4
+    assert "stopped after" not in run.stdout.str()
+
+
+def test_early_stop_with_one_episode_is_a_usage_error(bench_project):
+    project = bench_project(STOPPING)
+    result = _ten(project, "--early-stop", "--episodes", "1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--early-stop: got 'sim/m-ten with 1 episode'; expected cases of at least 2 episodes: with one "
+            "there is nothing to stop early. Drop --early-stop*"
+        ]
+    )

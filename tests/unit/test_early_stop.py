@@ -1,0 +1,83 @@
+"""The stopping rule: whenever it settles, the verdict equals the full run's (case_record's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandit_bench.early_stop import effective_thresholds, settle, wave_size
+from bandit_bench.episode import StepRecord, Trajectory
+from bandit_bench.evaluation import case_record
+from bandit_bench.runner import CaseResult
+from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+
+
+def _config(episodes: int, horizon: int, fc: float, bar: float) -> CaseConfig:
+    return CaseConfig(
+        name="c",
+        design=DesignSpec.parse("BNRN0"),
+        instance=InstanceSpec(k=2, delta=0.5, horizon=horizon),
+        run=RunSpec(episodes=episodes),
+        min_format_compliance=fc,
+        min_best_arm_rate=bar,
+    )
+
+
+def _episode(i: int, valid: list[bool], arms: list[int]) -> Trajectory:
+    steps = [
+        StepRecord(t=t, arm=a, reward=0, valid=v) for t, (v, a) in enumerate(zip(valid, arms, strict=True))
+    ]
+    return Trajectory(i, 2, len(steps), 0.5, 0, steps)
+
+
+@pytest.mark.parametrize("episodes,size", [(2, 1), (5, 1), (10, 2), (11, 3), (100, 20)])
+def test_waves_depend_on_the_number_of_episodes_alone(episodes, size):
+    assert wave_size(episodes) == size
+
+
+def test_two_episodes_without_a_valid_reply_settle_a_failure_of_ten():
+    trajs = [_episode(i, [False] * 5, [0] * 5) for i in range(2)]
+    s = settle(trajs, 10, {"format_compliance": 0.9, "best_arm_rate": 0.0})
+    assert s is not None and not s.passed and s.episodes_run == 2
+    assert s.reasons[0].startswith("format compliance 0.000 over 2 of 10 episodes x 5 steps")
+    # With one fewer episode still to come the outcome could still reach 0.9 only with more data.
+    assert settle(trajs[:1], 10, {"format_compliance": 0.9, "best_arm_rate": 0.0}) is None
+
+
+def test_a_tie_with_the_threshold_is_settled_as_the_full_run_would_judge_it():
+    # 1 of 2 episodes fully valid, the threshold 0.5 of 2 x 4 steps: 4/8 = 0.5 passes already.
+    trajs = [_episode(0, [True] * 4, [0] * 4)]
+    s = settle(trajs, 2, {"format_compliance": 0.5, "best_arm_rate": 0.5})
+    assert s is not None and s.passed
+
+
+def test_settled_verdicts_never_differ_from_the_full_run():
+    rng = np.random.default_rng(7)
+    checked = stopped = 0
+    for _ in range(150):
+        n, horizon = int(rng.integers(2, 12)), int(rng.integers(1, 6))
+        fc, bar = float(rng.choice([0.0, 0.3, 0.5, 0.9, 1.0])), float(rng.choice([0.0, 0.25, 0.5, 1.0]))
+        p_valid, p_best = rng.uniform(0, 1, size=2)
+        trajs = [
+            _episode(i, list(rng.random(horizon) < p_valid), [int(x) for x in rng.random(horizon) >= p_best])
+            for i in range(n)
+        ]
+        config = _config(n, horizon, fc, bar)
+        full = case_record(CaseResult("sim/m", config, trajs))["passed"]
+        thresholds = effective_thresholds(config)
+        for k in range(1, n):
+            s = settle(trajs[:k], n, thresholds)
+            checked += 1
+            if s is not None:
+                stopped += 1
+                assert s.passed == full
+                # Once settled it stays settled: later looks agree.
+                assert all(settle(trajs[:j], n, thresholds) is not None for j in range(k, n))
+    assert stopped > checked // 4  # the property was exercised, not vacuously true
+
+
+def test_command_line_thresholds_override_the_configs():
+    assert effective_thresholds(_config(3, 2, 0.9, 0.1), None, 0.4) == {
+        "format_compliance": 0.9,
+        "best_arm_rate": 0.4,
+    }
