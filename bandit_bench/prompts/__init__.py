@@ -1,8 +1,10 @@
 """The prompts of the paper's design space, rendered from the jinja2 templates beside this file.
 
 ``system.j2`` and ``user.j2`` hold every word the model reads; this module only computes what
-they show (names, counts, averages) and checks its inputs. BNRN0 and BSSC~0 reproduce appendix B
-of Krishnamurthy et al. (NeurIPS 2024) word for word; the other designs follow its design graph.
+they show (names, counts, averages) and checks its inputs. The three examples of appendix B.1 of
+Krishnamurthy et al. (NeurIPS 2024), BNRN, ASSCD and BSSC~, come out word for word; the other
+designs follow their patterns, and ``PROVENANCE.md`` beside this file says which sentence is
+printed by the paper and which is inferred.
 K, T and the arm names always come from the arguments, never from the text (seed defect 2).
 """
 
@@ -108,8 +110,6 @@ def _check_names(names: tuple[str, ...]) -> None:
     if len(set(folded)) != len(folded):
         # Answers are matched case-insensitively, so names equal up to case could not be told apart.
         raise ValueError(f"names: got {names!r}; expected names that differ even ignoring case")
-    if len(names) > len(string.ascii_lowercase):
-        raise ValueError(f"names: got {len(names)} names; at most 26 fit the distribution format example")
 
 
 def _check_history(history: Sequence[tuple[int, int]], k: int) -> np.ndarray:
@@ -169,8 +169,8 @@ def render_messages(
         "k": k,
         "horizon": horizon,
         "name_list": ", ".join(names),
-        # Distinct letters per weight, so the example reads as K free numbers, not one repeated.
-        "dist_example": ",".join(f"{n}:{string.ascii_lowercase[i]}" for i, n in enumerate(names)),
+        # The paper's "A:n1,B:n2,C:n3,D:n4,E:n5": one numbered weight per arm, for any names.
+        "dist_example": ",".join(f"{n}:n{i + 1}" for i, n in enumerate(names)),
         "played": len(rounds),
         # Only the raw-history designs show every round; the others need not build the list.
         "rounds": [_Round(names[a], r) for a, r in rounds.tolist()] if design.history == "R" else [],

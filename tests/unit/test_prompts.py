@@ -12,11 +12,105 @@ from bandit_bench.prompts import BUTTON_COLOURS, answer_grammar, arm_names, rend
 from bandit_bench.specs import DesignSpec
 
 COLOURS5 = ("blue", "green", "red", "yellow", "purple")
-# The raw history of the paper's BNRN0 example (appendix B), as (arm index, reward) pairs.
-BNRN0_HISTORY = [(0, 1), (1, 0), (2, 1), (0, 0), (4, 0), (3, 1)]
-# A 6-round history whose summary is the paper's BSSC~0 example.
-BSSC_HISTORY = [(0, 1), (0, 0), (1, 0), (2, 1), (4, 0), (4, 0)]
+# The history of all three examples of the paper's appendix B.1 (K = 5, T = 10): the first arm
+# paid 1, the second 0.
+PAPER_HISTORY = [(0, 1), (1, 0)]
 
+# Appendix B.1 as printed: its typographic quotes kept, its line breaks kept except around its
+# end-of-line hyphenations ("An-/swer", "explo-/ration", "distribu-/tion"), which are joined.
+# The paper says "We remove the blank lines for the sake of readability": the comparison is up
+# to whitespace and quote style (see _normal), every word and punctuation mark must match.
+PAPER_A_BNRN = """[SYSTEM] You are in a room with 5 buttons labeled blue, green, red, yellow,
+purple. Each button is associated with a Bernoulli distribution with a fixed but
+unknown mean; the means for the buttons could be different. For each button, when
+you press it, you will get a reward that is sampled from the button’s associated
+distribution. You have 10 time steps and, on each time step, you can choose any
+button and receive the reward. Your goal is to maximize the total reward over the
+10 time steps.
+At each time step, I will show you your past choices and rewards. Then you
+must make the next choice, which must be exactly one of blue, green, red, yellow,
+purple. You must provide your final answer immediately within the tags
+<Answer>COLOR</Answer> where COLOR is one of blue, green, red, yellow, purple
+and with no text explanation.
+[USER] So far you have played 2 times with the following choices and rewards:
+blue button, reward 1
+green button, reward 0
+Which button will you choose next? Remember, YOU MUST provide your final
+answer within the tags <Answer>COLOR</Answer> where COLOR is one of
+blue, green, red, yellow, purple."""
+
+PAPER_B_ASSCD = """[SYSTEM] You are recommendation engine that chooses advertisements to display
+to users when they visit your webpage. There are 5 advertisements you can choose
+from, named A, B, C, D, E. When a user visits the webpage you can choose an
+advertisement to display and you will observe whether the user clicks on the ad or
+not. You model this by assuming that each advertisement has a certain click rate
+and users click on advertisements with their corresponding rates.
+You have a budget of 10 users to interact with and your goal is to maximize the
+total number of clicks during this process.
+A good strategy to optimize for clicks in these situations requires balancing exploration
+and exploitation. You need to explore to try out all of the options and find
+those with high click rates, but you also have to exploit the information that you
+have to accumulate clicks.
+When each user visits the webpage, I will show you a summary of the data you
+have collected so far.
+Then you must choose which advertisement to display. You may output a distribution
+over the 5 choices formatted EXACTLY like “A:n1,B:n2,C:n3,D:n4,E:n5”.
+Let’s think step by step to make sure we make a good choice. Then, you must
+provide your final answer within the tags <Answer>DIST</Answer> where DIST
+is the distribution in the format specified above.
+[USER] So far you have interacted with 2 users. Here is a summary of the data
+you have collected:
+Advertisement A was shown to 1 users with an estimated click rate of 1.00
+Advertisement B was shown to 1 users with an estimated click rate of 0.00
+Advertisement C has not been shown
+Advertisement D has not been shown
+Advertisement E has not been shown
+Which advertisement will you choose next? Remember, YOU MUST provide your
+final answer within the tags <Answer>DIST</Answer> where DIST is formatted
+like “A:n1,B:n2,C:n3,D:n4,E:n5”."""
+
+PAPER_C_BSSC_TILDE = """[SYSTEM] You are a bandit algorithm in a room with 5 buttons labeled blue, green,
+red, yellow, purple. Each button is associated with a Bernoulli distribution with a
+fixed but unknown mean; the means for the buttons could be different. For each
+button, when you press it, you will get a reward that is sampled from the button’s
+associated distribution. You have 10 time steps and, on each time step, you can
+choose any button and receive the reward. Your goal is to maximize the total reward
+over the 10 time steps.
+At each time step, I will show you a summary of your past choices and rewards.
+Then you must make the next choice, which must be exactly one of blue, green,
+red, yellow, purple. Let’s think step by step to make sure we make a good choice.
+You must provide your final answer within the tags <Answer>COLOR</Answer>
+where COLOR is one of blue, green, red, yellow, purple.
+[USER] So far you have played 2 times with your past choices and rewards
+summarized as follows:
+blue button: pressed 1 times with average reward 1.00
+green button: pressed 1 times with average reward 0.00
+red button: pressed 0 times
+yellow button: pressed 0 times
+purple button: pressed 0 times
+Which button will you choose next? Remember, YOU MUST provide your final
+answer within the tags <Answer>COLOR</Answer> where COLOR is one of
+blue, green, red, yellow, purple. Let’s think step by step to make sure we make a
+good choice."""
+
+
+def _paper_messages(printed: str) -> tuple[str, str]:
+    system, user = printed.removeprefix("[SYSTEM] ").split("\n[USER] ")
+    return system, user
+
+
+def _normal(text: str) -> str:
+    """Whitespace runs to one space, typographic quotes to ASCII: the two liberties of the print."""
+    text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2019", "'")
+    return " ".join(text.split())
+
+
+def _same_text(ours: str, printed: str) -> bool:
+    return _normal(ours) == _normal(printed)
+
+
+# The exact strings we send for the paper's (a) and (c), blank lines included, so a change of
+# layout shows up too.
 BNRN0_SYSTEM = (
     "You are in a room with 5 buttons labeled blue, green, red, yellow, purple. Each button is "
     "associated with a Bernoulli distribution with a fixed but unknown mean; the means for the "
@@ -31,13 +125,9 @@ BNRN0_SYSTEM = (
     "blue, green, red, yellow, purple and with no text explanation."
 )
 BNRN0_USER = (
-    "So far you have played 6 times with the following choices and rewards:\n"
+    "So far you have played 2 times with the following choices and rewards:\n"
     "blue button, reward 1\n"
     "green button, reward 0\n"
-    "red button, reward 1\n"
-    "blue button, reward 0\n"
-    "purple button, reward 0\n"
-    "yellow button, reward 1\n"
     "\n"
     "Which button will you choose next? Remember, YOU MUST provide your final answer within the "
     "tags <Answer>COLOR</Answer> where COLOR is one of blue, green, red, yellow, purple."
@@ -56,17 +146,20 @@ BSSC_SYSTEM = (
     "within the tags <Answer>COLOR</Answer> where COLOR is one of blue, green, red, yellow, purple."
 )
 BSSC_USER = (
-    "So far you have played 6 times with your past choices and rewards summarized as follows:\n"
-    "blue button: pressed 2 times with average reward 0.50\n"
+    "So far you have played 2 times with your past choices and rewards summarized as follows:\n"
+    "blue button: pressed 1 times with average reward 1.00\n"
     "green button: pressed 1 times with average reward 0.00\n"
-    "red button: pressed 1 times with average reward 1.00\n"
+    "red button: pressed 0 times\n"
     "yellow button: pressed 0 times\n"
-    "purple button: pressed 2 times with average reward 0.00\n"
+    "purple button: pressed 0 times\n"
     "\n"
     "Which button will you choose next? Remember, YOU MUST provide your final answer within the "
     "tags <Answer>COLOR</Answer> where COLOR is one of blue, green, red, yellow, purple. Let's "
     "think step by step to make sure we make a good choice."
 )
+# A longer history for the composition tests below (not one of the paper's examples).
+RAW_HISTORY = [(0, 1), (1, 0), (2, 1), (0, 0), (4, 0), (3, 1)]
+SUMMARY_HISTORY = [(0, 1), (0, 0), (1, 0), (2, 1), (4, 0), (4, 0)]
 
 ALL_CODES = [
     "".join(parts) for parts in itertools.product("BA", "NS", "RS", ("N", "C", "C~"), ("0", "1", "D"))
@@ -85,16 +178,36 @@ def render(
 # ------------------------------------------------------------------ the paper's texts, word for word
 
 
-def test_bnrn0_matches_the_paper() -> None:
-    system, user = render("BNRN0", history=BNRN0_HISTORY)
-    assert system == BNRN0_SYSTEM
-    assert user == BNRN0_USER
+@pytest.mark.parametrize(
+    ("code", "printed"),
+    [
+        ("BNRN0", PAPER_A_BNRN),
+        ("BNRN1", PAPER_A_BNRN),  # temperature is not in the text
+        ("ASSCD", PAPER_B_ASSCD),
+        ("BSSC~0", PAPER_C_BSSC_TILDE),
+    ],
+)
+def test_the_three_printed_examples_word_for_word(code: str, printed: str) -> None:
+    """Appendix B.1's (a) BNRN, (b) ASSCD, (c) BSSC~ with K = 5, T = 10 after two rounds."""
+    system, user = render(code, history=PAPER_HISTORY)
+    paper_system, paper_user = _paper_messages(printed)
+    assert _normal(system) == _normal(paper_system)
+    assert _normal(user) == _normal(paper_user)
 
 
-def test_bssc_tilde_0_matches_the_paper() -> None:
-    system, user = render("BSSC~0", history=BSSC_HISTORY)
-    assert system == BSSC_SYSTEM
-    assert user == BSSC_USER
+def test_the_comparison_would_see_a_one_word_change() -> None:
+    system, _ = render("ASSCD", history=PAPER_HISTORY)
+    paper_system, _ = _paper_messages(PAPER_B_ASSCD)
+    assert not _same_text(system.replace("Then, you must", "You must"), paper_system)
+    assert not _same_text(system.replace("5 choices", "5 advertisements"), paper_system)
+
+
+def test_bnrn0_exact_layout() -> None:
+    assert render("BNRN0", history=PAPER_HISTORY) == (BNRN0_SYSTEM, BNRN0_USER)
+
+
+def test_bssc_tilde_0_exact_layout() -> None:
+    assert render("BSSC~0", history=PAPER_HISTORY) == (BSSC_SYSTEM, BSSC_USER)
 
 
 def test_raw_history_with_no_rounds_keeps_the_structure() -> None:
@@ -119,7 +232,7 @@ def test_summary_with_no_rounds_lists_every_arm_at_zero() -> None:
 
 def test_ascii_spelling_of_reinforced_cot_is_the_same_design() -> None:
     assert DesignSpec.parse("BSSCt0") == DesignSpec.parse("BSSC~0")
-    assert render("BSSCt0", history=BSSC_HISTORY) == render("BSSC~0", history=BSSC_HISTORY)
+    assert render("BSSCt0", history=SUMMARY_HISTORY) == render("BSSC~0", history=SUMMARY_HISTORY)
 
 
 # ------------------------------------------------------------------ composition rules
@@ -135,40 +248,42 @@ def test_rendering_follows_k_and_t() -> None:
 
 
 def test_temperature_is_not_in_the_text() -> None:
-    assert render("BSRC0", history=BNRN0_HISTORY) == render("BSRC1", history=BNRN0_HISTORY)
+    assert render("BSRC0", history=RAW_HISTORY) == render("BSRC1", history=RAW_HISTORY)
 
 
 def test_plain_cot_asks_in_the_system_message_only() -> None:
-    system, user = render("BSSC0", history=BSSC_HISTORY)
+    system, user = render("BSSC0", history=PAPER_HISTORY)
     assert system == BSSC_SYSTEM
     assert "step by step" not in user
     assert user == BSSC_USER.removesuffix(" Let's think step by step to make sure we make a good choice.")
 
 
 def test_distribution_output_for_buttons() -> None:
-    system, user = render("BNRND", history=BNRN0_HISTORY)
+    system, user = render("BNRND", history=RAW_HISTORY)
     assert system.endswith(
-        "Then you must make the next choice. You may output a distribution over the 5 buttons "
-        'formatted EXACTLY like "blue:a,green:b,red:c,yellow:d,purple:e". You must provide your final '
-        "answer immediately within the tags <Answer>DIST</Answer> where DIST is the distribution in "
-        "the format specified above and with no text explanation."
+        "Then you must make the next choice. You may output a distribution over the 5 choices "
+        'formatted EXACTLY like "blue:n1,green:n2,red:n3,yellow:n4,purple:n5". You must provide your '
+        "final answer immediately within the tags <Answer>DIST</Answer> where DIST is the distribution "
+        "in the format specified above and with no text explanation."
     )
     assert user.endswith(
         "Which button will you choose next? Remember, YOU MUST provide your final answer within the "
-        "tags <Answer>DIST</Answer> where DIST is the distribution in the format specified above."
+        "tags <Answer>DIST</Answer> where DIST is formatted like "
+        '"blue:n1,green:n2,red:n3,yellow:n4,purple:n5".'
     )
     assert "COLOR" not in system + user
 
 
 def test_distribution_output_with_cot() -> None:
-    system, user = render("BSSC~D", history=BSSC_HISTORY)
+    system, user = render("BSSC~D", history=SUMMARY_HISTORY)
     assert system.endswith(
-        'formatted EXACTLY like "blue:a,green:b,red:c,yellow:d,purple:e". Let\'s think step by step '
-        "to make sure we make a good choice. You must provide your final answer within the tags "
-        "<Answer>DIST</Answer> where DIST is the distribution in the format specified above."
+        'formatted EXACTLY like "blue:n1,green:n2,red:n3,yellow:n4,purple:n5". Let\'s think step by '
+        "step to make sure we make a good choice. Then, you must provide your final answer within the "
+        "tags <Answer>DIST</Answer> where DIST is the distribution in the format specified above."
     )
     assert user.endswith(
-        "in the format specified above. Let's think step by step to make sure we make a good choice."
+        '"blue:n1,green:n2,red:n3,yellow:n4,purple:n5". Let\'s think step by step to make sure we make '
+        "a good choice."
     )
 
 
@@ -218,9 +333,9 @@ def test_advertisements_suggestive_summarized_reinforced_cot() -> None:
         "So far you have interacted with 3 users. Here is a summary of the data you have collected:\n"
         "Advertisement A was shown to 2 users with an estimated click rate of 0.50\n"
         "Advertisement B was shown to 1 users with an estimated click rate of 1.00\n"
-        "Advertisement C was shown to 0 users\n"
-        "Advertisement D was shown to 0 users\n"
-        "Advertisement E was shown to 0 users\n"
+        "Advertisement C has not been shown\n"
+        "Advertisement D has not been shown\n"
+        "Advertisement E has not been shown\n"
         "\n"
         "Which advertisement will you choose next? Remember, YOU MUST provide your final answer within "
         "the tags <Answer>AD</Answer> where AD is one of A, B, C, D, E. Let's think step by step to make "
@@ -237,8 +352,7 @@ def test_neutral_advertisements_omit_the_strategy_paragraph() -> None:
 def test_distribution_example_for_advertisements() -> None:
     system, _ = render("ANSND", k=3)
     assert (
-        'You may output a distribution over the 3 advertisements formatted EXACTLY like "A:a,B:b,C:c".'
-        in system
+        'You may output a distribution over the 3 choices formatted EXACTLY like "A:n1,B:n2,C:n3".' in system
     )
 
 
@@ -256,7 +370,8 @@ def test_every_design_renders(code: str, k: int) -> None:
     assert "13 time steps" in system or "budget of 13 users" in system
     if code.endswith("D"):
         assert "<Answer>DIST</Answer>" in system and "<Answer>DIST</Answer>" in user
-        assert ",".join(f"{n}:{chr(ord('a') + i)}" for i, n in enumerate(names)) in system
+        example = ",".join(f"{n}:n{i + 1}" for i, n in enumerate(names))
+        assert f'EXACTLY like "{example}".' in system and f'where DIST is formatted like "{example}".' in user
     else:
         assert "DIST" not in system + user
     cot = DesignSpec.parse(code).cot
@@ -302,9 +417,9 @@ def test_defect2_nothing_hard_coded_and_two_decimals() -> None:
 
 def test_defect4_each_paper_design_is_consistent() -> None:
     """The notebook mixed "no text explanation" with "Let's think step by step"."""
-    system, user = render("BNRN0", history=BNRN0_HISTORY)
+    system, user = render("BNRN0", history=RAW_HISTORY)
     assert "step by step" not in system and "step by step" not in user
-    system, user = render("BSSC~0", history=BSSC_HISTORY)
+    system, user = render("BSSC~0", history=SUMMARY_HISTORY)
     assert "no text explanation" not in system and "no text explanation" not in user
     assert "immediately" not in system
 
@@ -349,7 +464,7 @@ def test_render_rejects_bad_inputs() -> None:
 
 def test_numpy_integers_in_history() -> None:
     np = pytest.importorskip("numpy")
-    hist = [(np.int64(a), np.int8(r)) for a, r in BNRN0_HISTORY]
+    hist = [(np.int64(a), np.int8(r)) for a, r in PAPER_HISTORY]
     assert render_messages(DesignSpec(), COLOURS5, 10, hist)[1]["content"] == BNRN0_USER
 
 
