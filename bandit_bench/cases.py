@@ -72,6 +72,50 @@ def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConf
     return [name for name, cfg in configs.items() if (base / safe_component(cfg.name)).is_dir()]
 
 
+_PATTERN_CHARS = frozenset("*?[")
+
+
+def expand_config_names(names: Iterable[str], settings: ProjectSettings) -> list[str]:
+    """Config names, suite names (:data:`~bandit_bench.specs.SUITES`) and shell-style patterns
+    (``'BS*-hard-T100'``, matched with :func:`fnmatch.fnmatchcase` against every config name and
+    its ASCII spelling) -> config names, in the order given, each once.
+
+    A config of the project named like a suite is that config, not the suite.
+    """
+    from fnmatch import fnmatchcase
+
+    from .specs import SUITES
+
+    # The ASCII spelling of a design code works in config names too (BSSCt0-hard-T25).
+    ascii_twin = {safe_component(n): n for n in settings.configs}
+    out: list[str] = []
+    for given in names:
+        if given in settings.configs or given in ascii_twin:
+            found = [given if given in settings.configs else ascii_twin[given]]
+        elif given in SUITES:
+            found = [n for n in SUITES[given] if n in settings.configs]
+        elif _PATTERN_CHARS & set(given):
+            found = [
+                n for n in settings.configs if fnmatchcase(n, given) or fnmatchcase(safe_component(n), given)
+            ]
+            if not found:
+                raise SpecError(
+                    "--bandit-config",
+                    given,
+                    f"a pattern matching at least one of {', '.join(sorted(settings.configs))}",
+                    "Patterns are case-sensitive shell patterns (* ? [...]); quote them in the shell",
+                )
+        else:
+            raise SpecError(
+                "--bandit-config",
+                given,
+                f"one of {', '.join(sorted(settings.configs))} (or add [tool.bandit_bench.configs.NAME])",
+                f"Or a suite ({', '.join(SUITES)}) or a shell pattern such as 'BS*-hard-T100'",
+            )
+        out += [n for n in found if n not in out]
+    return out
+
+
 def resolve_configs(
     names: Iterable[str],
     settings: ProjectSettings,
@@ -80,16 +124,7 @@ def resolve_configs(
     horizon: int | None = None,
 ) -> list[CaseConfig]:
     out: list[CaseConfig] = []
-    # The ASCII spelling of a design code works in config names too (BSSCt0-hard-T25).
-    ascii_twin = {safe_component(n): n for n in settings.configs}
-    for given in names:
-        name = given if given in settings.configs else ascii_twin.get(given, given)
-        if name not in settings.configs:
-            raise SpecError(
-                "--bandit-config",
-                name,
-                f"one of {', '.join(sorted(settings.configs))} (or add [tool.bandit_bench.configs.NAME])",
-            )
+    for name in expand_config_names(names, settings):
         cfg = settings.configs[name].with_overrides(episodes=episodes, horizon=horizon)
         if cfg not in out:
             _check_distinct_folder("--bandit-config", name, [c.name for c in out], safe_component)

@@ -247,16 +247,71 @@ def _preset(design: str, instance: str, horizon: int, episodes: int, **kw: Any) 
     )
 
 
+# Best-arm thresholds of the long configs: the lowest best-arm rate of UCB, TS and Greedy over
+# 1000 episodes of that instance and horizon (`bandit-bench baselines`, seed 0), rounded down to
+# a multiple of 0.05, so a model passes when it is in the classic algorithms' league. Hard T=100:
+# 0.445 (TS) -> 0.40; easy T=100: 0.770 (Greedy) -> 0.75; hard T=200: 0.495 -> 0.45; hard T=500:
+# 0.498 -> 0.45 (tests/unit/test_suites.py recomputes them). At T = 25 even UCB cannot
+# concentrate yet, so the quick presets only hold format compliance.
+BEST_ARM_THRESHOLDS: dict[tuple[str, int], float] = {
+    ("hard", 100): 0.40,
+    ("easy", 100): 0.75,
+    ("hard", 200): 0.45,
+    ("hard", 500): 0.45,
+}
+
+# The GPT-4 designs of the paper's main grid (Figure 11, T = 100), in the order of its tables.
+# (a) buttons on the hard instance has ten; the easy instance and the adverts have the nine
+# without reinforced chain of thought.
+PAPER_BUTTONS_HARD: tuple[str, ...] = (
+    "BNRN0",
+    "BNRN1",
+    "BNRND",
+    "BNRC0",
+    "BNSN0",
+    "BSRN0",
+    "BSSC0",
+    "BSSC1",
+    "BSSCD",
+    "BSSC~0",
+)
+PAPER_NINE: tuple[str, ...] = PAPER_BUTTONS_HARD[:-1]
+
+
+def _adverts(code: str) -> str:
+    return "A" + code[1:]
+
+
+def _long(design: str, instance: str, horizon: int, episodes: int, **kw: Any) -> CaseConfig:
+    return _preset(
+        design, instance, horizon, episodes, min_best_arm_rate=BEST_ARM_THRESHOLDS[instance, horizon], **kw
+    )
+
+
+def _paper_grid() -> list[CaseConfig]:
+    """Figure 11's grid at T = 100, 10 episodes each (the paper: N = 10 for (a), 3 for (b)-(d))."""
+    return (
+        [_long(d, "hard", 100, 10) for d in PAPER_BUTTONS_HARD]
+        + [_long(d, "easy", 100, 10) for d in PAPER_NINE]
+        + [_long(_adverts(d), "hard", 100, 10) for d in PAPER_NINE]
+        + [_long(_adverts(d), "easy", 100, 10) for d in PAPER_NINE]
+    )
+
+
+def _paper_fig1() -> list[CaseConfig]:
+    """Figure 1's two long runs: (a) BNRN0, T = 500, N = 20; (b) BSSC~0, T = 200, N = 40."""
+    return [_long("BNRN0", "hard", 500, 20), _long("BSSC~0", "hard", 200, 40)]
+
+
 def _builtin_configs() -> dict[str, CaseConfig]:
     configs = [
-        # At T = 100 on the hard instance UCB, TS and Greedy pick the best arm 45-53% of the time
-        # (bandit-bench baselines); 0.4 asks a model to be in their league. At T = 25 even UCB
-        # cannot concentrate yet, so the quick presets only hold format compliance.
-        _preset("BNRN0", "hard", 100, 10, min_best_arm_rate=0.4),
-        _preset("BSSC~0", "hard", 100, 10, min_best_arm_rate=0.4),
+        *_paper_grid(),
+        *_paper_fig1(),
         _preset("BNRN0", "hard", 25, 5),
         _preset("BSSC~0", "hard", 25, 5),
         _preset("BNSN0", "hard", 25, 5, constrained=True),
+        # A small model on a paper-scale instance: summarized history keeps the prompt short.
+        _long("BNSN0", "hard", 100, 10, constrained=True),
         _preset("BNRN0", "easy", 25, 5),
     ]
     return {c.name: c for c in configs}
@@ -264,6 +319,14 @@ def _builtin_configs() -> dict[str, CaseConfig]:
 
 BUILTIN_CONFIGS: dict[str, CaseConfig] = _builtin_configs()
 DEFAULT_CONFIGS: tuple[str, ...] = ("BNRN0-hard-T25", "BSSC~0-hard-T25")
+
+# Named sets of built-in configs, selectable with --bandit-config like a config name.
+SUITES: dict[str, tuple[str, ...]] = {
+    # The paper's main T = 100 grid (Figure 11 (a)-(d)).
+    "paper": tuple(c.name for c in _paper_grid()),
+    # The paper's two long runs (Figure 1 (a) and (b)).
+    "paper-fig1": tuple(c.name for c in _paper_fig1()),
+}
 
 _CONFIG_KEYS = {
     "design",

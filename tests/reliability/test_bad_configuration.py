@@ -180,12 +180,20 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     "unknown-config-with-model": (
         ["--model", "sim/x", "--bandit-config", "BNRN0-hard-T26"],
         f"--bandit-config: got 'BNRN0-hard-T26'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        "(or add [tool.bandit_bench.configs.NAME])",
+        "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
+        "such as 'BS*-hard-T100'",
+    ),
+    "pattern-matching-nothing": (
+        ["--model", "sim/x", "--bandit-config", "BX*-hard-T100"],
+        f"--bandit-config: got 'BX*-hard-T100'; expected a pattern matching at least one of "
+        f"{', '.join(sorted(BUILTIN_CONFIGS))}. Patterns are case-sensitive shell patterns (* ? [...]); "
+        "quote them in the shell",
     ),
     "unknown-config-without-model": (
         ["--bandit-config", "nope"],
         f"--bandit-config: got 'nope'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        "(or add [tool.bandit_bench.configs.NAME])",
+        "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
+        "such as 'BS*-hard-T100'",
     ),
     "episodes-0": (["--model", "sim/x", "--episodes", "0"], "--episodes: got 0; expected a number >= 1"),
     "horizon-0": (["--model", "sim/x", "--horizon", "0"], "--horizon: got 0; expected a number >= 1"),
