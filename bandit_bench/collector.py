@@ -22,6 +22,7 @@ class Collector:
         self.written: list[str] = []
         self.comparison: str | None = None
         self.notes: list[str] = []
+        self.budget_line: str | None = None
 
     def _print_bill(self, cases: list[Any]) -> None:
         """The bill before it starts: with --collect-only always, else when a run will record."""
@@ -94,8 +95,24 @@ class Collector:
                 records.setdefault((record["model"], name), record)
         return list(records.values())
 
+    def _budget_summary(self, session: pytest.Session) -> None:
+        budget = self.bench.opts.budget
+        if budget is None:
+            return
+        state = budget.state()
+        line = f"budget --max-cost ${budget.limit:g}: ${state['spent']:.4f} spent"
+        if state.get("refused"):
+            line += (
+                f"; reached, {state['refused']} request(s) not sent. The budget stopped this run: complete "
+                "episodes are saved. To resume, run the same command with a larger (or no) --max-cost "
+                "and --record-mode=once: it replays what is saved and records only what is missing."
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.budget_line = line
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._budget_summary(session)
         if not self.records:
             return
         from .report import stopped_notes, summary_frame, text_table, write_reports
@@ -128,6 +145,9 @@ class Collector:
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.budget_line is not None:
+            terminalreporter.section("bandit-bench: budget")
+            terminalreporter.write_line(self.budget_line)
         if self.table is None:
             return
         terminalreporter.section("bandit-bench")

@@ -32,6 +32,14 @@ def _error_lines(errors: list[str], limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+def _stopped(result: CaseResult) -> dict[str, Any] | None:
+    if result.budget_stopped:
+        n, ran = result.config.run.episodes, len(result.trajectories)
+        note = f"stopped by the budget after {ran} of {n} episodes (episodes {result.budget_stopped} not run)"
+        return {"reason": "budget", "episodes_run": ran, "episodes": n, "note": note}
+    return result.settled.to_dict() if result.settled is not None else None
+
+
 def case_record(
     result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
 ) -> dict[str, Any]:
@@ -49,6 +57,8 @@ def case_record(
     errors = result.errors
     if errors:
         failures.append(f"{len(errors)} of {cfg.run.episodes} episodes errored:\n" + _error_lines(errors))
+    elif result.budget_stopped:
+        failures.append(result.budget_note)
     elif result.settled is not None and not result.settled.passed:
         # Stopped early: only what the remaining episodes could not have changed is reported.
         failures += [*result.settled.reasons, result.settled.note]
@@ -81,7 +91,8 @@ def case_record(
         "failures": failures,
         "passed": not failures,
         "episodes_run": len(result.trajectories),
-        "stopped": result.settled.to_dict() if result.settled is not None else None,
+        "stopped": _stopped(result),
+        "budget_stopped": list(result.budget_stopped),
         "recorded": result.recorded,
         "replayed": result.replayed,
         "trajectories": [t.to_dict() for t in result.trajectories],

@@ -78,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
     )
     add("--compare-to", None, "report folder of an earlier run: fail the session on a significant regression")
+    add(
+        "--max-cost",
+        "bandit_max_cost",
+        "USD: stop starting requests once the cost so far plus the next request's upper bound would "
+        "exceed it (needs a price in [tool.bandit_bench.prices] for each model)",
+        type=float,
+    )
     group.addoption(
         "--early-stop",
         dest="early_stop",
@@ -178,6 +185,9 @@ def _build(config: pytest.Config) -> Bench:
             hint="Drop --early-stop (or bandit_early_stop) for this run, or raise --episodes",
         )
 
+    max_cost = _opt(config, "max_cost", "bandit_max_cost", None, float)
+    budget = _budget(config, max_cost, cases, settings) if max_cost is not None else None
+
     record_mode = config.getoption("record_mode", default=None) or "none"
     opts = RunOptions(
         base_url=_opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL),
@@ -193,6 +203,7 @@ def _build(config: pytest.Config) -> Bench:
         max_rps=max_rps,
         progress=_progress_printer(config) if record_mode != "none" else None,
         early_stop=early_stop,
+        budget=budget,
     )
     compare_to = config.getoption("compare_to")
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
@@ -206,6 +217,45 @@ def _build(config: pytest.Config) -> Bench:
             hint=f"Keep the earlier run elsewhere (cp -r {compare_to} previous-reports) and compare to that",
         )
     return Bench(cases, settings, opts, report_dir, Path(compare_to) if compare_to else None, thresholds)
+
+
+_LEDGER_KEY = "bandit_budget_ledger"
+
+
+def _budget(config: pytest.Config, max_cost: float, cases: list[Case], settings: ProjectSettings) -> Any:
+    """The session's budget: the controller makes its ledger file, xdist workers get its path."""
+    from .runner import is_baseline
+    from .spend import Budget
+
+    if not max_cost > 0 or max_cost == float("inf"):  # NaN fails the first test
+        raise SpecError("--max-cost", max_cost, "a positive, finite amount of USD, e.g. --max-cost=5")
+    unpriced = sorted({c.model for c in cases if not is_baseline(c.model) and c.model not in settings.prices})
+    if unpriced:
+        raise SpecError(
+            "--max-cost",
+            max_cost,
+            f"a price for every model it limits; {unpriced[0]} has none",
+            hint=f"Add {unpriced[0]!r} = {{ prompt = USD per 1M tokens, completion = USD per 1M tokens }} to "
+            "[tool.bandit_bench.prices] in pyproject.toml: the budget prices the next request before "
+            "it is sent",
+        )
+    workerinput = getattr(config, "workerinput", None)
+    ledger = workerinput[_LEDGER_KEY] if workerinput is not None else Budget.create_ledger()
+    return Budget(max_cost, ledger, settings.prices)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker charges the controller's budget ledger."""
+    budget = node.config.stash[_BENCH].opts.budget
+    if budget is not None:
+        node.workerinput[_LEDGER_KEY] = str(budget.ledger)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bench = config.stash.get(_BENCH, None)
+    if bench is not None and bench.opts.budget is not None and not hasattr(config, "workerinput"):
+        bench.opts.budget.ledger.unlink(missing_ok=True)
 
 
 def _progress_printer(config: pytest.Config) -> Any:
@@ -276,8 +326,9 @@ class BenchCase:
 
     def check(self, record: dict[str, Any]) -> None:
         __tracebackhide__ = True
-        if record["errors"]:
-            # Errors (API faults, missing or stale cassettes) are never an expected failure.
+        if record["errors"] or record.get("budget_stopped"):
+            # Errors (API faults, missing or stale cassettes) and an exhausted budget are never an
+            # expected failure.
             pytest.fail(f"{self.case.id}: " + "\n".join(record["failures"]), pytrace=False)
         if record["failures"]:
             raise ThresholdNotMet(f"{self.case.id}: " + "\n".join(record["failures"]))

@@ -259,6 +259,8 @@ class CassetteTransport:
         self._responses: list[dict[str, Any]] = []
         self.recorded = 0
         self.replayed = 0
+        # Asked before each request that goes to the API, told after (spend.SpendGuard: --max-cost).
+        self.guard: Any = None
         if mode == "none" and not self.exists:
             raise CassetteMissingError(
                 f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
@@ -315,8 +317,16 @@ class CassetteTransport:
                 )
         if self.inner is None:
             raise CassetteError(f"cassette {self.path}: recording needs a network transport")
-        response = self.inner.handle_request(request)
-        content = response.read()
+        bound = self.guard.before(body_bytes) if self.guard is not None else None
+        try:
+            response = self.inner.handle_request(request)
+            content = response.read()
+        except BaseException:
+            if bound is not None:
+                self.guard.after(bound, None)  # outcome unknown: charged at its bound
+            raise
+        if bound is not None:
+            self.guard.after(bound, response.status_code, content)
         if _is_recordable(response.status_code, content):
             self._append(request, body_bytes, response, content)
         elif 200 <= response.status_code < 300:

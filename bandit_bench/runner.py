@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .agents.base import AgentError
 from .specs import CaseConfig, SpecError
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .episode import Trajectory
 
 BASELINE_PREFIX = "baseline/"
+# The error of an episode the budget stopped: not an API fault, the case reports it apart.
+BUDGET_STOPPED = "stopped by the budget (--max-cost)"
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 ProgressFn = Callable[[str, str, int, int], None]
@@ -43,6 +45,8 @@ class RunOptions:
     progress: ProgressFn | None = None
     # Run episodes in waves and stop once the verdict is settled (see early_stop).
     early_stop: bool = False
+    # --max-cost: a spend.Budget shared by the session's workers (None: no limit).
+    budget: Any = None
 
 
 def is_baseline(model: str) -> bool:
@@ -115,6 +119,9 @@ class CaseResult:
     replayed: int = 0
     # Set when --early-stop ended the case before its last episode.
     settled: Settlement | None = None
+    # Episodes --max-cost left unfinished (never started, or stopped mid-way and not saved).
+    budget_stopped: list[int] = field(default_factory=list)
+    budget_note: str = ""
 
     @property
     def errors(self) -> list[str]:
@@ -153,6 +160,8 @@ def _episode(
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = str(err)
         return traj, 0, 0
+    if opts.budget is not None:
+        transport.guard = opts.budget.guard(model)
     # new_episodes may well replay every request: its key is checked by the API if it is needed.
     must_record = transport.records and not (opts.record_mode == "new_episodes" and transport.exists)
     if must_record and not opts.api_key and "openrouter.ai" in opts.base_url:
@@ -183,6 +192,8 @@ def _episode(
         # A cassette is written only for a complete episode: a partial one would break replay.
         if traj.error is None:
             transport.save()
+        elif transport.guard is not None and transport.guard.refused:
+            traj.error = BUDGET_STOPPED
     finally:
         client.close()
     return traj, transport.recorded, transport.replayed
@@ -256,6 +267,8 @@ def run_case(
                 outcomes += [_episode(model, config, i, opts, limiter, counter) for i in wave]
             else:
                 outcomes += pool.map(lambda i: _episode(model, config, i, opts, limiter, counter), wave)
+            if any(o[0].error == BUDGET_STOPPED for o in outcomes):
+                break  # no new wave once the budget refused a request
             if opts.early_stop and len(outcomes) < n:
                 from .early_stop import effective_thresholds, settle
 
@@ -273,10 +286,24 @@ def run_case(
         raise
     if pool is not None:
         pool.shutdown(wait=True)
+    stopped_by_budget = False
     for traj, recorded, replayed in outcomes:
-        result.trajectories.append(traj)
         result.recorded += recorded
         result.replayed += replayed
+        if traj.error == BUDGET_STOPPED:
+            stopped_by_budget = True
+            continue
+        result.trajectories.append(traj)
+    if stopped_by_budget:
+        ran = {t.episode for t in result.trajectories}
+        result.budget_stopped = [i for i in range(n) if i not in ran]
+        limit = opts.budget.limit if opts.budget is not None else 0.0
+        result.budget_note = (
+            f"budget --max-cost ${limit:g} reached: {len(ran)} of {n} episodes ran (complete ones are "
+            f"saved; a partial episode never is). To resume, run {record_command(model, config, opts)} "
+            "with a larger or no --max-cost: --record-mode=once replays the saved episodes and records "
+            "only the missing ones."
+        )
     return result
 
 

@@ -96,9 +96,15 @@ class Simulator:
     """Context manager running the server on a free port of 127.0.0.1 in a background thread."""
 
     def __init__(
-        self, policy: Policy | None = None, latency: float = 0.0, model_name: str | None = None
+        self,
+        policy: Policy | None = None,
+        latency: float = 0.0,
+        model_name: str | None = None,
+        cost_per_million: tuple[float, float] | None = None,
     ) -> None:
         self.policy: Policy = policy or always(0)
+        # (prompt, completion) USD per 1M tokens: replies then report usage.cost, as OpenRouter's do.
+        self.cost_per_million = cost_per_million
         self.latency = latency
         self.model_name = model_name
         self.calls = 0
@@ -200,6 +206,14 @@ class Simulator:
                     }
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
                 completion_tokens = len((reply.content or "").split())
+                usage: dict[str, Any] = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                if sim.cost_per_million is not None:
+                    per_prompt, per_completion = sim.cost_per_million
+                    usage["cost"] = (prompt_tokens * per_prompt + completion_tokens * per_completion) / 1e6
                 self._send(
                     200,
                     {
@@ -210,11 +224,7 @@ class Simulator:
                         "model": sim.model_name or body.get("model", "sim"),
                         "system_fingerprint": "bandit-bench-simulator",
                         "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": completion_tokens,
-                            "total_tokens": prompt_tokens + completion_tokens,
-                        },
+                        "usage": usage,
                     },
                     reply.headers,
                 )

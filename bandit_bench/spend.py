@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .recording import cassette_path, pending_requests, safe_component
+from .recording import CassetteError, cassette_path, pending_requests, safe_component
+from .settings import Price
 
 if TYPE_CHECKING:
-    from .settings import Price
     from .specs import CaseConfig
 
 CHARS_PER_TOKEN = 4
@@ -227,3 +230,140 @@ def estimate_cases(
         for c in cases
         if not is_baseline(c.model)
     ]
+
+
+# ---------------------------------------------------------------------------- the budget
+
+
+class BudgetExhausted(CassetteError):
+    """The next request could cost more than what is left of ``--max-cost``: it is not sent."""
+
+
+def request_bound(body: bytes, price: Price) -> float:
+    """An upper bound of a request's cost before it is sent.
+
+    Prompt: one token per byte of the request body (a token is never shorter than a byte of the
+    text it encodes, and the JSON around the messages outweighs a chat template's few tokens).
+    Completion: the request's own ``max_tokens``.
+    """
+    try:
+        max_tokens = json.loads(body).get("max_tokens") or 0
+    except (ValueError, AttributeError):
+        max_tokens = 0
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+        max_tokens = 0
+    return price_of(price, len(body), max_tokens)
+
+
+def _usage_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def reply_cost(content: bytes, price: Price) -> float | None:
+    """What a reply cost: the provider's ``usage.cost`` when it says, else its token counts at
+    ``price``; None when the body reports neither (the caller then charges the bound)."""
+    try:
+        usage = json.loads(content).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(usage, dict):
+        return None
+    cost = _usage_number(usage.get("cost"))
+    if cost is not None:
+        return cost
+    prompt, completion = (
+        _usage_number(usage.get("prompt_tokens")),
+        _usage_number(usage.get("completion_tokens")),
+    )
+    if prompt is None or completion is None:
+        return None
+    return price_of(price, prompt, completion)
+
+
+class Budget:
+    """``--max-cost`` shared by every thread and every xdist worker of a session, through one
+    ledger file (spent, reserved, refused) updated under an exclusive ``flock``.
+
+    A request reserves its upper bound before it is sent and is refused when spent + reserved +
+    bound would exceed the limit; from the first refusal on every new request is refused, so the
+    run stops starting requests instead of squeezing in cheaper ones.
+    """
+
+    def __init__(self, limit: float, ledger: Path | str, prices: Mapping[str, Price]) -> None:
+        self.limit = limit
+        self.ledger = Path(ledger)
+        self.prices = dict(prices)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def create_ledger(directory: Path | str | None = None) -> Path:
+        fd, name = tempfile.mkstemp(prefix="bandit-bench-budget-", suffix=".json", dir=directory)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"spent": 0.0, "reserved": 0.0, "refused": 0}, fh)
+        return Path(name)
+
+    def _update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
+        import fcntl
+
+        with self._lock, open(self.ledger, "r+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            state = json.loads(fh.read() or "{}")
+            out = change(state)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(state))
+            fh.flush()
+            return out
+
+    def state(self) -> dict[str, Any]:
+        return dict(self._update(lambda s: dict(s)))
+
+    def reserve(self, bound: float) -> bool:
+        def change(s: dict[str, Any]) -> bool:
+            if s.get("refused") or s["spent"] + s["reserved"] + bound > self.limit:
+                s["refused"] = int(s.get("refused", 0)) + 1
+                return False
+            s["reserved"] += bound
+            return True
+
+        return bool(self._update(change))
+
+    def settle(self, bound: float, actual: float) -> None:
+        def change(s: dict[str, Any]) -> None:
+            s["reserved"] = max(0.0, s["reserved"] - bound)
+            s["spent"] += actual
+
+        self._update(change)
+
+    def guard(self, model: str) -> SpendGuard:
+        return SpendGuard(self, self.prices[model], model)
+
+
+class SpendGuard:
+    """What a cassette transport asks before it sends a request to the API, and tells after."""
+
+    def __init__(self, budget: Budget, price: Price, model: str) -> None:
+        self.budget = budget
+        self.price = price
+        self.model = model
+        self.refused = False
+
+    def before(self, body: bytes) -> float:
+        bound = request_bound(body, self.price)
+        if not self.budget.reserve(bound):
+            self.refused = True
+            raise BudgetExhausted(
+                f"budget --max-cost ${self.budget.limit:g} reached: the next request of {self.model} "
+                f"(at most ${bound:.4f}) was not sent"
+            )
+        return bound
+
+    def after(self, bound: float, status: int | None, content: bytes = b"") -> None:
+        """Charge the reply's cost; an error status costs nothing, an unknown outcome its bound."""
+        if status is not None and not 200 <= status < 300:
+            actual: float | None = 0.0
+        else:
+            actual = reply_cost(content, self.price) if status is not None else None
+        self.budget.settle(bound, bound if actual is None else actual)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -77,8 +78,8 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
     """Factory: ``simulator(policy, latency=0.0)`` returns a running simulator; all are stopped."""
     started: list[Simulator] = []
 
-    def start(policy: Policy | None = None, latency: float = 0.0) -> Simulator:
-        sim = Simulator(policy, latency=latency)
+    def start(policy: Policy | None = None, latency: float = 0.0, **kw: Any) -> Simulator:
+        sim = Simulator(policy, latency=latency, **kw)
         sim.start()
         started.append(sim)
         return sim

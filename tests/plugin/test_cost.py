@@ -177,3 +177,80 @@ def test_early_stop_with_one_episode_is_a_usage_error(bench_project):
             "there is nothing to stop early. Drop --early-stop*"
         ]
     )
+
+
+# ---------------------------------------------------------------------------- the budget
+
+
+def _quick(project, *args):
+    return project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--concurrency=1", *args)
+
+
+def test_budget_stops_keeps_complete_episodes_and_resumes(project, simulator):
+    sim = simulator(cycle())
+    # Each request costs about $0.002 at the price table's rates and is bounded by about $0.015
+    # before it is sent; one episode is 6 requests. $0.042 lets two episodes finish and the third
+    # send two requests before the next one's bound would cross the limit.
+    run = _quick(project, "--base-url", sim.base_url, "--record-mode=once", "--max-cost=0.042")
+    run.assert_outcomes(failed=1)
+    assert sim.calls == 2 * 6 + 2
+    recorded = sorted(p.name for p in (project.path / "cassettes/sim/cycle/quick").iterdir())
+    assert recorded == ["000.json", "001.json"]  # the third episode was cut short: never saved
+    out = run.stdout.str()
+    assert "budget --max-cost $0.042 reached: 2 of 4 episodes ran" in out
+    assert "--record-mode=once replays the saved episodes and records only the missing ones" in out
+    run.stdout.fnmatch_lines(
+        [
+            "*bandit-bench: budget*",
+            "budget --max-cost $0.042: $0.0* spent; reached, 2 request(s) not sent. The budget stopped*",
+        ]
+    )
+    summary = json.loads((project.path / "reports/summary.json").read_text())
+    row = next(r for r in summary if r["model"] == "sim/cycle")
+    assert (row["episodes"], row["episodes_run"], row["passed"]) == (4, 2, False)
+    assert row["stopped"] == "stopped by the budget after 2 of 4 episodes (episodes [2, 3] not run)"
+
+    # Resume: the two saved episodes replay, the two missing ones are recorded, nothing else.
+    resumed = _quick(project, "--base-url", sim.base_url, "--record-mode=once", "--max-cost=1")
+    resumed.assert_outcomes(passed=1)
+    assert sim.calls == 2 * 6 + 2 + 2 * 6
+    assert "reached" not in resumed.stdout.str()
+
+
+def test_budget_counts_the_providers_reported_cost(project, simulator):
+    # The provider says each reply cost $1: the first request fits in $1.5, the second does not.
+    sim = simulator(cycle(), cost_per_million=(1e6 / 30, 0.0))
+    run = _quick(project, "--base-url", sim.base_url, "--record-mode=once", "--max-cost=1.5")
+    run.assert_outcomes(failed=1)
+    assert sim.calls <= 2
+
+
+def test_budget_is_free_when_everything_replays(project, simulator):
+    sim = simulator(cycle())
+    _quick(project, "--base-url", sim.base_url, "--record-mode=once").assert_outcomes(passed=1)
+    replay = _quick(project, "--max-cost=0.000001")
+    replay.assert_outcomes(passed=1)
+    replay.stdout.fnmatch_lines(["budget --max-cost $1e-06: $0.0000 spent"])
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_budget_must_be_a_positive_amount(project, value):
+    result = _quick(project, f"--max-cost={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--max-cost: got *; expected a positive, finite amount of USD*"])
+
+
+def test_budget_without_a_price_is_a_usage_error(project):
+    result = project.runpytest(
+        "--model", "sim/unpriced,baseline/ucb", "--bandit-config", "quick", "--max-cost=5"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "--max-cost: got 5.0; expected a price for every model it limits; sim/unpriced has none. "
+        "Add 'sim/unpriced' = { prompt = USD per 1M tokens, completion = USD per 1M tokens } to "
+        "[tool.bandit_bench.prices]" in result.stderr.str()
+    )
+    # The ini twin is read the same way.
+    project.makefile(".toml", pyproject=PYPROJECT + "\n[tool.pytest.ini_options]\nbandit_max_cost = '5'\n")
+    result = project.runpytest("--model", "sim/unpriced", "--bandit-config", "quick")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

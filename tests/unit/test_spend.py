@@ -9,7 +9,15 @@ import pytest
 
 from bandit_bench.recording import pending_requests, safe_component
 from bandit_bench.settings import Price, load_settings
-from bandit_bench.spend import approx_tokens, estimate_case, price_of
+from bandit_bench.spend import (
+    Budget,
+    BudgetExhausted,
+    approx_tokens,
+    estimate_case,
+    price_of,
+    reply_cost,
+    request_bound,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOL = "local/smollm2-135m-instruct"
@@ -67,3 +75,57 @@ def test_chars_over_four_is_calibrated_on_the_shipped_smollm2_cassettes(config_n
     assert est.requests == 5 * 25
     assert abs(est.prompt_tokens / counted - 1) < 0.10
     assert est.cost_max is None and est.completion_source == "this model (125 replies)"
+
+
+# ---------------------------------------------------------------------------- the budget
+
+PRICE = Price(prompt=1.0, completion=10.0)
+
+
+def _reply(**usage: object) -> bytes:
+    return json.dumps({"choices": [{}], "usage": usage}).encode()
+
+
+def test_reply_cost_prefers_the_providers_figure_and_refuses_nonsense():
+    assert reply_cost(_reply(prompt_tokens=100, completion_tokens=10, cost=0.5), PRICE) == 0.5
+    assert reply_cost(_reply(prompt_tokens=100, completion_tokens=10), PRICE) == pytest.approx(200 / 1e6)
+    for bad in (-1, float("nan"), float("inf"), True, "0.1"):
+        # A negative, non-finite or non-numeric cost is not believed: the tokens price the reply.
+        assert reply_cost(_reply(prompt_tokens=100, completion_tokens=10, cost=bad), PRICE) == pytest.approx(
+            2e-4
+        )
+    assert reply_cost(b"<html>", PRICE) is None
+    assert reply_cost(_reply(), PRICE) is None
+
+
+def test_request_bound_counts_every_body_byte_as_a_token_and_max_tokens_in_full():
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 100}], "max_tokens": 20}).encode()
+    assert request_bound(body, PRICE) == pytest.approx((len(body) * 1.0 + 20 * 10.0) / 1e6)
+
+
+def test_one_ledger_is_shared_by_every_budget_object_of_a_session(tmp_path):
+    ledger = Budget.create_ledger(tmp_path)
+    worker_a = Budget(1.0, ledger, {"m": PRICE})
+    worker_b = Budget(1.0, ledger, {"m": PRICE})
+    assert worker_a.reserve(0.6)
+    # The other worker sees the reservation: 0.6 + 0.5 would exceed the limit.
+    assert not worker_b.reserve(0.5)
+    worker_a.settle(0.6, 0.1)
+    # Once refused, always refused: the run stops starting requests even if a cheaper one would fit.
+    assert not worker_a.reserve(0.01)
+    assert worker_b.state() == {"spent": 0.1, "reserved": 0.0, "refused": 2}
+
+
+def test_a_guard_charges_replies_errors_and_unknown_outcomes(tmp_path):
+    budget = Budget(10.0, Budget.create_ledger(tmp_path), {"m": PRICE})
+    guard = budget.guard("m")
+    body = json.dumps({"max_tokens": 0}).encode()
+    bound = guard.before(body)
+    guard.after(bound, 200, _reply(cost=0.25))
+    guard.after(guard.before(body), 503, b"{}")  # an error status is not billed
+    guard.after(guard.before(body), None)  # a timeout may have been billed: charged at its bound
+    assert budget.state()["spent"] == pytest.approx(0.25 + bound)
+    small = Budget(bound / 2, Budget.create_ledger(tmp_path), {"m": PRICE}).guard("m")
+    with pytest.raises(BudgetExhausted, match=r"budget --max-cost \$.* reached: the next request of m"):
+        small.before(body)
+    assert small.refused
