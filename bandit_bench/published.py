@@ -93,10 +93,9 @@ def published_records(config: CaseConfig) -> list[dict[str, Any]]:
     """Case records of the paper's rows for ``config``: same shape as a measured case's record,
     with ``kind`` = ``published`` and the ``source`` (figure and row) they were transcribed from.
 
-    A constrained-answer config is not one of the paper's designs, so it gets none.
+    A constrained-answer config gets the rows of its design too: the prompt is the paper's, the
+    grammar that forces the answer's format is ours, and the config column says so.
     """
-    if config.constrained:
-        return []
     inst = config.instance
     return [
         {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
@@ -104,10 +103,24 @@ def test_records_have_the_case_record_shape_and_say_published() -> None:
 
 
 def test_no_rows_where_the_paper_has_none() -> None:
-    # T = 25 is not a paper horizon; a constrained answer is not a paper design.
+    # T = 25 is not a paper horizon; Llama 2 ran no distribution (D) design.
     assert published_records(BUILTIN_CONFIGS["BNRN0-hard-T25"]) == []
-    cfg = BUILTIN_CONFIGS["BNRN0-hard-T100"]
-    assert published_records(replace(cfg, name="c", constrained=True)) == []
+    assert published_records(BUILTIN_CONFIGS["BNSN0-hard-T25-constrained"]) == []
+    assert [r["model"] for r in published_records(BUILTIN_CONFIGS["BNRND-hard-T100"])] == [
+        "paper/gpt-4",
+        "paper/gpt-3.5",
+    ]
+
+
+def test_a_constrained_config_gets_the_rows_of_its_prompt_design() -> None:
+    # Same prompt, same instance and horizon; the grammar is ours and the config name says so.
+    records = published_records(BUILTIN_CONFIGS["BNSN0-hard-T100-constrained"])
+    assert [(r["model"], r["config"], r["source"]) for r in records] == [
+        ("paper/gpt-4", "BNSN0-hard-T100-constrained", "Figure 11(a), row BNSN0"),
+        ("paper/gpt-3.5", "BNSN0-hard-T100-constrained", "Figure 12, row BNSN0"),
+        ("paper/llama-2-13b", "BNSN0-hard-T100-constrained", "Figure 16, row BNSN0"),
+    ]
+    assert all(r["constrained"] is False for r in records)
 
 
 def test_published_rows_in_every_report_output(tmp_path) -> None:
