@@ -494,19 +494,15 @@ def record_local(
 
 
 def _check_configs(repo: Path, configs: Sequence[str]) -> None:
-    """Stop before installing or starting anything when a config name is unknown."""
+    """Stop before installing or starting anything when a config name, suite or pattern is unknown."""
+    from .cases import expand_config_names
     from .settings import load_settings
     from .specs import SpecError
 
     try:
-        known = load_settings(repo / "pyproject.toml").configs
+        expand_config_names(configs, load_settings(repo / "pyproject.toml"))
     except SpecError as err:
         raise LocalServerError(str(err)) from None
-    for name in configs:
-        if name not in known:
-            raise LocalServerError(
-                f"--bandit-config: got {name!r}; expected one of {', '.join(sorted(known))}"
-            )
 
 
 def _quote(arg: str) -> str:

@@ -229,6 +229,7 @@ def test_record_local_refuses_an_unknown_config(monkeypatch: pytest.MonkeyPatch)
     # Checked before anything is installed or started.
     monkeypatch.setattr(local_server, "server_python", lambda *a, **k: pytest.fail("must not get here"))
     assert main(["record-local", "--bandit-config", "no-such-config"]) == 1
+    assert main(["record-local", "--bandit-config", "BX*-hard-T100"]) == 1  # a pattern matching nothing
 
 
 # ---------------------------------------------------------------------------- live
