@@ -115,14 +115,19 @@ class Collector:
         self._budget_summary(session)
         if not self.records:
             return
-        from .report import stopped_notes, summary_frame, text_table, write_reports
+        from .provenance import run_metadata
+        from .report import stopped_notes, summary_rows, text_table, write_reports
 
         records = self._with_references()
-        summary = summary_frame(records, self.bench.settings.prices)
+        summary = summary_rows(records, self.bench.settings.prices)
         self.table = text_table(summary)
         self.notes = stopped_notes(summary)
+        opts = self.bench.opts
+        run = run_metadata(
+            records, base_url=opts.base_url, record_mode=opts.record_mode, repo_dir=self.config.rootpath
+        )
         try:
-            paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices)
+            paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices, run)
         except OSError as err:
             # The run's verdicts stand; say where the report could not go and fail the session.
             self.written = [f"NOT WRITTEN to {self.bench.report_dir}: {err}. Check --report-dir."]

@@ -21,7 +21,7 @@ sign-flip p-value (2/32) could never reach 0.05.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,9 @@ class Comparison:
     notes: tuple[str, ...]
     tolerance: float
     alpha: float
+    # Each folder's run metadata (summary.json's "run"), shown side by side.
+    old_run: Mapping[str, Any] = field(default_factory=dict)
+    new_run: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def regressed(self) -> bool:
@@ -268,7 +271,9 @@ def compare_data(
             notes.append(note)
     if not any(k in new_rows for k in old_rows):
         notes.append("no model x config is in both folders: nothing compared")
-    return Comparison(old.directory, new.directory, tuple(changes), tuple(notes), tolerance, alpha)
+    return Comparison(
+        old.directory, new.directory, tuple(changes), tuple(notes), tolerance, alpha, old.run, new.run
+    )
 
 
 def compare_dirs(
@@ -293,13 +298,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
+def run_side_by_side(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Where each run's numbers came from, one line per field; "*" marks a field that differs."""
+    from .provenance import metadata_lines
+
+    rows = [
+        [label, a, b, "*" if a != b else ""]
+        for (label, a), (_, b) in zip(metadata_lines(old), metadata_lines(new), strict=True)
+    ]
+    return _table(["run", "OLD", "NEW", ""], rows, right=set())
+
+
 def render_comparison(c: Comparison) -> str:
     """A plain-text table (one line per model x config x metric), notes and a verdict line.
 
     Reference baselines whose three metrics did not move are left out of the table (their
     count is in the notes): on the same seeds they replay the same arms.
     """
-    lines = [f"OLD {c.old}", f"NEW {c.new}", ""]
+    lines = [f"OLD {c.old}", f"NEW {c.new}", "", *run_side_by_side(c.old_run, c.new_run), ""]
     rows = []
     hidden = set()
     by_case: dict[tuple[str, str], list[MetricChange]] = {}

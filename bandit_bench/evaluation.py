@@ -7,6 +7,7 @@ what the report module reads back.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .early_stop import effective_thresholds
@@ -21,14 +22,34 @@ def _estimate_dict(e: Estimate) -> dict[str, float]:
 
 
 def _error_lines(errors: list[str], limit: int = 5) -> str:
-    """The first error whole; the next ones only up to their first sentence (which names the
-    cassette or the status), since they usually repeat the same advice."""
-    lines = [f"  {errors[0]}"]
-    for err in errors[1:limit]:
-        head, sep, _ = err.partition(". ")
-        lines.append(f"  {head}{'.' if sep else ''}")
-    if len(errors) > limit:
-        lines.append(f"  ... and {len(errors) - limit} more")
+    """Identical messages once, with their episode numbers ("episodes 0, 2, 4: ..."); at most
+    ``limit`` distinct messages, the first whole and the next ones up to their first sentence
+    (which names the cassette or the status), since they usually repeat the same advice."""
+    # Each episode's own cassette is named by its index: the same fault in several episodes is
+    # one message with "<episode>" for the index (a message seen once keeps its real path).
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for err in errors:
+        head, sep, message = err.partition(": ")
+        if not (sep and head.startswith("episode ")):
+            head, message = "", err
+        episode = head.removeprefix("episode ")
+        key = re.sub(rf"/0*{re.escape(episode)}\.json", "/<episode>.json", message) if episode else message
+        groups.setdefault(key, []).append((episode, message))
+    lines = []
+    for i, (key, members) in enumerate(groups.items()):
+        if i == limit:
+            lines.append(f"  ... and {len(groups) - limit} more distinct errors")
+            break
+        message = members[0][1] if len(members) == 1 else key
+        if i > 0:
+            first, dot, _ = message.partition(". ")
+            message = first + ("." if dot else "")
+        numbered = [e for e, _ in members if e]
+        if not numbered:
+            lines.append(f"  {message}")
+        else:
+            word = "episode" if len(numbered) == 1 else "episodes"
+            lines.append(f"  {word} {', '.join(numbered)}: {message}")
     return "\n".join(lines)
 
 

@@ -1,45 +1,85 @@
 """``report.html``: one self-contained page (PNG plots embedded as base64, no network).
 
-Built from the rows of ``summary.json`` and the lines of ``steps.jsonl`` only, so
-``bandit-bench report DIR`` renders it again without running anything. The page holds:
+Built from ``summary.json`` (its rows and run metadata) and the lines of ``steps.jsonl`` only,
+so ``bandit-bench report DIR`` renders it again without running anything. The page holds:
 
-- the summary table, one row per model x config, baselines marked as reference rows, cells
+- where the numbers came from (version, endpoint, record mode, seeds, commit);
+- the table: per config its models, then per instance the reference algorithms once (they are
+  the same for every config on that instance), then the paper's published rows if any; cells
   below the config's threshold marked (CSS class ``below``);
-- the paper's scatter of SuffFailFreq(T/2) against K*MinFrac, one point per model x config;
-- per config: the share of episodes on the best arm at each step (95% Wilson band over
-  episodes), the cumulative pseudo-regret (mean with a 95% normal-approximation band) and the
-  share of pulls per arm rank.
+- the paper's Figures 3/10: SuffFailFreq(T/2) against K*MinFrac, one panel per (scenario,
+  instance), with epsilon-greedy traced over a sweep of epsilon on the same instances;
+- per config the paper's Figure 1: a histogram of best-arm plays per episode, the suffix-failure
+  frequency at every t, and the time-averaged reward with a +-2 standard-error band and OPT.
 
 matplotlib is used through its object API on the Agg canvas (no pyplot, no global backend
-switch), imported inside the functions that draw.
+switch), imported inside the functions that draw. Each figure has a function that returns the
+numbers it draws (tests check those and the figure objects, not pixels).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import Z_95, arm_rank_shares, on_best, wilson_bounds
-from .report import CaseEpisodes, case_episodes, format_cost, verdict
+from .metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
+from .report import (
+    MEDIAN_REWARD_SCALE,
+    CaseEpisodes,
+    case_episodes,
+    episodes_text,
+    format_cost,
+    table_blocks,
+    threshold_text,
+    verdict,
+)
+from .report import kind_of as row_kind
 
 if TYPE_CHECKING:
     import jinja2
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 TEMPLATE = "report.html.j2"
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
 DPI = 90
-# Colours for models (solid lines) and baselines (dashed), stable across configs.
-_MODEL_COLOURS = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
-_BASELINE_COLOURS = ("#2ca02c", "#7f7f7f", "#ff7f0e", "#000000", "#bcbd22")
-_CONFIG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+# A model's colour comes from a hash of its id, so it is the same in every report. Baselines
+# have fixed colours of their own, outside this palette.
+MODEL_PALETTE = (
+    "#1f77b4",  # blue
+    "#d62728",  # red
+    "#9467bd",  # purple
+    "#8c564b",  # brown
+    "#e377c2",  # pink
+    "#17becf",  # cyan
+    "#1b3a6b",  # navy
+    "#7f1d1d",  # maroon
+    "#7b4173",  # plum
+    "#0e6e6e",  # teal
+)
+BASELINE_COLOURS = {
+    "baseline/ucb": "#2ca02c",
+    "baseline/ts": "#ff7f0e",
+    "baseline/greedy": "#555555",
+    "baseline/eps_greedy": "#bcbd22",
+    "baseline/uniform": "#000000",
+}
+# The paper sweeps epsilon from 0.01 to 0.95; the trace runs on this many episodes of the
+# instance (the run's own episodes first), which takes well under a second with numpy.
+EPSILON_SWEEP = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.95)
+SWEEP_EPISODES = 200
+SCENARIOS = {"B": "buttons", "A": "adverts"}
+INSTANCES = {(5, 0.2): "hard", (4, 0.5): "easy"}
+Z_BAND = 2.0  # the paper's +-2 standard errors
 
 
 @dataclass(frozen=True)
@@ -59,24 +99,102 @@ class ConfigSection:
     note: str
 
 
+# ---------------------------------------------------------------------------- colours
+
+
+def model_colour(model: str, taken: Iterable[str] = ()) -> str:
+    """The colour of ``model`` in every plot: fixed per baseline, else from a hash of the id.
+
+    ``taken`` are colours already used in this report: on a hash collision the next free palette
+    colour is used, so two models of one report never share a colour.
+    """
+    if model in BASELINE_COLOURS:
+        return BASELINE_COLOURS[model]
+    start = int.from_bytes(hashlib.sha256(model.encode("utf-8")).digest()[:4], "big") % len(MODEL_PALETTE)
+    used = set(taken)
+    for i in range(len(MODEL_PALETTE)):
+        colour = MODEL_PALETTE[(start + i) % len(MODEL_PALETTE)]
+        if colour not in used:
+            return colour
+    return MODEL_PALETTE[start]
+
+
+def colours_for(models: Iterable[str]) -> dict[str, str]:
+    """Every model's colour; collisions are settled in sorted order, so the result does not
+    depend on the order of the rows."""
+    out: dict[str, str] = {}
+    for m in sorted(set(models)):
+        out[m] = model_colour(m, out.values())
+    return out
+
+
 # ---------------------------------------------------------------------------- bands
 
 
-def wilson_band(hits: np.ndarray, z: float = Z_95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def wilson_band(hits: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column share of ``hits`` (N, T) with its Wilson interval over the N rows."""
     p = hits.mean(axis=0)
     low, high = wilson_bounds(p, hits.shape[0], z)
     return p, low, high
 
 
-def mean_band(values: np.ndarray, z: float = Z_95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column mean of ``values`` (N, T) with a normal-approximation interval (none for N = 1)."""
+def mean_band(values: np.ndarray, z: float = Z_BAND) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean of ``values`` (N, T) +- ``z`` standard errors (no band for N = 1)."""
     n = values.shape[0]
     mean = values.mean(axis=0)
     if n < 2:
         return mean, mean, mean
     half = z * values.std(axis=0, ddof=1) / np.sqrt(n)
     return mean, mean - half, mean + half
+
+
+# ---------------------------------------------------------------------------- figure 1 data
+
+
+@dataclass(frozen=True)
+class FigureOneData:
+    """What the three panels of the paper's Figure 1 draw for one model x config."""
+
+    model: str
+    n: int
+    # left: histogram over episodes of the number of plays of the best arm
+    bin_edges: np.ndarray
+    episode_shares: np.ndarray
+    # centre: for t = 1..T the share of episodes that never pick the best arm after t
+    t: np.ndarray
+    suffix_failure: np.ndarray
+    # right: the reward averaged over rounds 1..t, mean over episodes +- 2 standard errors
+    reward_mean: np.ndarray
+    reward_low: np.ndarray
+    reward_high: np.ndarray
+    best_mean: float
+
+
+def histogram_edges(horizon: int) -> np.ndarray:
+    """Bin edges over 0..T plays, integer bins about 20 of them, centred on whole counts."""
+    width = max(1, math.ceil((horizon + 1) / 20))
+    return np.arange(-0.5, horizon + width, width, dtype=float)
+
+
+def figure_one_data(model: str, batch: EpisodeBatch) -> FigureOneData:
+    plays = on_best(batch).sum(axis=1)
+    edges = histogram_edges(batch.horizon)
+    counts, _ = np.histogram(plays, bins=edges)
+    t = np.arange(1, batch.horizon + 1)
+    averaged = np.cumsum(batch.rewards, axis=1) / t
+    mean, low, high = mean_band(averaged.astype(float))
+    return FigureOneData(
+        model=model,
+        n=batch.n,
+        bin_edges=edges,
+        episode_shares=counts / batch.n,
+        t=t,
+        suffix_failure=suffix_failure_curve(batch),
+        reward_mean=mean,
+        reward_low=low,
+        reward_high=high,
+        best_mean=0.5 + batch.delta / 2,
+    )
 
 
 # ---------------------------------------------------------------------------- figures
@@ -92,7 +210,7 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _png_data_uri(fig: Figure) -> str:
+def png_data_uri(fig: Figure) -> str:
     buf = io.BytesIO()
     # No "Software" key: the bytes then depend on the data and not on the matplotlib version.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
@@ -104,109 +222,308 @@ def _style(model: str, colours: Mapping[str, str]) -> dict[str, Any]:
     return {
         "color": colours[model],
         "linestyle": "--" if baseline else "-",
-        "linewidth": 1.3 if baseline else 2,
+        "linewidth": 1.4 if baseline else 2.2,
     }
 
 
-def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> str:
-    """Best-arm share per step, cumulative regret, and pull shares by arm rank for one config."""
-    fig = _new_figure(12.5, 3.3)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.22)
-    ax_best, ax_regret, ax_rank = fig.subplots(1, 3)
-    width = 0.8 / max(1, len(cases))
-    for i, case in enumerate(cases):
-        batch = case.batch
-        style = _style(case.model, colours)
-        t = np.arange(1, batch.horizon + 1)
-        label = f"{case.model} (N={batch.n})"
-
-        share, low, high = wilson_band(on_best(batch))
-        ax_best.plot(t, share, label=label, **style)
-        ax_best.fill_between(t, low, high, color=style["color"], alpha=0.12, linewidth=0)
-
-        regret = np.cumsum(batch.delta * ~on_best(batch), axis=1)
-        mean, low, high = mean_band(regret)
-        ax_regret.plot(t, mean, label=label, **style)
-        ax_regret.fill_between(t, np.maximum(low, 0.0), high, color=style["color"], alpha=0.12, linewidth=0)
-
-        ranks = np.arange(1, batch.k + 1)
-        hatch = "//" if case.model.startswith("baseline/") else None
-        ax_rank.bar(
-            ranks - 0.4 + width * (i + 0.5),
-            arm_rank_shares(batch),
-            width=width,
-            color=style["color"],
-            hatch=hatch,
-            edgecolor="white",
-            label=case.model,
-        )
-    k = cases[0].batch.k
-    ax_best.set(
-        title="episodes on the best arm at step t", xlabel="t", ylabel="share of episodes", ylim=(0, 1)
-    )
-    ax_regret.set(title="cumulative pseudo-regret", xlabel="t", ylabel="mean over episodes")
-    ax_rank.set(
-        title="share of pulls by arm rank",
-        xlabel="arm rank in the episode (1 = most pulled)",
-        ylabel="share of pulls",
-        xticks=np.arange(1, k + 1),
-        ylim=(0, 1),
-    )
-    ax_rank.axhline(1 / k, color="#555555", linewidth=0.8, linestyle=":")
-    for ax in (ax_best, ax_regret, ax_rank):
-        ax.grid(alpha=0.3)
-    ax_regret.legend(fontsize=8, loc="upper left")
-    return _png_data_uri(fig)
-
-
-def scatter_figure(rows: Sequence[Mapping[str, Any]], colours: Mapping[str, str]) -> str:
-    """The paper's exploration-failure map: SuffFailFreq(T/2) against K*MinFrac per model x config."""
+def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
+    """The paper's Figure 1 for one config: models solid, baselines dashed, one shared legend."""
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(10.0, 4.4)
-    fig.subplots_adjust(left=0.08, right=0.72, bottom=0.12, top=0.92)
-    ax = fig.subplots()
-    configs = list(dict.fromkeys(r["config"] for r in rows))
-    markers = {c: _CONFIG_MARKERS[i % len(_CONFIG_MARKERS)] for i, c in enumerate(configs)}
-    for r in rows:
-        baseline = r["model"].startswith("baseline/")
-        ax.scatter(
-            r["suffix_failure_freq"],
-            r["k_min_frac"],
-            s=60 if baseline else 90,
-            marker=markers[r["config"]],
-            facecolors="none" if baseline else colours[r["model"]],
-            edgecolors=colours[r["model"]],
-            linewidths=1.6,
-            alpha=0.85,
+    fig = _new_figure(12.0, 3.9)
+    fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.26)
+    ax_hist, ax_suffix, ax_reward = fig.subplots(1, 3)
+    horizon = cases[0].batch.horizon
+    handles: list[Any] = []
+    for case in cases:
+        data = figure_one_data(case.model, case.batch)
+        style = _style(case.model, colours)
+        label = f"{case.model} (N={data.n})"
+        ax_hist.stairs(data.episode_shares, data.bin_edges, label=label, **style)
+        ax_suffix.plot(data.t, data.suffix_failure, drawstyle="steps-post", label=label, **style)
+        (line,) = ax_reward.plot(data.t, data.reward_mean, label=label, **style)
+        ax_reward.fill_between(
+            data.t,
+            np.clip(data.reward_low, 0, 1),
+            np.clip(data.reward_high, 0, 1),
+            color=style["color"],
+            alpha=0.12,
+            linewidth=0,
         )
-    ax.set(
-        xlim=(-0.03, 1.03),
-        ylim=(-0.03, 1.03),
-        xlabel="SuffFailFreq(T/2): episodes never on the best arm in the second half",
-        ylabel="K*MinFrac: pulls of the least-pulled arm, x K",
-        title="exploration failures (right) vs. uniform-like exploitation failures (top)",
+        handles.append(line)
+    best = figure_one_data(cases[0].model, cases[0].batch).best_mean
+    ax_reward.axhline(best, color="#222222", linestyle=":", linewidth=1.2)
+    handles.append(Line2D([], [], color="#222222", linestyle=":", linewidth=1.2, label=f"OPT = {best:g}"))
+    ax_suffix.axvline(horizon // 2 + 1, color="#999999", linestyle=":", linewidth=1)
+    ax_hist.set(
+        title="plays of the best arm per episode",
+        xlabel=f"number of plays of the best arm (of T = {horizon})",
+        ylabel="share of episodes",
+        xlim=(-0.5, horizon + 0.5),
+        ylim=(0, 1.02),
     )
-    ax.grid(alpha=0.3)
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    ax_suffix.set(
+        title="suffix failures: best arm never after t",
+        xlabel="t (dotted: T/2, the table's SuffFail)",
+        ylabel="share of episodes",
+        xlim=(1, horizon),
+        ylim=(-0.02, 1.02),
+    )
+    ax_reward.set(
+        title="time-averaged reward up to t",
+        xlabel="t",
+        ylabel="mean over episodes, +-2 s.e.",
+        xlim=(1, horizon),
+        ylim=(0, 1.02),
+    )
+    for ax in (ax_hist, ax_suffix, ax_reward):
+        ax.grid(alpha=0.3)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 4),
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------- figures 3 and 10
+
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    """One marker: the rows that land on the same spot, drawn once with a combined label."""
+
+    x: float
+    y: float
+    kind: str  # the first member's: "model", "baseline" or "published"
+    model: str  # the first member's (its colour)
+    members: tuple[tuple[str, str, str], ...]  # (kind, model, short label) per row
+    label: str
+
+
+@dataclass(frozen=True)
+class ScatterPanel:
+    title: str
+    k: int
+    delta: float
+    horizon: int
+    seed: int
+    points: tuple[ScatterPoint, ...]
+    # epsilon-greedy over EPSILON_SWEEP: (epsilon, SuffFailFreq(T/2), K*MinFrac)
+    sweep: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
+
+
+def panel_title(scenario: str, k: int, delta: float, horizon: int) -> str:
+    name = INSTANCES.get((int(k), float(delta)))
+    instance = f"{name} (K = {k}, delta = {delta:g})" if name else f"K = {k}, delta = {delta:g}"
+    return f"{SCENARIOS.get(scenario, scenario)}, {instance}, T = {horizon}"
+
+
+def _short_label(row: Mapping[str, Any], one_model: bool) -> str:
+    kind = row_kind(row)
+    if kind == "baseline":
+        return str(row["model"]).removeprefix("baseline/")
+    design = str(row.get("design") or row["config"]) + (" (constrained)" if row.get("constrained") else "")
+    if kind == "published":
+        return f"{row['model']} {design}"
+    return design if one_model else f"{str(row['model']).rsplit('/', 1)[-1]} {design}"
+
+
+@lru_cache(maxsize=32)
+def epsilon_sweep(k: int, delta: float, horizon: int, seed: int) -> tuple[tuple[float, float, float], ...]:
+    """Epsilon-greedy's (epsilon, SuffFailFreq(T/2), K*MinFrac) on episodes 0..SWEEP_EPISODES-1
+    of this instance: the run's own instances first, then more of the same."""
+    from .agents.baselines import BASELINES, run_baseline_batch
+    from .bandit import draw_instance
+    from .metrics import episode_k_min_frac, episode_suffix_failure
+    from .specs import InstanceSpec
+
+    spec = InstanceSpec(k=k, delta=delta, horizon=horizon)
+    instances = [draw_instance(spec, seed, i)[0] for i in range(SWEEP_EPISODES)]
+    tables = np.stack([inst.rewards for inst in instances])
+    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
+    out = []
+    for eps in EPSILON_SWEEP:
+        rng = np.random.default_rng([seed, BASELINES.index("eps_greedy")])
+        arms = run_baseline_batch("eps_greedy", tables, rng, epsilon=eps)
+        rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]
+        batch = EpisodeBatch.from_arrays(arms, rewards, best, k=k, delta=delta)
+        out.append(
+            (eps, float(episode_suffix_failure(batch).mean()), float(episode_k_min_frac(batch).mean()))
+        )
+    return tuple(out)
+
+
+def scatter_panels(rows: Sequence[Mapping[str, Any]], sweep: bool = True) -> list[ScatterPanel]:
+    """One panel per (scenario, instance) of the rows that have both metrics.
+
+    Rows on the same spot of a panel (equal to 1e-9) become one point whose label names them
+    all; a baseline's identical rows under several configs are one member.
+    """
+    rows = [r for r in rows if r.get("suffix_failure_freq") is not None and r.get("k_min_frac") is not None]
+    one_model = len({r["model"] for r in rows if row_kind(r) == "model"}) <= 1
+    grouped: dict[tuple[str, int, float, int], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        scenario = str(r.get("design") or "?")[0]
+        grouped.setdefault((scenario, int(r["k"]), float(r["delta"]), int(r["horizon"])), []).append(r)
+    order = {"model": 0, "published": 1, "baseline": 2}
+    panels = []
+    for (scenario, k, delta, horizon), members in grouped.items():
+        spots: dict[tuple[float, float], list[tuple[str, str, str]]] = {}
+        for r in sorted(members, key=lambda r: order[row_kind(r)]):
+            key = (round(float(r["suffix_failure_freq"]), 9), round(float(r["k_min_frac"]), 9))
+            entry = (row_kind(r), str(r["model"]), _short_label(r, one_model))
+            if entry not in spots.setdefault(key, []):
+                spots[key].append(entry)
+        points = tuple(
+            ScatterPoint(x, y, entries[0][0], entries[0][1], tuple(entries), ", ".join(e[2] for e in entries))
+            for (x, y), entries in spots.items()
+        )
+        seeds = [int(r["seed"]) for r in members if r.get("seed") is not None]
+        seed = seeds[0] if seeds else 0
+        traced = epsilon_sweep(k, delta, horizon, seed) if sweep else ()
+        panels.append(
+            ScatterPanel(panel_title(scenario, k, delta, horizon), k, delta, horizon, seed, points, traced)
+        )
+    return panels
+
+
+_KIND_MARKERS = {"model": "o", "baseline": "s", "published": "*"}
+
+
+def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str]) -> None:
+    colour = colours.get(p.model, "#444444")
+    ax.scatter(
+        [p.x],
+        [p.y],
+        s={"model": 90, "baseline": 70, "published": 220}[p.kind],
+        marker=_KIND_MARKERS[p.kind],
+        facecolors="none" if p.kind == "baseline" else colour,
+        edgecolors=colour if p.kind != "published" else "#222222",
+        linewidths=1.6 if p.kind != "published" else 0.8,
+        zorder=3,
+        label=p.label,
+    )
+    # Labels lean left near the right edge so they stay inside the panel.
+    right = p.x > 0.6
+    ax.annotate(
+        p.label,
+        (p.x, p.y),
+        xytext=(-7 if right else 7, 5),
+        textcoords="offset points",
+        ha="right" if right else "left",
+        fontsize=8,
+        color="#333333",
+        wrap=True,
+    )
+
+
+def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -> Figure:
+    """The paper's Figures 3/10: SuffFailFreq(T/2) against K*MinFrac, one panel per (scenario,
+    instance); models filled, baselines hollow, published rows as stars, epsilon-greedy a line."""
+    from matplotlib.lines import Line2D
+
+    n = len(panels)
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    legend_width = 3.2  # inches to the right of the panels
+    width, height = 4.7 * cols + legend_width, 4.2 * rows + 0.2
+    fig = _new_figure(width, height)
+    fig.subplots_adjust(
+        left=0.55 / width,
+        right=1 - (legend_width + 0.1) / width,
+        bottom=0.6 / height,
+        top=1 - 0.4 / height,
+        wspace=0.25,
+        hspace=0.4,
+    )
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        if panel.sweep:
+            ax.plot(
+                [s[1] for s in panel.sweep],
+                [s[2] for s in panel.sweep],
+                color=BASELINE_COLOURS["baseline/eps_greedy"],
+                marker=".",
+                linewidth=1.2,
+                zorder=2,
+                label="eps-greedy sweep",
+            )
+            for eps, x, y in (panel.sweep[0], panel.sweep[-1]):
+                ax.annotate(
+                    f"eps={eps:g}",
+                    (x, y),
+                    xytext=(4, -10),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#6b6b10",
+                )
+        for p in panel.points:
+            _draw_point(ax, p, colours)
+        ax.set(
+            xlim=(-0.04, 1.04),
+            ylim=(-0.04, 1.04),
+            xlabel="SuffFailFreq(T/2)",
+            ylabel="K*MinFrac",
+            title=panel.title,
+        )
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    models = sorted({m for panel in panels for p in panel.points for _, m, _ in p.members})
     handles = [
         Line2D(
             [],
             [],
             linestyle="none",
-            marker="o",
+            marker="s" if m.startswith("baseline/") else "o",
             markersize=8,
-            markerfacecolor="none" if m.startswith("baseline/") else colours[m],
-            markeredgecolor=colours[m],
+            markerfacecolor="none" if m.startswith("baseline/") else colours.get(m, "#444444"),
+            markeredgecolor=colours.get(m, "#444444"),
             label=m,
         )
         for m in models
-    ] + [
-        Line2D([], [], linestyle="none", marker=markers[c], markersize=8, color="#444444", label=c)
-        for c in configs
+        if not m.startswith("paper/")
     ]
-    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _png_data_uri(fig)
+    if any(
+        p.kind == "published" or any(k == "published" for k, _, _ in p.members)
+        for pn in panels
+        for p in pn.points
+    ):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="*",
+                markersize=12,
+                markerfacecolor="#999999",
+                markeredgecolor="#222222",
+                label="published in the paper",
+            )
+        )
+    if any(panel.sweep for panel in panels):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=BASELINE_COLOURS["baseline/eps_greedy"],
+                marker=".",
+                label="eps-greedy, eps swept",
+            )
+        )
+    fig.legend(
+        handles=handles,
+        loc="center left",
+        bbox_to_anchor=(1 - legend_width / width, 0.5),
+        fontsize=9,
+        frameon=False,
+    )
+    return fig
 
 
 # ---------------------------------------------------------------------------- the table
@@ -215,6 +532,8 @@ def scatter_figure(rows: Sequence[Mapping[str, Any]], colours: Mapping[str, str]
 def _num(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"
+    if round(value, digits) == 0:
+        value = 0.0  # never "-0.00"
     return f"{value:.{digits}f}"
 
 
@@ -229,60 +548,75 @@ def _threshold_cell(row: Mapping[str, Any], metric: str) -> Cell:
     value = row.get(metric)
     text, ci = _num(value), _ci(row, metric)
     threshold = row.get(f"min_{metric}")
-    if row["kind"] == "baseline" or value is None or threshold is None:
+    if row_kind(row) != "model" or value is None:
         return Cell(text, "num", sub=ci)
+    if threshold_text(threshold) == "not checked":
+        return Cell(text, "num", "threshold not checked", ci)
     if value < threshold:
         return Cell(text, "num below", f"below the threshold {threshold:.2f}", ci)
     return Cell(text, "num", f"threshold {threshold:.2f}", ci)
 
 
+# (header, hover text)
 HEADERS = (
-    "model",
-    "config",
-    "N",
-    "format",
-    "best arm",
-    "SuffFail (T/2)",
-    "K* MinFrac",
-    "Greedy Frac",
-    "Median Reward",
-    "regret",
-    "tokens in+out",
-    "cost",
-    "verdict",
+    ("model", ""),
+    ("format", "share of steps whose reply held a valid answer, 95% Wilson interval over steps"),
+    ("best arm", "share of pulls on the best arm, 95% Wilson interval over pulls"),
+    ("SuffFail (T/2)", "share of episodes that never pick the best arm in the second half"),
+    ("K* MinFrac", "K times the smallest share of pulls any arm got (1 = an even split)"),
+    ("Greedy Frac", "share of rounds whose arm had the best average reward so far"),
+    ("Median Reward", MEDIAN_REWARD_SCALE),
+    ("regret", "pseudo-regret over the episode (delta per pull off the best arm), mean"),
+    ("tokens in+out", "prompt + completion tokens over all episodes"),
+    ("cost", "USD, from [tool.bandit_bench.prices] or the provider's figure"),
+    ("verdict", ""),
 )
 
 
-def table_rows(summary: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Cell]]]:
-    """(row class, cells) per summary row, in the summary's order."""
-    out = []
-    for r in summary:
-        v = verdict(r)
-        cells = [
-            Cell(r["model"], "text"),
-            Cell(r["config"], "text", "constrained decoding" if r.get("constrained") else ""),
-            Cell(str(r["episodes"]), "num"),
-            _threshold_cell(r, "format_compliance"),
-            _threshold_cell(r, "best_arm_rate"),
-            Cell(_num(r.get("suffix_failure_freq")), "num"),
-            Cell(_num(r.get("k_min_frac")), "num"),
-            Cell(_num(r.get("greedy_frac")), "num"),
-            Cell(_num(r.get("median_reward")), "num"),
-            Cell(_num(r.get("mean_regret")), "num"),
-            Cell(
-                "-"
-                if r["kind"] == "published"
-                else f"{int(r.get('prompt_tokens') or 0)}+{int(r.get('completion_tokens') or 0)}",
-                "num",
-            ),
-            Cell(format_cost(r.get("cost_usd")), "num"),
-            Cell(v, f"verdict v-{v.lower()}"),
-        ]
-        if r["kind"] == "published":
-            # Marked in the model cell too, so a copy of the table without its styles still says it.
-            cells[0] = Cell(r["model"], "text", f"published in the paper: {r.get('source') or ''}")
-        out.append(({"baseline": "reference", "published": "published"}.get(r["kind"], "model"), cells))
-    return out
+def _model_cell(r: Mapping[str, Any]) -> Cell:
+    kind = row_kind(r)
+    if kind == "published":
+        # Marked in the model cell too, so a copy of the table without its styles still says it.
+        sub = f"published, N = {r['episodes']}"
+        return Cell(r["model"], "text model", f"published in the paper: {r.get('source') or ''}", sub)
+    if isinstance(r.get("stopped"), str):
+        return Cell(r["model"], "text model", str(r["stopped"]), f"{episodes_text(r)} episodes")
+    return Cell(r["model"], "text model", "constrained decoding" if r.get("constrained") else "")
+
+
+def _cells(r: Mapping[str, Any]) -> list[Cell]:
+    v = verdict(r)
+    tokens = f"{int(r.get('prompt_tokens') or 0)}+{int(r.get('completion_tokens') or 0)}"
+    return [
+        _model_cell(r),
+        _threshold_cell(r, "format_compliance"),
+        _threshold_cell(r, "best_arm_rate"),
+        Cell(_num(r.get("suffix_failure_freq")), "num"),
+        Cell(_num(r.get("k_min_frac")), "num"),
+        Cell(_num(r.get("greedy_frac")), "num"),
+        Cell(_num(r.get("median_reward")), "num"),
+        Cell(_num(r.get("mean_regret")), "num"),
+        Cell("-" if row_kind(r) == "published" else tokens, "num"),
+        Cell(format_cost(r.get("cost_usd")), "num"),
+        Cell(v, f"verdict v-{v.lower()}"),
+    ]
+
+
+@dataclass(frozen=True)
+class TableGroup:
+    kind: str  # "config", "baseline", "published"
+    title: str
+    facts: str
+    rows: list[tuple[str, list[Cell]]]  # (row class, cells)
+
+
+def table_groups(summary: Sequence[Mapping[str, Any]]) -> list[TableGroup]:
+    """The table's groups (as :func:`~bandit_bench.report.table_blocks`) with their cells."""
+    classes = {"model": "model", "baseline": "reference", "published": "published"}
+    return [
+        TableGroup(b.kind, b.title, b.facts, [(classes[row_kind(r)], _cells(r)) for r in b.rows])
+        for b in table_blocks(summary)
+    ]
 
 
 # ---------------------------------------------------------------------------- the page
@@ -301,49 +635,29 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _colours(summary: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    models = sorted({r["model"] for r in summary if not r["model"].startswith("baseline/")})
-    baselines = sorted({r["model"] for r in summary if r["model"].startswith("baseline/")})
-    out = {m: _MODEL_COLOURS[i % len(_MODEL_COLOURS)] for i, m in enumerate(models)}
-    out.update({b: _BASELINE_COLOURS[i % len(_BASELINE_COLOURS)] for i, b in enumerate(baselines)})
-    return out
+def render_html(
+    summary: Sequence[Mapping[str, Any]],
+    steps: Iterable[Mapping[str, Any]],
+    run: Mapping[str, Any] | None = None,
+) -> str:
+    """The page for these summary rows, step lines and run metadata (as in summary.json and
+    steps.jsonl)."""
+    from .provenance import metadata_lines
+    from .report import config_facts
 
-
-def _facts(row: Mapping[str, Any]) -> str:
-    parts = [
-        f"design {row.get('design') or '?'}",
-        f"K = {row['k']}",
-        f"delta = {row['delta']}",
-        f"T = {row['horizon']}",
-        f"{row['episodes']} episodes",
-    ]
-    if row.get("seed") is not None:
-        parts.append(f"seed {row['seed']}")
-    if row.get("min_format_compliance") is not None:
-        parts.append(f"thresholds: format >= {row['min_format_compliance']:.2f}")
-        parts.append(f"best arm >= {row['min_best_arm_rate']:.2f}")
-    if row.get("constrained"):
-        parts.append("constrained decoding")
-    return ", ".join(parts)
-
-
-def render_html(summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[str, Any]]) -> str:
-    """The page for these summary rows and step lines (as in summary.json and steps.jsonl)."""
-    colours = _colours(summary)
+    colours = colours_for(r["model"] for r in summary)
     cases = case_episodes(summary, steps)
     sections = []
-    for config in dict.fromkeys(r["config"] for r in summary):
-        rows = [r for r in summary if r["config"] == config]
+    for config in dict.fromkeys(r["config"] for r in summary if row_kind(r) != "published"):
+        # Published rows have no steps by nature: they are in the table and the scatter only.
+        rows = [r for r in summary if r["config"] == config and row_kind(r) != "published"]
         with_data = [cases[(r["model"], config)] for r in rows if (r["model"], config) in cases]
-        # Published rows have no steps by nature: only measured rows can be missing from the plots.
-        missing = [r["model"] for r in rows if (r["model"], config) not in cases and r["kind"] != "published"]
+        missing = [r["model"] for r in rows if (r["model"], config) not in cases]
         note = f"No complete episode for {', '.join(missing)}: left out of the plots." if missing else ""
-        image = config_figure(with_data, colours) if with_data else None
-        sections.append(ConfigSection(config, _facts(rows[0]), image, note))
-    points = [
-        r for r in summary if r.get("suffix_failure_freq") is not None and r.get("k_min_frac") is not None
-    ]
-    scatter = scatter_figure(points, colours) if points else None
+        image = png_data_uri(config_figure(with_data, colours)) if with_data else None
+        sections.append(ConfigSection(config, config_facts(rows[0]), image, note))
+    panels = scatter_panels(summary)
+    scatter = png_data_uri(scatter_figure(panels, colours)) if panels else None
     prompt = sum(int(r.get("prompt_tokens") or 0) for r in summary)
     completion = sum(int(r.get("completion_tokens") or 0) for r in summary)
     costs = [float(r["cost_usd"]) for r in summary if r.get("cost_usd") is not None]
@@ -352,13 +666,18 @@ def render_html(summary: Sequence[Mapping[str, Any]], steps: Iterable[Mapping[st
         .get_template(TEMPLATE)
         .render(
             headers=HEADERS,
-            rows=table_rows(summary),
+            groups=table_groups(summary),
             scatter=scatter,
+            panels=panels,
+            sweep=EPSILON_SWEEP,
+            sweep_episodes=SWEEP_EPISODES,
             sections=sections,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost=format_cost(sum(costs)) if costs else None,
             cost_rows=len(costs),
             n_rows=len(summary),
+            run=metadata_lines(run or {}),
+            median_reward_scale=MEDIAN_REWARD_SCALE,
         )
     )

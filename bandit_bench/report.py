@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,10 +199,128 @@ def format_cost(value: Any) -> str:
     return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
 
 
+# ---------------------------------------------------------------------------- human tables
+
+# Rows of these kinds are not measured in this run's verdicts: classic algorithms on the same
+# instances, and numbers published in the paper.
+REFERENCE_KINDS = ("baseline", "published")
+TABLE_WIDTH = 120
+MEDIAN_REWARD_SCALE = (
+    "MedianReward is the median over episodes of the time-averaged reward, rescaled so that "
+    "0 is what a bad arm pays and 1 what the best arm pays; below 0 is possible (luck, or a "
+    "model that avoids the best arm)."
+)
+
+
+def kind_of(row: Mapping[str, Any]) -> str:
+    """ "model", "baseline" or "published" (rows of older folders may lack the kind)."""
+    kind = row.get("kind")
+    if kind in ("model", *REFERENCE_KINDS):
+        return str(kind)
+    return row_kind(str(row["model"]))
+
+
+def threshold_text(value: Any) -> str:
+    """ ">= 0.90", or "not checked" for a threshold that cannot fail (none, or 0)."""
+    if value is None or (isinstance(value, float) and value != value) or value <= 0:
+        return "not checked"
+    return f">= {value:.2f}"
+
+
+def _whole(value: Any) -> Any:
+    # A column with a gap (published rows have no seed) comes back from pandas as floats.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def config_facts(row: Mapping[str, Any]) -> str:
+    """What a config is: design, instance, episodes, seed, thresholds."""
+    parts = [
+        f"design {row.get('design') or '?'}",
+        f"K = {row['k']}",
+        f"delta = {row['delta']}",
+        f"T = {row['horizon']}",
+        f"{row['episodes']} episodes",
+    ]
+    if row.get("seed") is not None:
+        parts.append(f"seed {_whole(row['seed'])}")
+    if row.get("constrained"):
+        parts.append("constrained decoding")
+    checks = (
+        f"thresholds: format {threshold_text(row.get('min_format_compliance'))}, "
+        f"best arm {threshold_text(row.get('min_best_arm_rate'))}"
+    )
+    return ", ".join(parts) + "; " + checks
+
+
+def instance_facts(row: Mapping[str, Any]) -> str:
+    seed = f", seed {_whole(row['seed'])}" if row.get("seed") is not None else ""
+    return f"K = {row['k']}, delta = {row['delta']}, T = {row['horizon']}, {row['episodes']} episodes{seed}"
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """A group of table rows under one title: a config's models (and the paper's published rows
+    for it), or the reference rows of one instance, shared by every config on it."""
+
+    kind: str  # "config" or "baseline"
+    title: str
+    facts: str
+    rows: tuple[Mapping[str, Any], ...]
+
+
+_SAME_REFERENCE = ("model", "k", "delta", "horizon", "episodes", "seed", *METRICS)
+
+
+def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
+    """The human tables' grouping: per config its models and published rows, then per instance
+    its reference rows.
+
+    A baseline runs on the instances of (K, delta, T, episodes, seed), whatever the prompt
+    design, so its row is the same for every config on that instance: it is shown once, with
+    the configs it stands beside. Rows that differ in any metric are kept apart.
+    """
+    blocks: list[TableBlock] = []
+    by_config: dict[str, list[Mapping[str, Any]]] = {}
+    references: dict[tuple[Any, ...], tuple[Mapping[str, Any], list[str]]] = {}
+    for r in rows:
+        if kind_of(r) == "baseline":
+            key = tuple(r.get(c) for c in _SAME_REFERENCE)
+            references.setdefault(key, (r, []))[1].append(str(r["config"]))
+        else:
+            by_config.setdefault(r["config"], []).append(r)
+    for config, members in by_config.items():
+        # Measured rows first. The facts are the config's (a baseline's row if no model ran it),
+        # not the paper's replicate count and thresholds.
+        members.sort(key=lambda r: kind_of(r) == "published")
+        measured = [r for r in rows if r["config"] == config and kind_of(r) != "published"]
+        facts = config_facts((measured or members)[0])
+        blocks.append(TableBlock("config", str(config), facts, tuple(members)))
+    by_instance: dict[tuple[Any, ...], list[tuple[Mapping[str, Any], list[str]]]] = {}
+    for r, names in references.values():
+        by_instance.setdefault(tuple(r.get(c) for c in _SAME_REFERENCE[1:6]), []).append((r, names))
+    for shared in by_instance.values():
+        configs = list(dict.fromkeys(c for _, cs in shared for c in cs))
+        title = f"reference algorithms on {instance_facts(shared[0][0])}"
+        facts = "the same instances and reward tables as " + ", ".join(configs)
+        blocks.append(TableBlock("baseline", title, facts, tuple(r for r, _ in shared)))
+    return blocks
+
+
+def model_text(row: Mapping[str, Any]) -> str:
+    """The model cell: a published row says how many replicates the paper ran, a case that
+    stopped early how many of its episodes ran."""
+    if kind_of(row) == "published":
+        return f"{row['model']} (N={row['episodes']})"
+    if isinstance(row.get("stopped"), str):
+        return f"{row['model']} ({episodes_text(row)})"
+    return str(row["model"])
+
+
 def verdict(row: Any) -> str:
-    if row["kind"] == "baseline":
+    kind = kind_of(row)
+    if kind == "baseline":
         return "reference"
-    if row["kind"] == "published":
+    if kind == "published":
         return "published"
     if row["errors"]:
         return "ERROR"
@@ -211,83 +329,136 @@ def verdict(row: Any) -> str:
     return "pass" if row["passed"] else "FAIL"
 
 
-def _episodes_cell(row: Any) -> str:
+def episodes_text(row: Mapping[str, Any]) -> str:
+    """ "3 of 5" for a case --early-stop (or the budget) ended early, else the planned count."""
     run = row.get("episodes_run")
     if isinstance(row.get("stopped"), str) and run is not None and run == run and int(run) < row["episodes"]:
         return f"{int(run)} of {row['episodes']}"
     return str(row["episodes"])
 
 
-def stopped_notes(summary: pd.DataFrame) -> list[str]:
+def stopped_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per case that --early-stop ended before its last episode."""
     return [
-        f"{r['model']} x {r['config']}: {r['stopped']}"
-        for _, r in summary.iterrows()
-        if isinstance(r.get("stopped"), str)
+        f"{r['model']} x {r['config']}: {r['stopped']}" for r in rows if isinstance(r.get("stopped"), str)
     ]
 
 
-def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human table: one row per model x config, baselines marked as reference rows."""
-    import pandas as pd
+def _tokens(row: Mapping[str, Any]) -> str:
+    if kind_of(row) == "published":
+        return "-"
+    return f"{int(row.get('prompt_tokens') or 0)}+{int(row.get('completion_tokens') or 0)}"
 
-    rows = []
-    for _, r in summary.iterrows():
-        ci = ""
-        if r["best_arm_rate_low"] is not None and r["best_arm_rate_low"] == r["best_arm_rate_low"]:
-            ci = f" [{r['best_arm_rate_low']:.2f}, {r['best_arm_rate_high']:.2f}]"
-        rows.append(
-            {
-                "model": r["model"],
-                "config": r["config"]
-                + (" (constrained)" if r["constrained"] and "constrained" not in r["config"] else ""),
-                "episodes": _episodes_cell(r),
-                "format": _fmt(r["format_compliance"], 2),
-                "best arm (95% CI)": _fmt(r["best_arm_rate"], 2) + ci,
-                "SuffFail(T/2)": _fmt(r["suffix_failure_freq"], 2),
-                "K*MinFrac": _fmt(r["k_min_frac"], 2),
-                "GreedyFrac": _fmt(r["greedy_frac"], 2),
-                "MedianReward": _fmt(r["median_reward"], 2),
-                "regret": _fmt(r["mean_regret"], 2),
-                "tokens": "-"
-                if r["kind"] == "published"
-                else f"{int(r['prompt_tokens'])}+{int(r['completion_tokens'])}",
-                "cost": format_cost(r["cost_usd"]),
-                "verdict": verdict(r),
-            }
+
+def _count(n: int) -> str:
+    """A token count in at most 6 characters: 1283, 43.2k, 2.0M."""
+    if n < 10_000:
+        return str(n)
+    if n < 999_950:
+        return f"{n / 1e3:.1f}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def _short_tokens(row: Mapping[str, Any]) -> str:
+    if kind_of(row) == "published":
+        return "-"
+    return f"{_count(int(row.get('prompt_tokens') or 0))}+{_count(int(row.get('completion_tokens') or 0))}"
+
+
+def _ci(row: Mapping[str, Any], metric: str) -> str:
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    if low is None or high is None or low != low:
+        return ""
+    return f" [{low:.2f}, {high:.2f}]"
+
+
+# (header, value of a row); the terminal drops the intervals, the report files keep them.
+def _columns(with_ci: bool) -> list[tuple[str, Callable[[Mapping[str, Any]], str]]]:
+    def ci(metric: str) -> Callable[[Mapping[str, Any]], str]:
+        return lambda r: _fmt(r.get(metric), 2) + (_ci(r, metric) if with_ci else "")
+
+    return [
+        ("model", model_text),
+        ("format", ci("format_compliance")),
+        ("best arm", ci("best_arm_rate")),
+        ("SuffFail(T/2)" if with_ci else "SuffFail", lambda r: _fmt(r.get("suffix_failure_freq"), 2)),
+        ("K*MinFrac", lambda r: _fmt(r.get("k_min_frac"), 2)),
+        ("GreedyFrac", lambda r: _fmt(r.get("greedy_frac"), 2)),
+        ("MedianReward" if with_ci else "MedReward", lambda r: _fmt(r.get("median_reward"), 2)),
+        ("regret", lambda r: _fmt(r.get("mean_regret"), 2)),
+        ("tokens in+out", _tokens if with_ci else _short_tokens),
+        ("cost", lambda r: format_cost(r.get("cost_usd"))),
+        ("verdict", verdict),
+    ]
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "  ") or [indent]
+
+
+def text_table(rows: Sequence[Mapping[str, Any]], width: int = TABLE_WIDTH) -> str:
+    """The terminal table: one header row, then per block a title line and its rows.
+
+    Fits ``width`` columns: no intervals (they are in the report files), and a model id too long
+    for its column gets a line of its own above its numbers.
+    """
+    blocks = table_blocks(rows)
+    if not blocks:
+        return "(no cases)"
+    columns = _columns(with_ci=False)
+    cells = {id(r): [f(r) for _, f in columns[1:]] for b in blocks for r in b.rows}
+    widths = [max(len(h), *(len(c[i]) for c in cells.values())) for i, (h, _) in enumerate(columns[1:])]
+    rest = sum(widths) + len(widths)  # one space before each
+    longest = max(len(model_text(r)) for b in blocks for r in b.rows)
+    model_width = max(len("model"), min(longest, width - rest))
+
+    def line(first: str, values: Sequence[str]) -> str:
+        return first.ljust(model_width) + "".join(
+            " " + v.rjust(w) for v, w in zip(values, widths, strict=True)
         )
-    return pd.DataFrame(rows)
+
+    out = [line("model", [h for h, _ in columns[1:]])]
+    for b in blocks:
+        out += _wrap(f"-- {b.title}: {b.facts}", width)
+        for r in b.rows:
+            name = model_text(r)
+            if len(name) > model_width:
+                out.append(name)
+                name = ""
+            out.append(line(name, cells[id(r)]))
+    return "\n".join(out)
 
 
-def text_table(summary: pd.DataFrame) -> str:
-    frame = display_frame(summary)
-    if frame.empty:
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One markdown table per block, each under its title, with the 95% intervals."""
+    blocks = table_blocks(rows)
+    if not blocks:
         return "(no cases)"
-    return str(frame.to_string(index=False))
+    columns = _columns(with_ci=True)
+    out = []
+    for b in blocks:
+        out += [f"**{b.title}** ({b.facts})", ""]
+        out.append("| " + " | ".join(h for h, _ in columns) + " |")
+        out.append("| " + " | ".join("---" for _ in columns) + " |")
+        for r in b.rows:
+            out.append("| " + " | ".join(f(r).replace("|", "\\|") for _, f in columns) + " |")
+        out.append("")
+    return "\n".join(out).rstrip("\n")
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    frame = display_frame(summary)
-    if frame.empty:
-        return "(no cases)"
-    header = "| " + " | ".join(frame.columns) + " |"
-    sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = [
-        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, sep, *body])
-
-
-def totals_line(summary: pd.DataFrame) -> str:
+def totals_line(rows: Sequence[Mapping[str, Any]]) -> str:
     """Tokens and cost over the whole run; the cost counts the rows where it is known."""
-    prompt = int(summary["prompt_tokens"].fillna(0).sum())
-    completion = int(summary["completion_tokens"].fillna(0).sum())
-    costs = summary["cost_usd"].dropna()
+    prompt = sum(int(r.get("prompt_tokens") or 0) for r in rows)
+    completion = sum(int(r.get("completion_tokens") or 0) for r in rows)
+    costs = [
+        float(r["cost_usd"]) for r in rows if r.get("cost_usd") is not None and r["cost_usd"] == r["cost_usd"]
+    ]
     line = f"Tokens: {prompt} prompt + {completion} completion."
-    if len(costs):
+    if costs:
         line += (
-            f" Cost: {format_cost(float(costs.sum()))} over {len(costs)} of {len(summary)} rows "
+            f" Cost: {format_cost(sum(costs))} over {len(costs)} of {len(rows)} rows "
             "(from `[tool.bandit_bench.prices]`, else the provider's reported cost)."
         )
     else:
@@ -295,30 +466,56 @@ def totals_line(summary: pd.DataFrame) -> str:
     return line
 
 
-def render_markdown(summary: pd.DataFrame) -> str:
+def metadata_markdown(run: Mapping[str, Any]) -> str:
+    from .provenance import metadata_lines
+
+    return "\n".join(f"- {label}: {value}" for label, value in metadata_lines(run))
+
+
+def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> str:
     return (
         "# bandit-bench report\n\n"
-        "One row per model x config; `baseline/*` rows are classic algorithms on the very same "
-        "instances and reward tables (common random numbers). Best-arm rate with its 95% Wilson "
-        "interval over pulls; SuffFail(T/2) is the share of episodes that never pick the best arm "
-        "in the second half; K*MinFrac is K times the smallest share of pulls any arm got. "
-        "`paper/*` rows (verdict `published`) are the paper's own numbers for the same design, "
-        "instance and horizon, transcribed from its tables (`source` in summary.json), never measured "
-        "here; episodes is the paper's replicate count.\n\n"
-        + markdown_table(summary)
+        "Per config, the models, then the paper's published rows for it (`paper/*`, verdict "
+        "`published`: its own numbers for the same design, instance and horizon, transcribed from its "
+        "tables, `source` in summary.json, never measured here); then per instance the classic "
+        "algorithms (reference rows), run on the very same instances and reward tables (common random "
+        "numbers), shown once for all the configs on that instance. Rates with their 95% Wilson "
+        "interval (format over steps, best arm over pulls). SuffFail(T/2) is the share of episodes "
+        "that never pick the best arm in the second half; K*MinFrac is K times the smallest share of "
+        "pulls any arm got. "
+        + MEDIAN_REWARD_SCALE
         + "\n\n"
-        + "".join(f"- {note}\n" for note in stopped_notes(summary))
-        + ("\n" if stopped_notes(summary) else "")
-        + totals_line(summary)
+        + markdown_table(rows)
+        + "\n\n"
+        + "".join(f"- {note}\n" for note in stopped_notes(rows))
+        + ("\n" if stopped_notes(rows) else "")
+        + totals_line(rows)
+        + "\n\n## Where these numbers came from\n\n"
+        + metadata_markdown(run or {})
         + "\n"
     )
 
 
+def summary_rows(
+    records: Iterable[Mapping[str, Any]], prices: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of summary.json (NaN as None, numpy types as Python's)."""
+    return list(json.loads(summary_frame(records, prices).to_json(orient="records")))
+
+
 def write_reports(
-    records: Iterable[Mapping[str, Any]], report_dir: Path, prices: Mapping[str, Any] | None = None
+    records: Iterable[Mapping[str, Any]],
+    report_dir: Path,
+    prices: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
+    """Write the report folder; ``run`` is the run's metadata (:func:`~bandit_bench.provenance.run_metadata`
+    of the records when not given)."""
+    from .provenance import run_metadata
+
     records = list(records)
     summary = summary_frame(records, prices)
+    run = dict(run) if run is not None else run_metadata(records)
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary.csv": report_dir / "summary.csv",
@@ -329,13 +526,14 @@ def write_reports(
     }
     atomic_write(paths["summary.csv"], summary.to_csv(index=False))
     table = json.loads(summary.to_json(orient="records"))
-    atomic_write(paths["summary.json"], json.dumps(table, indent=2) + "\n")
+    document = json.loads(json.dumps({"run": run, "rows": table}))
+    atomic_write(paths["summary.json"], json.dumps(document, indent=2) + "\n")
     steps = list(step_rows(records))
     atomic_write(paths["steps.jsonl"], "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in steps))
     # Both human reports come from exactly what the two data files hold (the JSON round trip
     # included), so `bandit-bench report DIR` re-renders them identically.
     rows = [_summary_row(row, i, paths["summary.json"]) for i, row in enumerate(table)]
-    _write_rendered(ReportData(report_dir, rows, steps), paths)
+    _write_rendered(ReportData(report_dir, rows, steps, document["run"]), paths)
     return paths
 
 
@@ -370,11 +568,13 @@ class ReportDirError(ValueError):
 
 @dataclass(frozen=True)
 class ReportData:
-    """A report folder's data: the rows of ``summary.json`` and the lines of ``steps.jsonl``."""
+    """A report folder's data: ``summary.json`` (its rows and run metadata) and ``steps.jsonl``."""
 
     directory: Path
     summary: list[dict[str, Any]]
     steps: list[dict[str, Any]]
+    # Where the numbers came from (summary.json's "run"); empty for a folder of an older version.
+    run: dict[str, Any] = field(default_factory=dict)
 
     def summary_frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -413,7 +613,8 @@ def _summary_row(row: Any, i: int, path: Path) -> dict[str, Any]:
     return out
 
 
-def _read_summary(path: Path) -> list[dict[str, Any]]:
+def _read_summary(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and the run metadata; a bare list of rows is a folder of an older version."""
     if not path.is_file():
         raise ReportDirError(
             f"{path}: no such file; expected the {SUMMARY_FILE} a pytest run writes into its report folder. "
@@ -425,13 +626,22 @@ def _read_summary(path: Path) -> list[dict[str, Any]]:
         raise ReportDirError(f"{path}: unreadable ({err}); expected a UTF-8 JSON file. {_RERUN}") from None
     except json.JSONDecodeError as err:
         raise ReportDirError(
-            f"{path}: not valid JSON ({err}); expected the list of summary rows pytest writes. {_RERUN}"
+            f"{path}: not valid JSON ({err}); expected the object pytest writes "
+            f'({{"run": ..., "rows": [...]}}). {_RERUN}'
         ) from None
+    run: Any = {}
+    if isinstance(data, dict):
+        if not isinstance(data.get("rows"), list) or not isinstance(data.get("run", {}), dict):
+            raise ReportDirError(
+                f"{path}: holds a JSON object with the keys {', '.join(sorted(map(str, data))) or 'none'}; "
+                f'expected "run" (an object) and "rows" (a list of summary rows). {_RERUN}'
+            )
+        run, data = data.get("run", {}), data["rows"]
     if not isinstance(data, list):
         raise ReportDirError(
-            f"{path}: holds a JSON {type(data).__name__}; expected a list of summary rows. {_RERUN}"
+            f'{path}: holds a JSON {type(data).__name__}; expected an object with "run" and "rows". {_RERUN}'
         )
-    return [_summary_row(row, i, path) for i, row in enumerate(data)]
+    return [_summary_row(row, i, path) for i, row in enumerate(data)], run
 
 
 def _read_steps(path: Path) -> list[dict[str, Any]]:
@@ -473,9 +683,9 @@ def load_report_dir(report_dir: Path) -> ReportData:
             f"{report_dir}: {what}; expected a report folder holding {SUMMARY_FILE} and {STEPS_FILE} "
             f"(pytest writes one into --report-dir, reports/ by default). {_RERUN}"
         )
-    summary = _read_summary(report_dir / SUMMARY_FILE)
+    summary, run = _read_summary(report_dir / SUMMARY_FILE)
     steps = _read_steps(report_dir / STEPS_FILE)
-    return ReportData(report_dir, summary, steps)
+    return ReportData(report_dir, summary, steps, run)
 
 
 def case_episodes(
@@ -521,8 +731,8 @@ def case_episodes(
 def _write_rendered(data: ReportData, paths: Mapping[str, Path]) -> None:
     from .html_report import render_html
 
-    atomic_write(paths["report.md"], render_markdown(data.summary_frame()))
-    atomic_write(paths["report.html"], render_html(data.summary, data.steps))
+    atomic_write(paths["report.md"], render_markdown(data.summary, data.run))
+    atomic_write(paths["report.html"], render_html(data.summary, data.steps, data.run))
 
 
 def rerender_reports(report_dir: Path) -> dict[str, Path]:

@@ -120,7 +120,7 @@ def test_early_stop_settles_a_failing_case_and_replay_stops_at_the_same_point(be
         "000.json",
         "001.json",
     ]
-    summary = json.loads((project.path / "reports/summary.json").read_text())
+    summary = json.loads((project.path / "reports/summary.json").read_text())["rows"]
     row = next(r for r in summary if r["model"] == "sim/m")
     assert (row["episodes"], row["episodes_run"], row["passed"]) == (10, 2, False)
     assert row["stopped"].startswith("stopped after 2 of 10 episodes")
@@ -135,7 +135,9 @@ def test_early_stop_settles_a_failing_case_and_replay_stops_at_the_same_point(be
     # Without early stopping the full run needs the eight episodes never recorded.
     full = _ten(project, "--base-url", "http://127.0.0.1:9/v1", "-o", "bandit_early_stop=false")
     full.assert_outcomes(failed=1)
-    assert "cassettes/sim/m/ten/002.json does not exist" in full.stdout.str()
+    out = full.stdout.str()
+    assert "episodes 2, 3, 4, 5, 6, 7, 8, 9: cassette " in out
+    assert "cassettes/sim/m/ten/<episode>.json does not exist" in out
 
 
 def test_early_stop_settles_a_pass_under_an_overridden_threshold(bench_project, simulator):
@@ -153,7 +155,7 @@ def test_early_stop_settles_a_pass_under_an_overridden_threshold(bench_project, 
     # Every reply valid: after 4 episodes at least 16/40 = 0.4 (unsettled), after 6 at least 0.6 >= 0.5.
     assert sim.calls == 6 * 4
     run.stdout.fnmatch_lines(
-        ["*sim/m*ten*6 of 10*pass*", "*stopped after 6 of 10 episodes: verdict settled (pass*"]
+        ["-- ten: *", "sim/m (6 of 10) *pass", "*stopped after 6 of 10 episodes: verdict settled (pass*"]
     )
 
 
@@ -205,7 +207,7 @@ def test_budget_stops_keeps_complete_episodes_and_resumes(project, simulator):
             "budget --max-cost $0.042: $0.0* spent; reached, 2 request(s) not sent. The budget stopped*",
         ]
     )
-    summary = json.loads((project.path / "reports/summary.json").read_text())
+    summary = json.loads((project.path / "reports/summary.json").read_text())["rows"]
     row = next(r for r in summary if r["model"] == "sim/cycle")
     assert (row["episodes"], row["episodes_run"], row["passed"]) == (4, 2, False)
     assert row["stopped"] == "stopped by the budget after 2 of 4 episodes (episodes [2, 3] not run)"

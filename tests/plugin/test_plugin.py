@@ -67,8 +67,15 @@ def test_record_then_replay_offline_gives_the_same_decisions(project, simulator)
     # cycle answers arm (rounds played mod K): the decisions are exactly 0..4, 0.
     arms = [json.loads(line)["arm"] for line in recorded.splitlines() if '"sim/cycle"' in line]
     assert arms[:6] == [0, 1, 2, 3, 4, 0]
+    # Per config its models, then the reference rows of its instance, named by their configs.
     result.stdout.fnmatch_lines(
-        ["*bandit-bench*", "*sim/cycle*quick*pass*", "*baseline/ucb*quick*reference*"]
+        [
+            "*bandit-bench*",
+            "-- quick:*",
+            "sim/cycle *pass",
+            "-- reference algorithms on *quick*",
+            "baseline/ucb *reference",
+        ]
     )
 
 
@@ -90,7 +97,9 @@ def test_missing_cassette_fails_fast_with_the_record_command(project, monkeypatc
     result = project.runpytest("--model", "openai/gpt-4o-mini", "--bandit-config", "quick")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "cassettes/openai/gpt-4o-mini/quick/000.json does not exist" in out
+    # The same fault in the 3 episodes: one message, with the episode numbers.
+    assert "episodes 0, 1, 2: cassette " in out
+    assert "cassettes/openai/gpt-4o-mini/quick/<episode>.json does not exist" in out
     assert "--record-mode=once" in out and "OPENROUTER_API_KEY" in out
     assert "Traceback" not in out
 
@@ -103,7 +112,8 @@ def test_stale_cassette_after_a_prompt_change_names_file_and_step(project, simul
     result = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "quick/000.json has no recorded answer" in out
+    assert "episodes 0, 1, 2: step 1 of 6: cassette " in out
+    assert "quick/<episode>.json has no recorded answer" in out
     # 'once' would replay the same stale file: the advice is to rewrite it.
     assert "step 1 of 6" in out
     assert (
@@ -121,7 +131,8 @@ def test_horizon_override_is_its_own_case_with_its_own_cassettes(project, simula
     result.stdout.fnmatch_lines(
         [
             "*test_bandit?sim/cycle-quick-T4?*",
-            "*cassettes/sim/cycle/quick-T4/000.json does not exist*--bandit-config 'quick' --horizon 4 "
+            "*episodes 0, 1, 2: cassette *cassettes/sim/cycle/quick-T4/<episode>.json does not exist*"
+            "--bandit-config 'quick' --horizon 4 "
             "--record-mode=once*",
         ]
     )
@@ -197,7 +208,8 @@ def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator)
     result.stdout.fnmatch_lines(["test_bench_case.py::test_bandit[sim/cycle-quick]"])
 
 
-def test_xdist_and_serial_runs_write_identical_reports(project, simulator):
+def test_xdist_and_serial_runs_write_identical_reports(project, simulator, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the run metadata's date
     sim = simulator(cycle())
     project.makefile(
         ".toml",
@@ -219,6 +231,8 @@ def test_xdist_and_serial_runs_write_identical_reports(project, simulator):
     reports = project.path / "reports"
     first = {p.name: p.read_bytes() for p in reports.iterdir()}
     shutil.rmtree(reports)
+    # Recorded again, so that the run metadata's request counts match too.
+    shutil.rmtree(project.path / "cassettes")
     project.runpytest(*args, "-p", "no:xdist").assert_outcomes(passed=4)
     second = {p.name: p.read_bytes() for p in reports.iterdir()}
     assert first.keys() == second.keys() >= {"summary.csv", "summary.json", "steps.jsonl", "report.md"}
@@ -228,7 +242,9 @@ def test_xdist_and_serial_runs_write_identical_reports(project, simulator):
 def test_report_columns_other_tools_read(project, simulator):
     sim = simulator(cycle())
     _record(project, sim.base_url).assert_outcomes(passed=1)
-    rows = json.loads((project.path / "reports" / "summary.json").read_text())
+    document = json.loads((project.path / "reports" / "summary.json").read_text())
+    assert {"bandit_bench", "base_url", "record_mode", "seeds", "git_commit"} <= document["run"].keys()
+    rows = document["rows"]
     required = {
         "model",
         "config",
@@ -303,13 +319,15 @@ def test_paper_config_shows_the_papers_published_rows(project):
     result.stdout.fnmatch_lines(
         [
             "*bandit-bench*",
-            "*baseline/greedy*BNRN0-hard-T100*reference",
-            "*paper/gpt-3.5*BNRN0-hard-T100*20*-*-*0.50*0.16*0.30*0.22*-*-*-*published",
-            "*paper/gpt-4*BNRN0-hard-T100*10*-*-*0.50*0.03*0.52*0.63*-*-*-*published",
-            "*paper/llama-2-13b*BNRN0-hard-T100*10*-*-*0.90*0.00*1.00*-0.05*-*-*-*published",
+            "-- BNRN0-hard-T100: *",
+            "paper/gpt-3.5 (N=20) *-*-*0.50*0.16*0.30*0.22*-*-*-*published",
+            "paper/gpt-4 (N=10) *-*-*0.50*0.03*0.52*0.63*-*-*-*published",
+            "paper/llama-2-13b (N=10) *-*-*0.90*0.00*1.00*-0.05*-*-*-*published",
+            "-- reference algorithms on K = 5, delta = 0.2, T = 100, 2 episodes, seed 0:*",
+            "baseline/greedy *reference",
         ]
     )
-    rows = json.loads((project.path / "reports" / "summary.json").read_text())
+    rows = json.loads((project.path / "reports" / "summary.json").read_text())["rows"]
     published = [r for r in rows if r["kind"] == "published"]
     assert [(r["model"], r["source"]) for r in published] == [
         ("paper/gpt-3.5", "Figure 12, row BNRN0"),

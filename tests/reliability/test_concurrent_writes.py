@@ -154,7 +154,10 @@ min_format_compliance = 0.0
         assert ("You are a bandit algorithm" in system) == (config == "two")
 
 
-def test_two_runs_writing_one_report_folder_never_mix_rows(tmp_path: Path) -> None:
+def test_two_runs_writing_one_report_folder_never_mix_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # each run's files are the same every time
     config = BUILTIN_CONFIGS["BNRN0-hard-T25"]
     runs = {
         "ucb": [case_record(run_case("baseline/ucb", config))],

@@ -275,3 +275,26 @@ def test_compare_to_fails_the_session_on_a_regression(bench_project) -> None:
     worse.assert_outcomes(passed=1)
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(["REGRESSION: baseline/ts x BNRN0-hard-T25: best-arm rate 1.000 -> *"])
+
+
+def test_both_runs_metadata_side_by_side(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = write_report_dir(tmp_path / "new", always_best, extra={"baseline/ucb": always_best})
+    rows = json.loads((new / "summary.json").read_text())
+    run = {
+        "bandit_bench": "0.2.0",
+        "base_url": "http://127.0.0.1:8080/v1",
+        "record_mode": "once",
+        "seeds": [0],
+    }
+    (new / "summary.json").write_text(json.dumps({"run": run, "rows": rows}))
+    assert main(["compare", str(old_dir), str(new)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # The OLD folder predates run metadata: its fields say "unknown"; fields that differ are starred.
+    assert lines[3].split() == ["run", "OLD", "NEW"]
+    table = {line.split("  ")[0]: line.split() for line in lines[5:17]}
+    assert table["bandit-bench"][-3:] == ["unknown", "0.2.0", "*"]
+    assert table["base URL"][-3:] == ["unknown", "http://127.0.0.1:8080/v1", "*"]
+    assert table["seed"][-3:] == ["unknown", "0", "*"]
+    assert table["Python"][-2:] == ["unknown", "unknown"]

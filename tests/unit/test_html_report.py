@@ -14,8 +14,24 @@ import numpy as np
 import pytest
 
 from bandit_bench.evaluation import case_record
-from bandit_bench.html_report import mean_band, render_html, wilson_band
-from bandit_bench.report import load_report_dir, write_reports
+from bandit_bench.html_report import (
+    BASELINE_COLOURS,
+    EPSILON_SWEEP,
+    MODEL_PALETTE,
+    colours_for,
+    config_figure,
+    epsilon_sweep,
+    figure_one_data,
+    histogram_edges,
+    mean_band,
+    model_colour,
+    render_html,
+    scatter_figure,
+    scatter_panels,
+    wilson_band,
+)
+from bandit_bench.metrics import EpisodeBatch
+from bandit_bench.report import case_episodes, load_report_dir, write_reports
 from bandit_bench.runner import run_case
 from bandit_bench.specs import BUILTIN_CONFIGS
 
@@ -47,21 +63,42 @@ def html(report_dir: Path) -> str:
 
 
 def rows_of(html: str) -> list[str]:
-    body = html.split('<table class="summary" id="summary">', 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<tr class=\"(model|reference)\">", body)
+    body = html.split('<table class="summary" id="summary">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr class=\"(model|reference|published|group)\">", body)
 
 
-def test_table_has_one_row_per_model_and_config(html: str) -> None:
+def test_table_has_a_row_per_model_and_config_and_per_instance_for_baselines(html: str) -> None:
     kinds = rows_of(html)
-    assert len(kinds) == len(CONFIGS) * (len(BASELINES) + 1)
-    assert kinds.count("reference") == len(CONFIGS) * len(BASELINES)
+    # The two configs are on different instances (T and N differ): a reference block each.
+    assert kinds == [
+        "group",
+        "model",
+        "group",
+        "model",
+        "group",
+        "reference",
+        "reference",
+        "group",
+        "reference",
+        "reference",
+    ]
     assert html.count(">reference</td>") == len(CONFIGS) * len(BASELINES)
+    assert "<th>config</th>" not in html  # the config is the group's title
 
 
 def test_failing_cells_are_marked(html: str) -> None:
     # The stand-in's best-arm rate is below 0.9 in both configs; the baselines are never marked.
     assert html.count('class="num below" title="below the threshold 0.90"') == len(CONFIGS)
     assert html.count('class="verdict v-fail"') == len(CONFIGS)
+
+
+def test_unchecked_thresholds_say_so(report_dir: Path) -> None:
+    data = load_report_dir(report_dir)
+    for row in data.summary:
+        row["min_best_arm_rate"] = 0.0
+    page = render_html(data.summary, data.steps, data.run)
+    assert "best arm not checked" in page and ">= 0.00" not in page
+    assert 'title="threshold not checked"' in page
 
 
 def test_one_image_per_config_plus_the_scatter_all_embedded(html: str) -> None:
@@ -71,18 +108,18 @@ def test_one_image_per_config_plus_the_scatter_all_embedded(html: str) -> None:
     # Self-contained: nothing to fetch.
     assert not re.search(r'(src|href)="(https?:)?//', html)
     for cfg in CONFIGS:
-        assert f">{cfg.name}</h2>" in html
+        assert f">{cfg.name}</h3>" in html
 
 
 def test_rendering_is_a_function_of_the_data_files(report_dir: Path, html: str) -> None:
     data = load_report_dir(report_dir)
-    assert render_html(data.summary, data.steps) == html
+    assert render_html(data.summary, data.steps, data.run) == html
 
 
 def test_a_case_without_complete_episodes_is_named_not_plotted(report_dir: Path) -> None:
     data = load_report_dir(report_dir)
     steps = [s for s in data.steps if s["model"] != FAKE or s["config"] != CONFIGS[0].name]
-    page = render_html(data.summary, steps)
+    page = render_html(data.summary, steps, data.run)
     assert f"No complete episode for {FAKE}: left out of the plots." in page
     assert len(re.findall(r"<img ", page)) == len(CONFIGS) + 1
 
@@ -95,9 +132,190 @@ def test_bands() -> None:
     assert low[1] < 0.25 < high[1]
     mean, low, high = mean_band(np.array([[0.0, 1.0], [2.0, 3.0]]))
     assert mean.tolist() == [1.0, 2.0]
-    assert (high - mean).tolist() == pytest.approx([1.96 * np.sqrt(2) / np.sqrt(2)] * 2)
+    # +-2 standard errors, as in the paper: sd sqrt(2) over sqrt(2) episodes.
+    assert (high - mean).tolist() == pytest.approx([2.0, 2.0])
     one = mean_band(np.array([[1.0, 2.0]]))
     assert one[1].tolist() == one[0].tolist() == one[2].tolist()
+
+
+# ---------------------------------------------------------------------------- the paper's Figure 1
+
+
+def small_batch() -> EpisodeBatch:
+    # K = 2, T = 4, best arm 0 in both episodes; rewards chosen by hand.
+    return EpisodeBatch.from_arrays(
+        arms=[[0, 1, 0, 0], [1, 1, 1, 1]],
+        rewards=[[1, 0, 1, 1], [0, 1, 0, 0]],
+        best_arm=[0, 0],
+        k=2,
+        delta=0.5,
+    )
+
+
+def test_figure_one_data() -> None:
+    data = figure_one_data("m/x", small_batch())
+    # Best-arm plays per episode: 3 and 0, one episode each, over whole-count bins 0..4.
+    assert data.bin_edges.tolist() == [-0.5, 0.5, 1.5, 2.5, 3.5, 4.5]
+    assert data.episode_shares.tolist() == [0.5, 0.0, 0.0, 0.5, 0.0]
+    # Suffix failures at t = 1..4: the second episode never plays arm 0; the first does at t = 4.
+    assert data.t.tolist() == [1, 2, 3, 4]
+    assert data.suffix_failure.tolist() == [0.5, 0.5, 0.5, 0.5]
+    # Time-averaged reward: episode 1 -> 1, 1/2, 2/3, 3/4; episode 2 -> 0, 1/2, 1/3, 1/4.
+    assert data.reward_mean.tolist() == pytest.approx([0.5, 0.5, 0.5, 0.5])
+    half = 2 * np.std([[1, 0.5, 2 / 3, 0.75], [0, 0.5, 1 / 3, 0.25]], axis=0, ddof=1) / np.sqrt(2)
+    assert (data.reward_high - data.reward_mean).tolist() == pytest.approx(half.tolist())
+    assert data.best_mean == 0.75
+
+
+def test_histogram_bins_stay_about_twenty() -> None:
+    assert len(histogram_edges(100)) - 1 == 17  # bins 6 plays wide
+    assert histogram_edges(25)[:3].tolist() == [-0.5, 1.5, 3.5]
+
+
+def test_config_figure_draws_the_three_panels(report_dir: Path) -> None:
+    data = load_report_dir(report_dir)
+    cases = case_episodes(data.summary, data.steps)
+    config = CONFIGS[0].name
+    models = [FAKE, *BASELINES]
+    colours = colours_for(models)
+    fig = config_figure([cases[(m, config)] for m in models], colours)
+    hist, suffix, reward = fig.axes
+    assert hist.get_title() == "plays of the best arm per episode"
+    assert suffix.get_title().startswith("suffix failures")
+    assert reward.get_title() == "time-averaged reward up to t"
+    for ax in (suffix, reward):
+        lines = [ln for ln in ax.get_lines() if ln.get_label().endswith(")")]
+        assert [ln.get_label() for ln in lines] == [f"{m} (N={CONFIGS[0].run.episodes})" for m in models]
+        assert [ln.get_linestyle() for ln in lines] == ["-", "--", "--"]  # models solid, baselines dashed
+        assert [ln.get_color() for ln in lines] == [colours[m] for m in models]
+    # The suffix curve is the data's, point for point.
+    batch = cases[(FAKE, config)].batch
+    assert suffix.get_lines()[0].get_ydata().tolist() == figure_one_data(FAKE, batch).suffix_failure.tolist()
+    # OPT: the best arm's mean, dotted, in the shared legend with every model.
+    opt = [ln for ln in reward.get_lines() if ln.get_linestyle() == ":"]
+    assert [ln.get_ydata()[0] for ln in opt] == [0.6]
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        *(f"{m} (N={CONFIGS[0].run.episodes})" for m in models),
+        "OPT = 0.6",
+    ]
+    hist_patches = [p for p in hist.patches if p.get_label().startswith(FAKE)]
+    assert len(hist_patches) == 1  # one outline per row
+
+
+# ---------------------------------------------------------------------------- colours
+
+
+def test_a_model_keeps_its_colour_whatever_else_is_in_the_report() -> None:
+    alone = colours_for(["openai/gpt-4o"])["openai/gpt-4o"]
+    assert alone == model_colour("openai/gpt-4o") in MODEL_PALETTE
+    # Not its position: listed first, last or among others, the colour is the same.
+    others = ["zz/one", "zz/two", "baseline/ucb", "baseline/ts"]
+    assert colours_for([*others, "openai/gpt-4o"])["openai/gpt-4o"] == alone
+    assert colours_for(["openai/gpt-4o", *others])["openai/gpt-4o"] == alone
+    assert colours_for(others)["baseline/ucb"] == BASELINE_COLOURS["baseline/ucb"]
+
+
+def test_two_models_of_one_report_never_share_a_colour() -> None:
+    names = [f"m/{i}" for i in range(40)]
+    first = {}
+    clash = None
+    for n in names:
+        c = model_colour(n)
+        if c in first:
+            clash = (first[c], n)
+            break
+        first[c] = n
+    assert clash is not None
+    colours = colours_for(clash)
+    assert colours[clash[0]] != colours[clash[1]]
+    assert colours[min(clash)] == model_colour(min(clash))  # the first in sorted order keeps its own
+
+
+# ---------------------------------------------------------------------------- Figures 3 and 10
+
+
+def scatter_row(model: str, design: str, x: float, y: float, **kw: Any) -> dict[str, Any]:
+    kind = (
+        "baseline"
+        if model.startswith("baseline/")
+        else "published"
+        if model.startswith("paper/")
+        else "model"
+    )
+    row = {"model": model, "config": f"{design}-hard", "kind": kind, "design": design, "k": 5, "delta": 0.2}
+    row.update(horizon=10, seed=0, episodes=5, constrained=False, suffix_failure_freq=x, k_min_frac=y)
+    row.update(kw)
+    return row
+
+
+def test_scatter_panels_per_scenario_and_instance() -> None:
+    rows = [
+        scatter_row("m/a", "BNRN0", 0.2, 0.4),
+        scatter_row("m/a", "ANRN0", 0.2, 0.4),
+        scatter_row("m/a", "BNRN0", 0.4, 0.0, k=4, delta=0.5, config="BNRN0-easy"),
+        scatter_row("m/a", "BNRN0", 0.6, 0.0, horizon=20, config="BNRN0-hard-T20"),
+    ]
+    panels = scatter_panels(rows, sweep=False)
+    assert [p.title for p in panels] == [
+        "buttons, hard (K = 5, delta = 0.2), T = 10",
+        "adverts, hard (K = 5, delta = 0.2), T = 10",
+        "buttons, easy (K = 4, delta = 0.5), T = 10",
+        "buttons, hard (K = 5, delta = 0.2), T = 20",
+    ]
+    assert [len(p.points) for p in panels] == [1, 1, 1, 1]
+
+
+def test_points_on_the_same_spot_are_drawn_once_with_a_combined_label() -> None:
+    rows = [
+        scatter_row("m/a", "BNRN0", 0.2, 0.56),
+        scatter_row("m/a", "BSSC~0", 0.2, 0.56),
+        scatter_row("baseline/ts", "BNRN0", 0.2, 0.4),
+        scatter_row("baseline/ts", "BSSC~0", 0.2, 0.4),  # the same baseline row under another config
+        scatter_row("baseline/ucb", "BNRN0", 0.2, 0.4),
+        scatter_row("paper/gpt-4", "BSSC~0", 0.0, 0.4, config="paper"),
+        scatter_row("m/a", "BNSN0", 0.8, 0.0, constrained=True),
+    ]
+    [panel] = scatter_panels(rows, sweep=False)
+    labels = {(p.x, p.y): (p.kind, p.label) for p in panel.points}
+    assert labels == {
+        (0.2, 0.56): ("model", "BNRN0, BSSC~0"),
+        (0.2, 0.4): ("baseline", "ts, ucb"),
+        (0.0, 0.4): ("published", "paper/gpt-4 BSSC~0"),
+        (0.8, 0.0): ("model", "BNSN0 (constrained)"),
+    }
+    fig = scatter_figure([panel], colours_for(r["model"] for r in rows))
+    ax = fig.axes[0]
+    # One marker per point (no stacked duplicates), each with its label written beside it.
+    assert len(ax.collections) == len(panel.points)
+    assert sorted(t.get_text() for t in ax.texts) == sorted(p.label for p in panel.points)
+    markers = {c.get_label(): c for c in ax.collections}
+    assert (
+        markers["ts, ucb"].get_facecolor().size == 0 or markers["ts, ucb"].get_facecolor()[0][3] == 0
+    )  # hollow
+    assert markers["BNRN0, BSSC~0"].get_facecolor()[0][3] > 0  # filled
+    # A star for the published row: its path differs from the circle's.
+    star = markers["paper/gpt-4 BSSC~0"].get_paths()[0]
+    circle = markers["BNRN0, BSSC~0"].get_paths()[0]
+    assert len(star.vertices) != len(circle.vertices)
+    [legend] = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["baseline/ts", "baseline/ucb", "m/a", "published in the paper"]
+
+
+def test_epsilon_greedy_is_traced_over_a_sweep() -> None:
+    sweep = epsilon_sweep(5, 0.2, 20, 0)
+    assert [s[0] for s in sweep] == list(EPSILON_SWEEP)
+    assert EPSILON_SWEEP[0] == 0.01 and EPSILON_SWEEP[-1] == 0.95
+    # More exploration: fewer suffix failures, a more even split of pulls.
+    assert sweep[-1][1] < sweep[0][1] and sweep[-1][2] > sweep[0][2]
+    assert epsilon_sweep(5, 0.2, 20, 0) == sweep  # seeded
+    [panel] = scatter_panels([scatter_row("m/a", "BNRN0", 0.2, 0.4, horizon=20)])
+    assert panel.sweep == sweep
+    fig = scatter_figure([panel], colours_for(["m/a"]))
+    [line] = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "eps-greedy sweep"]
+    assert line.get_xdata().tolist() == [s[1] for s in sweep]
+    assert line.get_ydata().tolist() == [s[2] for s in sweep]
 
 
 # ---------------------------------------------------------------------------- in a real browser
@@ -109,7 +327,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def dump_dom(page: Path, user_data: Path) -> str:
+def dump_dom(page: Path, user_data: Path, width: int = 1400) -> str:
     browser = chromium()
     assert browser is not None
     cmd = [
@@ -123,6 +341,7 @@ def dump_dom(page: Path, user_data: Path) -> str:
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={user_data}",
+        f"--window-size={width},1200",
         "--dump-dom",
         page.resolve().as_uri(),
     ]
@@ -131,19 +350,45 @@ def dump_dom(page: Path, user_data: Path) -> str:
     return done.stdout
 
 
+LONG_NAME = "some-provider/a-model-with-a-rather-long-name-v2"
+
+
+@pytest.fixture(scope="module")
+def browser_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a long model id with prices set: the widest table a run is likely to print."""
+    records: list[dict[str, Any]] = []
+    for cfg in CONFIGS:
+        records += [case_record(run_case(m, cfg)) for m in BASELINES]
+        fake = case_record(run_case("baseline/uniform", cfg), min_best_arm_rate=0.9)
+        fake.update(
+            model=LONG_NAME, prompt_tokens=12_345_678, completion_tokens=1_234_567, provider_cost=12.3456
+        )
+        records.append(fake)
+    folder = tmp_path_factory.mktemp("browser") / "reports"
+    write_reports(records, folder)
+    return folder
+
+
 @pytest.mark.skipif(
     chromium() is None,
     reason="needs Debian's chromium (/usr/bin/chromium or chromium on PATH): apt-get install -y chromium "
     "(.ci/run installs it)",
 )
-def test_page_loads_in_headless_chromium(report_dir: Path, tmp_path: Path) -> None:
-    dom = dump_dom(report_dir / "report.html", tmp_path / "chromium-profile")
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_page_in_headless_chromium(browser_report: Path, tmp_path: Path, width: int) -> None:
+    dom = dump_dom(browser_report / "report.html", tmp_path / "chromium-profile", width)
     body = re.search(r"<body([^>]*)>", dom)
     assert body is not None, dom[:500]
     attrs = dict(re.findall(r'(data-[\w-]+)="([^"]*)"', body.group(1)))
     assert "data-images" in attrs, f"the page's load script did not run: <body{body.group(1)}>"
+    # The window is as wide as asked, less a scrollbar at most.
+    assert width - 20 <= int(attrs["data-viewport-width"]) <= width
     expected_images = len(CONFIGS) + 1
     assert attrs["data-images"] == str(expected_images)
     assert attrs["data-images-loaded"] == str(expected_images), "an embedded image failed to decode"
-    summary = json.loads((report_dir / "summary.json").read_text())
-    assert attrs["data-table-rows"] == str(len(summary))
+    summary = json.loads((browser_report / "summary.json").read_text())["rows"]
+    # One row per model x config, and one per baseline and instance (the two configs differ in T).
+    models = [r for r in summary if r["kind"] == "model"]
+    assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES))
+    # Nothing wider than the window, no table that scrolls sideways: the verdict column is on screen.
+    assert attrs["data-overflow"] == "none"

@@ -125,28 +125,31 @@ def test_a_constrained_config_gets_the_rows_of_its_prompt_design() -> None:
 
 def test_published_rows_in_every_report_output(tmp_path) -> None:
     from bandit_bench.evaluation import case_record
-    from bandit_bench.report import summary_frame, text_table, write_reports
+    from bandit_bench.report import summary_rows, text_table, write_reports
     from bandit_bench.runner import run_case
 
     cfg = BUILTIN_CONFIGS["BSSC~0-hard-T100"].with_overrides(episodes=2)
     records = [case_record(run_case("baseline/ucb", cfg)), *published_records(cfg)]
-    table = text_table(summary_frame(records))
-    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    table = text_table(summary_rows(records)).splitlines()
+    lines = {line.split()[0]: line for line in table[1:] if not line.startswith(("--", " "))}
     assert set(lines) == {"baseline/ucb", "paper/gpt-4"}  # no GPT-3.5 / Llama 2 with reinforced CoT
     gpt4 = lines["paper/gpt-4"].split()
-    # model, config, N, format, best arm, SuffFail, K*MinFrac, GreedyFrac, MedianReward, regret, tokens, cost
-    assert gpt4[2:] == ["10", "-", "-", "0.00", "0.33", "0.69", "0.47", "-", "-", "-", "published"]
-    # Published rows come after the measured ones.
-    assert table.splitlines()[-1].startswith("paper/gpt-4") or "paper/gpt-4" in table.splitlines()[-1]
+    # model (N), format, best arm, SuffFail, K*MinFrac, GreedyFrac, MedianReward, regret, tokens, cost
+    assert gpt4[1:] == ["(N=10)", "-", "-", "0.00", "0.33", "0.69", "0.47", "-", "-", "-", "published"]
+    # Published rows sit in their config's block, after its measured rows (none here); the
+    # reference rows of the instance come after every config.
+    assert table.index(lines["paper/gpt-4"]) < table.index(lines["baseline/ucb"])
+    above = table[: table.index(lines["paper/gpt-4"])]
+    assert [line for line in above if line.startswith("--")][-1].startswith("-- BSSC~0-hard-T100: ")
 
     paths = write_reports(records, tmp_path)
-    summary = json.loads(paths["summary.json"].read_text())
+    summary = json.loads(paths["summary.json"].read_text())["rows"]
     row = next(r for r in summary if r["model"] == "paper/gpt-4")
     assert (row["kind"], row["source"], row["passed"]) == ("published", "Figure 11(a), row BSSC~0", None)
     assert row["greedy_frac"] == 0.69 and row["episodes"] == 10
     assert next(r for r in summary if r["model"] == "baseline/ucb")["source"] is None
     md = paths["report.md"].read_text()
-    assert "| paper/gpt-4 | BSSC~0-hard-T100 | 10 |" in md and "| published |" in md
+    assert "| paper/gpt-4 (N=10) | - | - | 0.00 |" in md and "| published |" in md
     html = paths["report.html"].read_text()
     assert '<tr class="published">' in html
     assert "published in the paper: Figure 11(a), row BSSC~0" in html

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 import json
+import os
+import platform
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bandit_bench.cli import main
+from bandit_bench.episode import Trajectory
 from bandit_bench.evaluation import case_record
+from bandit_bench.provenance import git_commit, public_url, run_metadata
 from bandit_bench.report import (
     SUMMARY_COLUMNS,
     ReportDirError,
     case_episodes,
     load_report_dir,
+    render_markdown,
+    summary_rows,
+    table_blocks,
+    text_table,
+    threshold_text,
     write_reports,
 )
-from bandit_bench.runner import run_case
+from bandit_bench.runner import CaseResult, run_case
 from bandit_bench.settings import Price
 from bandit_bench.specs import BUILTIN_CONFIGS
 
@@ -62,7 +75,9 @@ def report_dir(tmp_path: Path, written: Path) -> Path:
 def test_every_file_is_written(report_dir: Path) -> None:
     names = {p.name for p in report_dir.iterdir()}
     assert names == {"summary.csv", "summary.json", "steps.jsonl", "report.md", "report.html"}
-    rows = json.loads((report_dir / "summary.json").read_text())
+    document = json.loads((report_dir / "summary.json").read_text())
+    assert list(document) == ["run", "rows"]
+    rows = document["rows"]
     assert list(rows[0]) == list(SUMMARY_COLUMNS)
     fake = next(r for r in rows if r["model"] == FAKE)
     assert fake["min_best_arm_rate"] == 0.9 and fake["min_format_compliance"] == 0.9
@@ -71,7 +86,7 @@ def test_every_file_is_written(report_dir: Path) -> None:
 
 
 def test_cost_from_the_price_table(report_dir: Path) -> None:
-    rows = json.loads((report_dir / "summary.json").read_text())
+    rows = json.loads((report_dir / "summary.json").read_text())["rows"]
     fake = next(r for r in rows if r["model"] == FAKE)
     # 2M prompt tokens at $0.15/M + 1M completion tokens at $0.60/M.
     assert fake["cost_usd"] == pytest.approx(0.90)
@@ -105,14 +120,16 @@ def test_report_command_rerenders_identically(report_dir: Path, capsys: pytest.C
 def test_report_command_reads_a_folder_of_an_older_version(
     report_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Written before seed, thresholds and cost were columns: re-rendering still works.
-    rows = json.loads((report_dir / "summary.json").read_text())
+    # Written before seed, thresholds, cost and the run metadata: re-rendering still works.
+    rows = json.loads((report_dir / "summary.json").read_text())["rows"]
     for r in rows:
         for col in ("seed", "min_format_compliance", "min_best_arm_rate", "cost_usd", "kind"):
             del r[col]
     (report_dir / "summary.json").write_text(json.dumps(rows))
     assert main(["report", str(report_dir)]) == 0
-    assert "| 2000000+1000000 | - | FAIL |" in (report_dir / "report.md").read_text()
+    md = (report_dir / "report.md").read_text()
+    assert "| 2000000+1000000 | - | FAIL |" in md
+    assert "- bandit-bench: unknown" in md and "- base URL: unknown" in md
 
 
 def test_case_episodes_rebuild_the_batches(report_dir: Path, records: list[dict[str, Any]]) -> None:
@@ -165,9 +182,12 @@ def test_missing_steps(report_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     ("text", "expected"),
     [
         ("{", "summary.json: not valid JSON"),
-        ('{"model": "x"}', "summary.json: holds a JSON dict; expected a list of summary rows"),
+        ('{"model": "x"}', 'summary.json: holds a JSON object with the keys model; expected "run"'),
+        ('{"run": {}, "rows": {}}', 'expected "run" (an object) and "rows" (a list of summary rows)'),
+        ('"x"', 'summary.json: holds a JSON str; expected an object with "run" and "rows"'),
         ('[{"model": "x"}]', "row 0 has no config, k, delta, horizon, episodes"),
         ("[1]", "row 0 is int; expected an object"),
+        ('{"run": {}, "rows": [1]}', "row 0 is int; expected an object"),
     ],
 )
 def test_corrupt_summary(
@@ -195,8 +215,200 @@ def test_steps_that_do_not_fit_the_summary(report_dir: Path) -> None:
 
 
 def test_an_empty_run_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "summary.json").write_text("[]")
+    (tmp_path / "summary.json").write_text('{"run": {}, "rows": []}')
     (tmp_path / "steps.jsonl").write_text("")
     assert main(["report", str(tmp_path)]) == 0
     assert "(no cases)" in (tmp_path / "report.md").read_text()
     assert "<img" not in (tmp_path / "report.html").read_text()
+
+
+# ---------------------------------------------------------------------------- reading the tables
+
+
+def same_instance_records() -> list[dict[str, Any]]:
+    """Two configs on one instance (K, delta, T, N, seed): their baseline rows are identical."""
+    configs = [
+        BUILTIN_CONFIGS[name].with_overrides(episodes=3, horizon=10)
+        for name in ("BNRN0-hard-T25", "BSSC~0-hard-T25")
+    ]
+    records = []
+    for cfg in configs:
+        records += [case_record(run_case(m, cfg)) for m in ("baseline/ucb", "baseline/greedy")]
+        fake = case_record(run_case("baseline/uniform", cfg), min_best_arm_rate=0.0)
+        fake["model"] = FAKE
+        records.append(fake)
+    return records
+
+
+def test_baseline_rows_are_shown_once_per_instance() -> None:
+    rows = summary_rows(same_instance_records())
+    assert len(rows) == 6  # the data files keep one row per model x config (compare pairs on them)
+    blocks = table_blocks(rows)
+    assert [(b.kind, len(b.rows)) for b in blocks] == [("config", 1), ("config", 1), ("baseline", 2)]
+    reference = blocks[-1]
+    assert reference.title == "reference algorithms on K = 5, delta = 0.2, T = 10, 3 episodes, seed 0"
+    assert reference.facts.endswith("BNRN0-hard-T10, BSSC~0-hard-T10")
+    assert [r["model"] for r in reference.rows] == ["baseline/greedy", "baseline/ucb"]
+    text = text_table(rows)
+    assert text.count("baseline/ucb") == 1 and text.count(FAKE) == 2
+    md = render_markdown(rows)
+    assert md.count("| baseline/ucb |") == 1
+
+
+def test_baseline_rows_that_differ_are_kept_apart() -> None:
+    rows = summary_rows(same_instance_records())
+    changed = next(r for r in rows if r["model"] == "baseline/ucb" and r["config"] == "BSSC~0-hard-T10")
+    changed["k_min_frac"] = 0.123
+    reference = table_blocks(rows)[-1]
+    assert [r["model"] for r in reference.rows] == ["baseline/greedy", "baseline/ucb", "baseline/ucb"]
+
+
+def test_baselines_on_other_instances_get_their_own_block(records: list[dict[str, Any]]) -> None:
+    blocks = table_blocks(summary_rows(records))
+    titles = [b.title for b in blocks if b.kind == "baseline"]
+    assert titles == [
+        "reference algorithms on K = 4, delta = 0.5, T = 10, 3 episodes, seed 0",
+        "reference algorithms on K = 5, delta = 0.2, T = 12, 4 episodes, seed 0",
+    ]
+
+
+def test_terminal_table_fits_120_columns(records: list[dict[str, Any]]) -> None:
+    long_name = "some-provider/a-model-with-a-very-long-name-indeed-v2"
+    renamed = [dict(r, model=long_name) if r["model"] == FAKE else r for r in records]
+    text = text_table(summary_rows(renamed))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+    assert lines[0].split() == [
+        "model", "format", "best", "arm", "SuffFail", "K*MinFrac", "GreedyFrac", "MedReward", "regret",
+        "tokens", "in+out", "cost", "verdict",
+    ]  # fmt: skip
+    # The name too long for its column stands on its own line, its numbers on the next.
+    i = lines.index(long_name)
+    assert lines[i + 1].split()[-1] == "FAIL"
+    assert "[" not in text  # the intervals are in the report files, not in the terminal
+
+
+def test_terminal_table_of_the_shipped_names_keeps_them_on_their_row(records: list[dict[str, Any]]) -> None:
+    renamed = [
+        dict(r, model="local/smollm2-135m-instruct", provider_cost=None) if r["model"] == FAKE else r
+        for r in records
+    ]
+    lines = text_table(summary_rows(renamed)).splitlines()
+    assert "2.0M+1.0M" in lines[3]  # token counts in short form: the exact ones are in the files
+    assert max(len(line) for line in lines) <= 120
+    assert any(line.startswith("local/smollm2-135m-instruct ") and line.endswith("FAIL") for line in lines)
+
+
+def test_thresholds_that_cannot_fail_say_not_checked() -> None:
+    assert threshold_text(0.0) == threshold_text(None) == "not checked"
+    assert threshold_text(0.9) == ">= 0.90"
+    rows = summary_rows(same_instance_records())
+    facts = table_blocks(rows)[0].facts
+    assert facts.endswith("thresholds: format >= 0.90, best arm not checked")
+    assert ">= 0.00" not in render_markdown(rows) and ">= 0.00" not in text_table(rows)
+
+
+def test_median_reward_scale_is_explained_where_it_is_shown(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    for page in (md, html):
+        assert "0 is what a bad arm pays and 1 what the best arm pays; below 0 is possible" in page
+
+
+def test_identical_errors_are_printed_once_with_their_episodes() -> None:
+    cfg = CONFIGS[0]
+    result = CaseResult(model=FAKE, config=cfg)
+    for ep, error in enumerate(
+        [
+            f"cassette cassettes/{FAKE}/{cfg.name}/000.json is missing. Record it with: pytest ...",
+            f"cassette cassettes/{FAKE}/{cfg.name}/001.json is missing. Record it with: pytest ...",
+            "step 3 of 12: HTTP 500 from the API. Retry later.",
+            f"cassette cassettes/{FAKE}/{cfg.name}/003.json is missing. Record it with: pytest ...",
+        ]
+    ):
+        traj = Trajectory(ep, cfg.instance.k, cfg.instance.horizon, cfg.instance.delta, 0)
+        traj.error = error
+        result.trajectories.append(traj)
+    [failure] = case_record(result)["failures"]
+    assert failure.splitlines() == [
+        f"4 of {cfg.run.episodes} episodes errored:",
+        f"  episodes 0, 1, 3: cassette cassettes/{FAKE}/{cfg.name}/<episode>.json is missing. "
+        "Record it with: pytest ...",
+        "  episode 2: step 3 of 12: HTTP 500 from the API.",
+    ]
+
+
+# ---------------------------------------------------------------------------- where the numbers came from
+
+
+def test_run_metadata_in_every_report_file(tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    with_requests = [dict(r, recorded=7, replayed=5) if r["model"] == FAKE else r for r in records]
+    run = run_metadata(
+        with_requests,
+        base_url="https://user:sk-secret@example.com:8443/api/v1?api-key=sk-secret#x",
+        record_mode="once",
+        now=now,
+    )
+    write_reports(with_requests, tmp_path, run=run)
+    saved = json.loads((tmp_path / "summary.json").read_text())["run"]
+    assert saved == run
+    assert run["created"] == "2026-01-02T03:04:05Z"
+    assert run["base_url"] == "https://example.com:8443/api/v1"
+    assert run["record_mode"] == "once" and run["seeds"] == [0]
+    assert (run["requests_recorded"], run["requests_replayed"]) == (14, 10)  # two model rows
+    assert run["bandit_bench"] == importlib.metadata.version("bandit-bench")
+    assert run["numpy"] == np.__version__ and run["python"] == platform.python_version()
+    assert run["openai"] == importlib.metadata.version("openai")
+    assert run["vcrpy"] == importlib.metadata.version("vcrpy")
+    assert run["git_commit"] is None  # no repository was named
+    for name in ("summary.json", "report.md", "report.html", "summary.csv", "steps.jsonl"):
+        assert "sk-secret" not in (tmp_path / name).read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "- base URL: https://example.com:8443/api/v1" in md
+    assert "- requests recorded: 14" in md and "- record mode: once" in md
+    html = (tmp_path / "report.html").read_text()
+    assert "<dt>base URL</dt><dd>https://example.com:8443/api/v1</dd>" in html
+    assert "<dt>written (UTC)</dt><dd>2026-01-02T03:04:05Z</dd>" in html
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1"),
+        ("http://me:pw@127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("https://token@host/v1?key=abc", "https://host/v1"),
+        ("http://[::1]:9/v1", "http://[::1]:9/v1"),
+        (None, None),
+    ],
+)
+def test_public_url_drops_credentials(url: str | None, expected: str | None) -> None:
+    assert public_url(url) == expected
+
+
+def test_git_commit_inside_and_outside_a_checkout(tmp_path: Path) -> None:
+    assert git_commit(tmp_path) is None
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        ).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "f").write_text("a")
+    git("add", "f")
+    git("commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "f").write_text("b")
+    assert git_commit(tmp_path) == f"{head} + local changes"

@@ -1,0 +1,136 @@
+"""Where a report's numbers came from: versions, endpoint, record mode, seeds, git commit.
+
+:func:`run_metadata` builds the ``run`` object of ``summary.json``; report.md, report.html and
+``bandit-bench compare`` show it. Package versions come from installed metadata (nothing heavy
+is imported), the time from ``$SOURCE_DATE_EPOCH`` when set. No credential is ever stored: the
+base URL loses its ``user:password@`` part, its query and its fragment.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+# (key in the run object, label shown to people), in display order.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("bandit_bench", "bandit-bench"),
+    ("created", "written (UTC)"),
+    ("base_url", "base URL"),
+    ("record_mode", "record mode"),
+    ("seeds", "seed"),
+    ("requests_recorded", "requests recorded"),
+    ("requests_replayed", "requests replayed"),
+    ("git_commit", "git commit"),
+    ("python", "Python"),
+    ("openai", "openai"),
+    ("vcrpy", "vcrpy"),
+    ("numpy", "numpy"),
+)
+_PACKAGES = {"bandit_bench": "bandit-bench", "openai": "openai", "vcrpy": "vcrpy", "numpy": "numpy"}
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without credentials: no ``user:password@``, no query, no fragment (a key can hide
+    in ``?api-key=``)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(unparseable URL, not shown)"
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(directory: Path | None) -> str | None:
+    """HEAD of the git checkout holding ``directory`` ("+ local changes" when the tracked files
+    differ from it), or None outside a checkout or without git."""
+    if directory is None:
+        return None
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{head} + local changes" if dirty else head
+
+
+def _now() -> datetime.datetime:
+    """The time a report is written, or $SOURCE_DATE_EPOCH (the reproducible-builds convention)
+    when set: two runs then write byte-identical reports."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+    return datetime.datetime.now(datetime.UTC)
+
+
+def run_metadata(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    base_url: str | None = None,
+    record_mode: str | None = None,
+    repo_dir: Path | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The ``run`` object of summary.json for these case records.
+
+    Request counts are summed over the model rows (baselines send none): recorded ones went to
+    the API and into cassettes, replayed ones were answered from cassettes.
+    """
+    records = list(records)
+    now = now or _now()
+    models = [r for r in records if not str(r["model"]).startswith("baseline/")]
+    out: dict[str, Any] = {
+        "bandit_bench": _version(_PACKAGES["bandit_bench"]),
+        "created": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "base_url": public_url(base_url),
+        "record_mode": record_mode,
+        "seeds": sorted({int(r["seed"]) for r in records if r.get("seed") is not None}),
+        "requests_recorded": sum(int(r.get("recorded") or 0) for r in models),
+        "requests_replayed": sum(int(r.get("replayed") or 0) for r in models),
+        "git_commit": git_commit(repo_dir),
+        "python": platform.python_version(),
+    }
+    for key in ("openai", "vcrpy", "numpy"):
+        out[key] = _version(_PACKAGES[key])
+    return out
+
+
+def display_value(key: str, value: Any) -> str:
+    if value is None or value == []:
+        return "unknown"
+    if key == "seeds":
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return str(value)
+
+
+def metadata_lines(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) per known field, in display order; unknown values say "unknown"."""
+    return [(label, display_value(key, run.get(key))) for key, label in FIELDS]
