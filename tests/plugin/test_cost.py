@@ -124,6 +124,10 @@ def test_early_stop_settles_a_failing_case_and_replay_stops_at_the_same_point(be
     row = next(r for r in summary if r["model"] == "sim/m")
     assert (row["episodes"], row["episodes_run"], row["passed"]) == (10, 2, False)
     assert row["stopped"].startswith("stopped after 2 of 10 episodes")
+    note = "sim/m x ten: stopped after 2 of 10 episodes: verdict settled (fail"
+    assert note in (project.path / "reports/report.md").read_text()
+    html = (project.path / "reports/report.html").read_text()
+    assert "2 of 10 episodes" in html and "stopped after 2 of 10 episodes: verdict settled (fail" in html
 
     # Replay, offline, through the ini twin: the same two episodes, the same verdict, no missing cassette.
     sim.stop()
@@ -256,3 +260,21 @@ def test_budget_without_a_price_is_a_usage_error(project):
     project.makefile(".toml", pyproject=PYPROJECT + "\n[tool.pytest.ini_options]\nbandit_max_cost = '5'\n")
     result = project.runpytest("--model", "sim/unpriced", "--bandit-config", "quick")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_budget_is_one_ledger_for_all_xdist_workers(project, simulator):
+    sim = simulator(cycle())
+    project.makefile(
+        ".toml",
+        pyproject=PYPROJECT + PYPROJECT.split("[tool.bandit_bench.prices]")[0].replace("quick", "other"),
+    )
+    run = project.runpytest(
+        "-n", "2", "--model", "sim/cycle", "--bandit-config", "quick", "--bandit-config", "other",
+        "--base-url", sim.base_url, "--record-mode=once", "--max-cost=5",
+    )  # fmt: skip
+    run.assert_outcomes(passed=2)
+    assert sim.calls == 2 * 4 * 6
+    # The controller's ledger holds what both workers spent: the sum of the two cases' costs.
+    summary = json.loads((project.path / "reports/summary.json").read_text())["rows"]
+    total = sum(r["cost_usd"] for r in summary if r["model"] == "sim/cycle")
+    run.stdout.fnmatch_lines([f"budget --max-cost $5: ${total:.4f} spent"])
