@@ -430,7 +430,7 @@ def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -
     cols = min(n, 2)
     rows = math.ceil(n / cols)
     legend_width = 3.2  # inches to the right of the panels
-    width, height = 4.7 * cols + legend_width, 4.2 * rows + 0.2
+    width, height = 5.6 * cols + legend_width, 4.8 * rows + 0.2
     fig = _new_figure(width, height)
     fig.subplots_adjust(
         left=0.55 / width,

@@ -266,6 +266,26 @@ class TableBlock:
     title: str
     facts: str
     rows: tuple[Mapping[str, Any], ...]
+    brief: str = ""  # title and facts in the terminal's few words
+
+
+def _brief_instance(row: Mapping[str, Any]) -> str:
+    seed = f" seed {_whole(row['seed'])}" if row.get("seed") is not None else ""
+    return f"K={row['k']} delta={row['delta']} T={row['horizon']} N={row['episodes']}{seed}"
+
+
+def _brief_config(config: str, row: Mapping[str, Any]) -> str:
+    design = str(row.get("design") or "")
+    parts = [_brief_instance(row)]
+    if design and design not in config:
+        parts.insert(0, f"design {design}")
+    if row.get("constrained") and "constrained" not in config:
+        parts.append("constrained")
+    checks = (
+        f"format {threshold_text(row.get('min_format_compliance'))}, "
+        f"best arm {threshold_text(row.get('min_best_arm_rate'))}"
+    )
+    return f"{config} ({', '.join(parts)}; {checks})"
 
 
 _SAME_REFERENCE = ("model", "k", "delta", "horizon", "episodes", "seed", *METRICS)
@@ -293,8 +313,9 @@ def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
         # not the paper's replicate count and thresholds.
         members.sort(key=lambda r: kind_of(r) == "published")
         measured = [r for r in rows if r["config"] == config and kind_of(r) != "published"]
-        facts = config_facts((measured or members)[0])
-        blocks.append(TableBlock("config", str(config), facts, tuple(members)))
+        first = (measured or members)[0]
+        brief = _brief_config(str(config), first)
+        blocks.append(TableBlock("config", str(config), config_facts(first), tuple(members), brief))
     by_instance: dict[tuple[Any, ...], list[tuple[Mapping[str, Any], list[str]]]] = {}
     for r, names in references.values():
         by_instance.setdefault(tuple(r.get(c) for c in _SAME_REFERENCE[1:6]), []).append((r, names))
@@ -302,7 +323,10 @@ def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
         configs = list(dict.fromkeys(c for _, cs in shared for c in cs))
         title = f"reference algorithms on {instance_facts(shared[0][0])}"
         facts = "the same instances and reward tables as " + ", ".join(configs)
-        blocks.append(TableBlock("baseline", title, facts, tuple(r for r, _ in shared)))
+        brief = (
+            f"reference algorithms ({_brief_instance(shared[0][0])}), the instances of {', '.join(configs)}"
+        )
+        blocks.append(TableBlock("baseline", title, facts, tuple(r for r, _ in shared), brief))
     return blocks
 
 
@@ -421,7 +445,7 @@ def text_table(rows: Sequence[Mapping[str, Any]], width: int = TABLE_WIDTH) -> s
 
     out = [line("model", [h for h, _ in columns[1:]])]
     for b in blocks:
-        out += _wrap(f"-- {b.title}: {b.facts}", width)
+        out += _wrap(f"-- {b.brief or b.title}", width)
         for r in b.rows:
             name = model_text(r)
             if len(name) > model_width:

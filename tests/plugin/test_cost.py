@@ -159,7 +159,7 @@ def test_early_stop_settles_a_pass_under_an_overridden_threshold(bench_project, 
     # Every reply valid: after 4 episodes at least 16/40 = 0.4 (unsettled), after 6 at least 0.6 >= 0.5.
     assert sim.calls == 6 * 4
     run.stdout.fnmatch_lines(
-        ["-- ten: *", "sim/m (6 of 10) *pass", "*stopped after 6 of 10 episodes: verdict settled (pass*"]
+        ["-- ten (*", "sim/m (6 of 10) *pass", "*stopped after 6 of 10 episodes: verdict settled (pass*"]
     )
 
 

@@ -71,9 +71,9 @@ def test_record_then_replay_offline_gives_the_same_decisions(project, simulator)
     result.stdout.fnmatch_lines(
         [
             "*bandit-bench*",
-            "-- quick:*",
+            "-- quick (*",
             "sim/cycle *pass",
-            "-- reference algorithms on *quick*",
+            "-- reference algorithms (*), the instances of quick",
             "baseline/ucb *reference",
         ]
     )
@@ -319,11 +319,11 @@ def test_paper_config_shows_the_papers_published_rows(project):
     result.stdout.fnmatch_lines(
         [
             "*bandit-bench*",
-            "-- BNRN0-hard-T100: *",
+            "-- BNRN0-hard-T100 (*",
             "paper/gpt-3.5 (N=20) *-*-*0.50*0.16*0.30*0.22*-*-*-*published",
             "paper/gpt-4 (N=10) *-*-*0.50*0.03*0.52*0.63*-*-*-*published",
             "paper/llama-2-13b (N=10) *-*-*0.90*0.00*1.00*-0.05*-*-*-*published",
-            "-- reference algorithms on K = 5, delta = 0.2, T = 100, 2 episodes, seed 0:*",
+            "-- reference algorithms (K=5 delta=0.2 T=100 N=2 seed 0), the instances of BNRN0-hard-T100",
             "baseline/greedy *reference",
         ]
     )

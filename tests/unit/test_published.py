@@ -140,7 +140,7 @@ def test_published_rows_in_every_report_output(tmp_path) -> None:
     # reference rows of the instance come after every config.
     assert table.index(lines["paper/gpt-4"]) < table.index(lines["baseline/ucb"])
     above = table[: table.index(lines["paper/gpt-4"])]
-    assert [line for line in above if line.startswith("--")][-1].startswith("-- BSSC~0-hard-T100: ")
+    assert [line for line in above if line.startswith("--")][-1].startswith("-- BSSC~0-hard-T100 (")
 
     paths = write_reports(records, tmp_path)
     summary = json.loads(paths["summary.json"].read_text())["rows"]
