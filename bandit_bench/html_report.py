@@ -474,36 +474,22 @@ def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -
         ax.grid(alpha=0.3)
     for ax in axes[n:]:
         ax.set_visible(False)
-    models = sorted({m for panel in panels for p in panel.points for _, m, _ in p.members})
-    handles = [
-        Line2D(
-            [],
-            [],
-            linestyle="none",
-            marker="s" if m.startswith("baseline/") else "o",
-            markersize=8,
-            markerfacecolor="none" if m.startswith("baseline/") else colours.get(m, "#444444"),
-            markeredgecolor=colours.get(m, "#444444"),
-            label=m,
-        )
-        for m in models
-        if not m.startswith("paper/")
-    ]
-    if any(
-        p.kind == "published" or any(k == "published" for k, _, _ in p.members)
-        for pn in panels
-        for p in pn.points
-    ):
+    # One entry per model, in its colour and its kind's marker: the legend covers every panel.
+    kinds = {m: k for panel in panels for p in panel.points for k, m, _ in p.members}
+    handles = []
+    for m in sorted(kinds):
+        colour = colours.get(m, "#444444")
+        published = kinds[m] == "published"
         handles.append(
             Line2D(
                 [],
                 [],
                 linestyle="none",
-                marker="*",
-                markersize=12,
-                markerfacecolor="#999999",
-                markeredgecolor="#222222",
-                label="published in the paper",
+                marker=_KIND_MARKERS[kinds[m]],
+                markersize=12 if published else 8,
+                markerfacecolor="none" if kinds[m] == "baseline" else colour,
+                markeredgecolor="#222222" if published else colour,
+                label=f"{m} (published)" if published else m,
             )
         )
     if any(panel.sweep for panel in panels):

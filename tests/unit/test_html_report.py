@@ -300,7 +300,9 @@ def test_points_on_the_same_spot_are_drawn_once_with_a_combined_label() -> None:
     assert len(star.vertices) != len(circle.vertices)
     [legend] = fig.legends
     texts = [t.get_text() for t in legend.get_texts()]
-    assert texts == ["baseline/ts", "baseline/ucb", "m/a", "published in the paper"]
+    assert texts == ["baseline/ts", "baseline/ucb", "m/a", "paper/gpt-4 (published)"]
+    markers_in_legend = [h.get_marker() for h in legend.legend_handles]
+    assert markers_in_legend == ["s", "s", "o", "*"]
 
 
 def test_epsilon_greedy_is_traced_over_a_sweep() -> None:
