@@ -7,7 +7,7 @@ from workers to the controller in ``report.user_properties``; the controller-sid
 
 from __future__ import annotations
 
-import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -60,8 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--api-key",
         None,
-        "API key (default: $OPENROUTER_API_KEY, else $OPENAI_API_KEY). Prefer the environment: "
-        "an option shows in process lists and shell history",
+        "API key, sent to any --base-url. Default by endpoint: $OPENROUTER_API_KEY for "
+        "https://openrouter.ai, $OPENAI_API_KEY for https://api.openai.com, none for others. "
+        "Prefer the environment: an option shows in process lists and shell history",
+    )
+    add(
+        "--api-key-env",
+        "bandit_api_key_env",
+        "name of the environment variable holding the key for --base-url (for a server that is "
+        "neither OpenRouter nor OpenAI; no key is sent to it otherwise)",
     )
     add("--base-url", "bandit_base_url", "OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)")
     add("--cassette-dir", "bandit_cassette_dir", "cassette folder (default cassettes/)")
@@ -126,6 +133,8 @@ def _check_range(name: str, value: float | int | None, low: float, high: float |
 
 
 def _build(config: pytest.Config) -> Bench:
+    from .credentials import key_problem, select_api_key
+    from .redaction import register_url
     from .runner import DEFAULT_BASE_URL, RunOptions, is_baseline
 
     root = config.rootpath
@@ -189,12 +198,24 @@ def _build(config: pytest.Config) -> Bench:
     budget = _budget(config, max_cost, cases, settings) if max_cost is not None else None
 
     record_mode = config.getoption("record_mode", default=None) or "none"
+    base_url = _opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL)
+    register_url(base_url)
+    api_key_env = _opt(config, "api_key_env", "bandit_api_key_env", None)
+    if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise SpecError("--api-key-env", api_key_env, "the name of an environment variable, e.g. MY_API_KEY")
+    api_key = select_api_key(base_url, api_key=config.getoption("api_key"), api_key_env=api_key_env)
+    problem = key_problem(api_key)
+    if problem and api_key is not None and record_mode != "none":
+        raise SpecError(
+            f"the API key ({api_key.source})",
+            "[redacted]",
+            "printable ASCII with no spaces",
+            hint=problem[0].upper() + problem[1:],
+        )
     opts = RunOptions(
-        base_url=_opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL),
-        api_key=config.getoption("api_key")
-        or os.environ.get("OPENROUTER_API_KEY")
-        or os.environ.get("OPENAI_API_KEY")
-        or None,
+        base_url=base_url,
+        api_key=api_key,
+        api_key_env=api_key_env,
         cassette_dir=cassette_dir,
         record_mode=record_mode,
         concurrency=concurrency,
@@ -316,10 +337,12 @@ class BenchCase:
 
     def run(self) -> dict[str, Any]:
         from .evaluation import case_record
+        from .redaction import redact_obj
         from .runner import run_case
 
         result = run_case(self.case.model, self.case.config, self.bench.opts, **self.bench.thresholds)
-        record = case_record(result, **self.bench.thresholds)
+        # Everything below reaches the terminal, junit properties and the report files.
+        record = redact_obj(case_record(result, **self.bench.thresholds))
         record["expected_failure"] = self.case.expected_failure
         self.node.user_properties.append((RESULT_KEY, record))
         return record

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .redaction import redact, redact_bytes, strip_userinfo
+
 if TYPE_CHECKING:
     import httpx2
 
@@ -123,7 +125,8 @@ def canonical_body(body: bytes | str | None) -> str:
 
 
 def _scrub_uri(uri: str) -> str:
-    parts = urlsplit(uri)
+    """The uri as stored: no ``user:password@``, no key-like query parameter."""
+    parts = urlsplit(strip_userinfo(uri))
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_QUERY.search(k)]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
@@ -207,7 +210,9 @@ def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any
     from vcr.serialize import serialize
     from vcr.serializers import jsonserializer
 
-    text = serialize({"requests": requests, "responses": responses}, jsonserializer)
+    # The last line of defence: whatever slipped past the header filters (a key the server
+    # echoed somewhere unexpected) is replaced in the text that reaches the disk.
+    text = redact(serialize({"requests": requests, "responses": responses}, jsonserializer))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -327,6 +332,9 @@ class CassetteTransport:
             raise
         if bound is not None:
             self.guard.after(bound, response.status_code, content)
+        # A server may echo the key (or the URL's password) in the body or a header: the client,
+        # the trajectory and the cassette all get the redacted answer, so replay sees the same.
+        content = redact_bytes(content)
         if _is_recordable(response.status_code, content):
             self._append(request, body_bytes, response, content)
         elif 200 <= response.status_code < 300:
@@ -337,7 +345,9 @@ class CassetteTransport:
                 f"({why}): {excerpt!r}",
                 request,
             )
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS]
+        headers = [
+            (k, redact(v)) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS
+        ]
         return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
 
     def _append(
@@ -351,7 +361,7 @@ class CassetteTransport:
         for k, v in response.headers.items():
             # Replay needs none of a response's credential-like headers (www-authenticate, ...).
             if k.lower() not in _DROPPED_RESPONSE_HEADERS and not _SECRET_QUERY.search(k):
-                resp_headers.setdefault(k, []).append(v)
+                resp_headers.setdefault(k, []).append(redact(v))
         self._responses.append(
             {
                 "status": {"code": response.status_code, "message": response.reason_phrase},

@@ -72,6 +72,9 @@ STEP_COLUMNS = (
 
 
 def atomic_write(path: Path, text: str) -> None:
+    from .redaction import redact
+
+    text = redact(text)  # no secret reaches a report file, whatever a server echoed
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

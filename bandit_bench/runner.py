@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .agents.base import AgentError
+from .credentials import key_env_for, key_help, key_problem
+from .redaction import Secret, redact, register_url, strip_userinfo
 from .specs import CaseConfig, SpecError
 
 if TYPE_CHECKING:
@@ -32,10 +35,16 @@ DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 ProgressFn = Callable[[str, str, int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunOptions:
+    """How a case runs. ``api_key`` is sent as is to ``base_url`` (see
+    :func:`bandit_bench.credentials.select_api_key` for choosing it by endpoint); a plain string
+    is wrapped in a :class:`~bandit_bench.redaction.Secret`, so no repr shows it."""
+
     base_url: str = DEFAULT_BASE_URL
-    api_key: str | None = None
+    api_key: Secret | None = None
+    # The variable the key was meant to come from (--api-key-env), for hints and messages.
+    api_key_env: str | None = None
     cassette_dir: Path = Path("cassettes")
     record_mode: str = "none"
     concurrency: int = 8
@@ -47,6 +56,18 @@ class RunOptions:
     early_stop: bool = False
     # --max-cost: a spend.Budget shared by the session's workers (None: no limit).
     budget: Any = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):
+            object.__setattr__(
+                self, "api_key", Secret(self.api_key, "RunOptions.api_key") if self.api_key else None
+            )
+        register_url(self.base_url)
+
+    def __repr__(self) -> str:
+        # pytest -l prints locals: neither the key nor a password in the URL may show.
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return redact(f"RunOptions({inner})")
 
 
 def is_baseline(model: str) -> bool:
@@ -96,6 +117,9 @@ def record_command(model: str, config: CaseConfig, opts: RunOptions | None = Non
     replay again."""
     opts = opts or RunOptions()
     base_url = opts.base_url.rstrip("/")
+    if "@" in urlsplit(base_url).netloc:
+        # The credentials were used for the request; the hint shows where they go, not what they are.
+        base_url = strip_userinfo(base_url).replace("://", "://USER:PASSWORD@", 1)
     extra = "" if opts.cassette_dir == Path("cassettes") else f" --cassette-dir={opts.cassette_dir}"
     if model == "local/smollm2-135m-instruct" and base_url == DEFAULT_BASE_URL:
         return (
@@ -105,9 +129,17 @@ def record_command(model: str, config: CaseConfig, opts: RunOptions | None = Non
     cmd = f"pytest --model {model} {config.cli_args} --record-mode={mode}{extra}"
     if model.startswith("local/") and base_url == DEFAULT_BASE_URL:
         return f"{cmd} --base-url=http://127.0.0.1:PORT/v1 (with the model's local server running)"
+    if opts.api_key_env:
+        cmd += f" --api-key-env={opts.api_key_env}"
+    env = key_env_for(opts.base_url, opts.api_key_env)
     if base_url == DEFAULT_BASE_URL:
-        return f"OPENROUTER_API_KEY=... {cmd}"
-    return f"{cmd} --base-url={base_url} (with the server running; set OPENAI_API_KEY if it needs a key)"
+        return f"{env}=... {cmd}"
+    if env is not None:
+        return f"{env}=... {cmd} --base-url={base_url}"
+    return (
+        f"{cmd} --base-url={base_url} (with the server running; it is sent no key unless given one: "
+        "--api-key-env NAME or --api-key)"
+    )
 
 
 @dataclass
@@ -164,14 +196,18 @@ def _episode(
         transport.guard = opts.budget.guard(model)
     # new_episodes may well replay every request: its key is checked by the API if it is needed.
     must_record = transport.records and not (opts.record_mode == "new_episodes" and transport.exists)
-    if must_record and not opts.api_key and "openrouter.ai" in opts.base_url:
+    problem = None
+    if must_record and not opts.api_key and key_env_for(opts.base_url, opts.api_key_env) is not None:
+        problem = (
+            f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
+            f"{key_help(opts.base_url, opts.api_key_env)}, or replay with --record-mode=none."
+        )
+    elif transport.records and key_problem(opts.api_key):
+        problem = f"cannot send the request: {key_problem(opts.api_key)}"
+    if problem is not None:
         transport.close()
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
-        traj.error = (
-            f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
-            "export OPENROUTER_API_KEY (or OPENAI_API_KEY, or pass --api-key), "
-            "or replay with --record-mode=none."
-        )
+        traj.error = problem
         return traj, 0, 0
     client = make_client(
         opts.base_url,

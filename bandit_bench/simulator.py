@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,6 +34,14 @@ class SimReply:
     delay: float = 0.0
     finish_reason: str = "stop"
     tool_call: bool = False
+    # A hostile server: quote the request's Authorization header back in the reply's text and in
+    # an ``X-Debug`` response header (as some debugging proxies do).
+    echo_auth: bool = False
+    # Send this JSON value as the whole 200 body instead of a chat completion (malformed shapes).
+    body: Any = None
+    # Send the body one byte at a time, this many seconds apart (a server that never stalls long
+    # enough for a per-read timeout, yet never finishes).
+    drip: float = 0.0
 
 
 Policy = Callable[[dict[str, Any], int], SimReply]
@@ -115,6 +123,7 @@ class Simulator:
         # Exceptions raised while answering (a policy that ran out of script, say), for tests to check.
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -133,6 +142,7 @@ class Simulator:
 
     def start(self) -> None:
         sim = self
+        self._stopping.clear()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -165,6 +175,13 @@ class Simulator:
                     reply = sim.policy(body, call)
                     if reply.delay:
                         time.sleep(reply.delay)
+                    if reply.echo_auth:
+                        auth = self.headers.get("Authorization", "(no Authorization header)")
+                        reply = replace(
+                            reply,
+                            content=f"{reply.content or ''} your key is {auth}",
+                            headers={**reply.headers, "X-Debug": auth},
+                        )
                     self._answer(body, reply, raw)
                 finally:
                     with sim._lock:
@@ -187,6 +204,9 @@ class Simulator:
                         {"error": {"message": reply.content or "simulated fault", "code": reply.status}},
                         reply.headers,
                     )
+                    return
+                if reply.body is not None:
+                    self._send(200, reply.body, reply.headers, drip=reply.drip)
                     return
                 if reply.fault == "no-choices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []}, reply.headers)
@@ -227,21 +247,32 @@ class Simulator:
                         "usage": usage,
                     },
                     reply.headers,
+                    drip=reply.drip,
                 )
 
             def _send(
-                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+                self, status: int, payload: Any, headers: dict[str, str] | None = None, drip: float = 0.0
             ) -> None:
-                self._send_raw(status, json.dumps(payload).encode(), "application/json", headers or {})
+                self._send_raw(status, json.dumps(payload).encode(), "application/json", headers or {}, drip)
 
-            def _send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
+            def _send_raw(
+                self, status: int, data: bytes, ctype: str, headers: dict[str, str], drip: float = 0.0
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if not drip:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    if sim._stopping.is_set():
+                        return
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -265,6 +296,7 @@ class Simulator:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # a dripping handler stops writing
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..parsing import parse_reply
 from ..prompts import answer_grammar, render_messages
 from ..recording import CassetteError, UnusableResponse
+from ..redaction import Secret, redact
 from ..specs import DesignSpec
 from .base import AgentError, Decision, EpisodeContext
 
@@ -22,13 +23,20 @@ if TYPE_CHECKING:
     import httpx2
     from openai import OpenAI
 
-# Sent when replaying: the client insists on a key, and the cassette never stores it anyway.
-REPLAY_PLACEHOLDER_KEY = "replay-without-key"
+
+# The client insists on a key; with none configured it gets this one, and the request leaves
+# without any Authorization header (see make_client).
+NO_KEY_PLACEHOLDER = "no-key-configured"
+
+
+def _drop_placeholder_auth(request: httpx2.Request) -> None:
+    if request.headers.get("authorization") == f"Bearer {NO_KEY_PLACEHOLDER}":
+        del request.headers["authorization"]
 
 
 def make_client(
     base_url: str,
-    api_key: str | None,
+    api_key: Secret | str | None,
     transport: httpx2.BaseTransport | None = None,
     *,
     max_retries: int = 2,
@@ -37,11 +45,20 @@ def make_client(
     import httpx2
     from openai import OpenAI
 
+    if isinstance(api_key, str):
+        api_key = Secret(api_key, "the api_key argument")
     # gzip only: every recorded body can then be stored decoded, whatever the server supports.
-    http_client = httpx2.Client(transport=transport, headers={"Accept-Encoding": "gzip"}, timeout=timeout)
+    http_client = httpx2.Client(
+        transport=transport,
+        headers={"Accept-Encoding": "gzip"},
+        timeout=timeout,
+        event_hooks={"request": [] if api_key else [_drop_placeholder_auth]},
+    )
     return OpenAI(
         base_url=base_url,
-        api_key=api_key or REPLAY_PLACEHOLDER_KEY,
+        # Never None: given None the client would read OPENAI_API_KEY itself and send it to any
+        # endpoint. A callable keeps the key out of the client's constructor arguments.
+        api_key=api_key.reveal if api_key else NO_KEY_PLACEHOLDER,
         http_client=http_client,
         max_retries=max_retries,
         timeout=timeout,
@@ -89,7 +106,7 @@ class LLMAgent:
             completion = self._create(params)
         except AgentError as err:
             # Error bodies are quoted in the message, and some servers echo the key they were sent.
-            raise AgentError(_redact(str(err), self.client.api_key)) from None
+            raise AgentError(redact(str(err))) from None
         latency = time.perf_counter() - start
         choice = completion.choices[0]
         content = choice.message.content if choice.message is not None else None
@@ -121,7 +138,7 @@ class LLMAgent:
 
         def clean(text: str, limit: int = 300) -> str:
             # Redacted before it is cut short, so that no prefix of the key survives either.
-            return _short(_redact(text, self.client.api_key), limit)
+            return _short(redact(text), limit)
 
         try:
             completion = self.client.chat.completions.create(**params)
@@ -181,13 +198,6 @@ def _valid_unicode(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
-def _redact(text: str, secret: str | None) -> str:
-    """The API key never leaves in a message, even when an error body quotes it back."""
-    if secret and secret != REPLAY_PLACEHOLDER_KEY and len(secret) >= 8:
-        return text.replace(secret, "[redacted]")
     return text
 
 

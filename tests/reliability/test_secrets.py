@@ -1,9 +1,11 @@
-"""Secrets: the API key reaches the server and nothing else; no cassette, report or log holds it.
+"""Secrets: a key reaches its own endpoint and nothing else; no file or line of output holds it.
 
-The plugin reads the key from ``--api-key``, else ``OPENROUTER_API_KEY``, else ``OPENAI_API_KEY``.
-A recording runs through pytester against the simulator with a DEBUG log file, then a replay
-runs; every byte the runs wrote (cassettes, reports, log, pytest's cache) and everything they
-printed is scanned.
+Which key goes where (bandit_bench.credentials): ``--api-key``, else the variable named by
+``--api-key-env``, else ``OPENROUTER_API_KEY`` for https://openrouter.ai and ``OPENAI_API_KEY``
+for https://api.openai.com, else none. Recordings run through pytester against the simulator,
+which echoes what it was sent (in a 200 body, a response header, a 401 message); every byte
+the runs wrote (cassettes, reports, junit XML, a DEBUG log, pytest's cache) and everything
+they printed is scanned.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from typing import Any, cast
 
 import pytest
 
+from bandit_bench.credentials import key_problem, select_api_key
 from bandit_bench.recording import make_transport
+from bandit_bench.redaction import Secret
+from bandit_bench.runner import RunOptions, record_command, run_case
 from bandit_bench.simulator import SimReply, Simulator, always
+from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 
 PYPROJECT = """
 [tool.bandit_bench.configs.tiny]
@@ -37,80 +43,250 @@ def _everything_written(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("key_var", [*KEY_VARS, "--api-key"])
-def test_the_key_reaches_the_server_and_nothing_the_run_writes(
-    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch, key_var: str
-) -> None:
-    key = f"sk-or-v1-{secrets.token_hex(24)}"
-    cookie = f"cf_session_{secrets.token_hex(12)}"
-    for var in KEY_VARS:
-        monkeypatch.delenv(var, raising=False)
-    by_option = ["--api-key", key] if key_var == "--api-key" else []
-    if not by_option:
-        monkeypatch.setenv(key_var, key)
+def _decoys(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Both providers' variables set, as on a researcher's machine: neither may reach a local server."""
+    decoys = {var: f"sk-decoy-{var.lower()}-{secrets.token_hex(16)}" for var in KEY_VARS}
+    for var, value in decoys.items():
+        monkeypatch.setenv(var, value)
+    return decoys
 
-    sim = Simulator()
+
+def _hostile_policy(sim: Simulator, cookie: str) -> Any:
     answer = always(0)
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
-        # A provider that sets a session cookie, and one that quotes the key back in an error body
-        # (as some proxies do): neither may end up in a file or a message.
+        # A provider that sets a session cookie and echoes the credential it was sent in the 200
+        # body and in a header, and one that quotes it back in an error body.
         if body["model"] == "sim/echo":
             auth = _headers(sim, call).get("authorization", "")
             return SimReply(status=401, content=f"bad key {auth}")
         reply = answer(body, call)
-        return SimReply(reply.content, headers={"Set-Cookie": f"session={cookie}; Path=/"})
+        return SimReply(reply.content, echo_auth=True, headers={"Set-Cookie": f"session={cookie}; Path=/"})
 
-    sim.policy = policy
+    return policy
+
+
+@pytest.mark.parametrize("how", ["--api-key-env", "--api-key"])
+def test_neither_the_key_nor_the_url_password_reaches_any_byte_written_or_printed(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    key = f"sk-sim-{secrets.token_hex(24)}"
+    password = f"pw{secrets.token_hex(12)}"
+    cookie = f"cf_session_{secrets.token_hex(12)}"
+    decoys = _decoys(monkeypatch)
+    monkeypatch.setenv("SIM_KEY", key)
+    by = ["--api-key-env", "SIM_KEY"] if how == "--api-key-env" else ["--api-key", key]
+    sim = Simulator()
+    sim.policy = _hostile_policy(sim, cookie)
     bench_project(PYPROJECT)
+    common = ["--bandit-config", "tiny", "--max-retries", "0", "-rA", "-v", "-l"]
+    outputs: dict[str, str] = {}
     with sim:
-        args = ["--bandit-config", "tiny", "--base-url", sim.base_url, "--max-retries", "0"]
-        logging_args = ["--log-file", "run.log", "--log-file-level", "DEBUG", "-rA", "-v"]
-        recorded = pytester.runpytest(
-            "--model", "sim/secret,sim/echo", "--record-mode=once", *args, *logging_args, *by_option
-        )
-        recorded.assert_outcomes(passed=1, failed=1)
-        # The key did travel: every request carried it, as a bearer token and nowhere else.
-        assert sim.calls == 2 * 3 + 2  # sim/echo: each of its two episodes ends at its first request
+        with_password = sim.base_url.replace("http://", f"http://bench:{password}@")
+        runs = {
+            "key": ["--base-url", sim.base_url, *by, "--cassette-dir=keyed"],
+            "password": ["--base-url", with_password, "--cassette-dir=passworded"],
+        }
+        for name, args in runs.items():
+            result = pytester.runpytest(
+                "--model", "sim/secret,sim/echo", "--record-mode=once", *common, *args,
+                "--log-file", f"{name}.log", "--log-file-level", "DEBUG",
+                f"--junitxml={name}.xml", f"--report-dir=reports-{name}",
+            )  # fmt: skip
+            result.assert_outcomes(passed=1, failed=1)
+            outputs[f"{name} stdout"] = result.stdout.str()
+            outputs[f"{name} stderr"] = result.stderr.str()
+            # The error message kept the rest of what the server said.
+            result.stdout.fnmatch_lines(["*sim/echo*HTTP 401*(not retried)*bad key * [[]redacted[]]*"])
+        # Each credential did travel, to this server only and as a header: the key as a bearer
+        # token, the URL's user:password as HTTP Basic (httpx's rule for credentials in a URL).
+        assert sim.calls == 2 * (2 * 3 + 2)  # sim/echo: each episode ends at its first request
         sent = [_headers(sim, i) for i in range(sim.calls)]
-        assert {h.get("authorization") for h in sent} == {f"Bearer {key}"}
-        # The transport drops Set-Cookie before the client sees it: no cookie is ever sent back.
+        import base64
+
+        basic = "Basic " + base64.b64encode(f"bench:{password}".encode()).decode()
+        assert {h.get("authorization") for h in sent[:8]} == {f"Bearer {key}"}
+        assert {h.get("authorization") for h in sent[8:]} == {basic}
         assert all("cookie" not in h for h in sent)
-    # The error message kept the rest of what the server said.
-    recorded.stdout.fnmatch_lines(["*sim/echo*HTTP 401*(not retried)*bad key Bearer [[]redacted[]]*"])
+        for decoy in decoys.values():
+            assert not any(decoy in json.dumps(h) for h in sent)
 
     replayed = pytester.runpytest(
-        "--model", "sim/secret", "--bandit-config", "tiny", "--log-file", "replay.log"
-    )
+        "--model", "sim/secret", "--bandit-config", "tiny", "--cassette-dir=passworded",
+        "--base-url", with_password, "--log-file", "replay.log", "-l",
+    )  # fmt: skip
     replayed.assert_outcomes(passed=1)
+    outputs["replay stdout"], outputs["replay stderr"] = replayed.stdout.str(), replayed.stderr.str()
 
     written = _everything_written(pytester.path)
-    cassettes = [p for p in written if p.is_relative_to(pytester.path / "cassettes")]
-    assert sorted(p.relative_to(pytester.path).as_posix() for p in cassettes) == [
-        "cassettes/sim/secret/tiny/000.json",
-        "cassettes/sim/secret/tiny/001.json",
-    ]
-    assert (pytester.path / "run.log").stat().st_size > 0
-    assert any(p.is_relative_to(pytester.path / "reports") for p in written)
-    outputs = {
-        "record stdout": recorded.stdout.str(),
-        "record stderr": recorded.stderr.str(),
-        "replay stdout": replayed.stdout.str(),
-        "replay stderr": replayed.stderr.str(),
-    }
+    for folder in ("keyed", "passworded"):
+        cassettes = sorted(p.relative_to(pytester.path).as_posix() for p in written if folder in p.parts)
+        assert cassettes == [f"{folder}/sim/secret/tiny/000.json", f"{folder}/sim/secret/tiny/001.json"]
+    for name in ("key", "password"):
+        assert (pytester.path / f"{name}.log").stat().st_size > 0
+        assert (pytester.path / f"{name}.xml").stat().st_size > 0
+        assert (pytester.path / f"reports-{name}" / "steps.jsonl").stat().st_size > 0
+    # What the server echoed is kept, redacted, in the raw reply: record and replay agree.
+    steps = (pytester.path / "reports-password" / "steps.jsonl").read_text(encoding="utf-8")
+    assert "your key is Basic [redacted]" in steps
+    steps = (pytester.path / "reports-key" / "steps.jsonl").read_text(encoding="utf-8")
+    assert "your key is Bearer [redacted]" in steps
+    secrets_to_find = {"key": key, "password": password, "basic": basic.split()[1], **decoys}
     for what, data in [
         *((str(p), d) for p, d in written.items()),
         *((k, v.encode()) for k, v in outputs.items()),
     ]:
-        assert key.encode() not in data, what
-        assert key[-16:].encode() not in data, what  # not even a piece of it
+        for name, secret in secrets_to_find.items():
+            assert secret.encode() not in data, (name, what)
+            assert secret[-12:].encode() not in data, (name, what)  # not even a piece of it
     # Cookies, and any Authorization header, stay out of cassettes and reports.
     for path, data in written.items():
         if path.suffix != ".log":
             assert cookie.encode() not in data, path
-        if path in cassettes:
+        if path.suffix == ".json" and {"keyed", "passworded"} & set(path.parts):
             text = data.decode("utf-8").lower()
-            assert "authorization" not in text and "bearer" not in text and "cookie" not in text, path
+            assert "authorization" not in text and "cookie" not in text, path
+            assert "bench:" not in text and "@127.0.0.1" not in text, path  # the uri has no user:password
+
+
+@pytest.mark.parametrize(
+    ("base_url", "options", "expected"),
+    [
+        ("https://openrouter.ai/api/v1", {}, "OPENROUTER_API_KEY"),
+        ("https://eu.openrouter.ai/api/v1", {}, "OPENROUTER_API_KEY"),
+        ("https://api.openai.com/v1", {}, "OPENAI_API_KEY"),
+        ("https://API.OpenAI.com./v1", {}, "OPENAI_API_KEY"),
+        # look-alikes and clear text get nothing from the environment
+        ("https://openrouter.ai.example.com/v1", {}, None),
+        ("https://example.com/openrouter.ai/v1", {}, None),
+        ("https://evil.example/v1?u=https://api.openai.com", {}, None),
+        ("http://openrouter.ai/api/v1", {}, None),
+        ("http://127.0.0.1:8001/v1", {}, None),
+        ("http://localhost:11434/v1", {}, None),
+        # a named variable or an explicit key goes to any endpoint, the key first
+        ("http://127.0.0.1:8001/v1", {"api_key_env": "MY_KEY"}, "MY_KEY"),
+        ("https://openrouter.ai/api/v1", {"api_key_env": "MY_KEY"}, "MY_KEY"),
+        ("http://127.0.0.1:8001/v1", {"api_key": "sk-explicit-1234"}, "--api-key"),
+        ("https://api.openai.com/v1", {"api_key": "sk-explicit-1234", "api_key_env": "MY_KEY"}, "--api-key"),
+    ],
+)
+def test_the_key_is_chosen_by_endpoint(base_url: str, options: dict[str, str], expected: str | None) -> None:
+    environ = {
+        "OPENROUTER_API_KEY": "sk-or-xxxxxxxxxxxx",
+        "OPENAI_API_KEY": "sk-oa-xxxxxxxxxxxx",
+        "MY_KEY": "sk-my-xxxxxxxxxxxx",
+    }
+    key = select_api_key(base_url, environ=environ, **options)
+    if expected is None:
+        assert key is None
+        return
+    assert key is not None and key.source == expected
+    assert key.reveal() == {"--api-key": "sk-explicit-1234", **environ}[expected]
+
+
+def test_through_the_plugin_a_local_server_gets_no_key_unless_one_is_named(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both provider variables set, a local --base-url: no Authorization header at all; the ini
+    twin of --api-key-env names the variable to send."""
+    _decoys(monkeypatch)
+    monkeypatch.setenv("LOCAL_KEY", "sk-local-0123456789")
+    bench_project(PYPROJECT)
+    run = ["--model", "sim/local", "--bandit-config", "tiny", "--record-mode=once"]
+    with Simulator(always(0)) as sim:
+        pytester.runpytest(*run, "--base-url", sim.base_url).assert_outcomes(passed=1)
+        assert sim.calls == 6
+        assert all("authorization" not in _headers(sim, i) for i in range(6))
+        pytester.makeini("[pytest]\nbandit_api_key_env = LOCAL_KEY\n")
+        pytester.runpytest(*run, "--base-url", sim.base_url, "--record-mode=rewrite").assert_outcomes(
+            passed=1
+        )
+        assert {_headers(sim, i).get("authorization") for i in range(6, 12)} == {"Bearer sk-local-0123456789"}
+
+
+def test_an_openai_key_is_not_sent_to_openrouter_and_the_hint_names_the_variable(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-oa-0123456789abcdef")
+    bench_project(PYPROJECT)
+    result = pytester.runpytest("--model", "sim/x", "--bandit-config", "tiny", "--record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*episode 0: cassette * must be recorded (record mode 'once') but no API key is set: "
+         "export OPENROUTER_API_KEY=... (or pass --api-key), or replay with --record-mode=none."]
+    )  # fmt: skip
+    assert "OPENAI_API_KEY" not in result.stdout.str()
+
+
+def test_no_repr_shows_the_key_even_under_show_locals(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest -l prints every frame's locals on a crash: RunOptions, the Secret, the URL."""
+    key = f"sk-sim-{secrets.token_hex(20)}"
+    password = f"pw{secrets.token_hex(10)}"
+    monkeypatch.setenv("SIM_KEY", key)
+    bench_project(PYPROJECT)
+    # A bug deep in a step (here: the parser raising) must not print the key with the locals.
+    pytester.makeconftest(
+        "import bandit_bench.agents.llm as llm\n"
+        "def boom(*a, **k):\n    raise RuntimeError('parser bug')\n"
+        "llm.parse_reply = boom\n"
+    )
+    with Simulator(always(0)) as sim:
+        url = sim.base_url.replace("http://", f"http://bench:{password}@")
+        result = pytester.runpytest(
+            "--model", "sim/crash", "--bandit-config", "tiny", "--record-mode=once", "--concurrency=1",
+            "--base-url", url, "--api-key-env", "SIM_KEY", "-l", "--tb=long",
+        )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str() + result.stderr.str()
+    assert "parser bug" in out and "opts " in out  # locals were shown...
+    assert key not in out and key[-12:] not in out  # ...but not the key
+    assert password not in out
+    assert repr(Secret(key, "X")) == "Secret(source='X', value='[redacted]')" == str(Secret(key, "X"))
+    opts = RunOptions(base_url=url, api_key=key)
+    assert key not in repr(opts) and password not in repr(opts)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (
+            "sk-abc\n",
+            "the API key has leading or trailing whitespace (a newline?) (check the variable SIM_KEY)",
+        ),
+        ("sk-ab\u00e7d", "the API key contains a non-ASCII character (check the variable SIM_KEY)"),
+        ("sk-a b", "the API key contains a space or a control character (check the variable SIM_KEY)"),
+    ],
+    ids=["trailing-newline", "non-ascii", "inner-space"],
+)
+def test_a_key_that_cannot_be_a_header_says_so_and_names_its_variable(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    assert key_problem(Secret(value, "SIM_KEY")) == problem
+    monkeypatch.setenv("SIM_KEY", value)
+    bench_project(PYPROJECT)
+    with Simulator(always(0)) as sim:
+        result = pytester.runpytest(
+            "--model", "sim/k", "--bandit-config", "tiny", "--record-mode=once",
+            "--base-url", sim.base_url, "--api-key-env", "SIM_KEY",
+        )  # fmt: skip
+        assert sim.calls == 0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*the API key (SIM_KEY): got '[[]redacted[]]'*" + problem[0].upper() + problem[1:]]
+    )
+    # Through the library: the episode errors with the same words, and nothing is sent.
+    config = CaseConfig(
+        name="k", design=DesignSpec.parse("BNRN0"), instance=InstanceSpec(k=5, delta=0.2, horizon=1),
+        run=RunSpec(episodes=1, seed=0),
+    )  # fmt: skip
+    opts = RunOptions(
+        base_url="http://127.0.0.1:9/v1", api_key=Secret(value, "SIM_KEY"),
+        cassette_dir=pytester.path / "lib", record_mode="once",
+    )  # fmt: skip
+    assert run_case("sim/k", config, opts).errors == [f"episode 0: cannot send the request: {problem}"]
 
 
 def test_the_transport_keeps_no_credential_of_any_kind(tmp_path: Path) -> None:
@@ -163,3 +339,23 @@ def test_the_transport_keeps_no_credential_of_any_kind(tmp_path: Path) -> None:
         "accept-encoding",
     }
     assert "set-cookie" not in {k.lower() for k in interaction["response"]["headers"]}
+
+
+def test_record_hints_name_the_variable_the_endpoint_reads_and_hide_url_credentials() -> None:
+    config = CaseConfig(
+        name="k", design=DesignSpec.parse("BNRN0"), instance=InstanceSpec(k=5, delta=0.2, horizon=1),
+        run=RunSpec(episodes=1, seed=0),
+    )  # fmt: skip
+    base = f"pytest --model m/x {config.cli_args} --record-mode=once"
+    assert record_command("m/x", config, RunOptions()) == f"OPENROUTER_API_KEY=... {base}"
+    assert record_command("m/x", config, RunOptions(base_url="https://api.openai.com/v1")) == (
+        f"OPENAI_API_KEY=... {base} --base-url=https://api.openai.com/v1"
+    )
+    assert record_command("m/x", config, RunOptions(base_url="http://127.0.0.1:8/v1", api_key_env="MY")) == (
+        f"MY=... {base} --api-key-env=MY --base-url=http://127.0.0.1:8/v1"
+    )
+    local = record_command("m/x", config, RunOptions(base_url="http://bob:hunter2secret@127.0.0.1:8/v1"))
+    assert local == (
+        f"{base} --base-url=http://USER:PASSWORD@127.0.0.1:8/v1 (with the server running; it is sent no "
+        "key unless given one: --api-key-env NAME or --api-key)"
+    )
