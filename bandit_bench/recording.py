@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from collections import defaultdict, deque
 from pathlib import Path
@@ -140,10 +142,68 @@ def _unusable_reason(content: bytes) -> str | None:
     """Why a 2xx body is not a chat completion (None when it is one)."""
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "the body is not JSON"
-    if not isinstance(data, dict) or not data.get("choices"):
+    return completion_problem(data)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return redact(text if len(text) <= 60 else text[:60] + "...")
+
+
+def _is_count(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
+def completion_problem(data: Any) -> str | None:
+    """What makes a decoded 200 body unusable as a chat completion, or None when it is usable.
+
+    Checked before anything reads the body, so that no reply shape is a crash: what the agent
+    reads (the first choice's message, content, tool calls, finish reason) and what the report
+    sums (token counts, cost: finite and not negative, which budgets rely on).
+    """
+    if not isinstance(data, dict):
+        return f"the body is not a JSON object (got {_show(data)})"
+    choices = data.get("choices")
+    if not choices:
         return "no 'choices' in the body"
+    if not isinstance(choices, list):
+        return f"'choices' is not a list (got {_show(choices)})"
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        return f"choices[0] is not an object (got {_show(choice)})"
+    message = choice.get("message")
+    if message is not None and not isinstance(message, dict):
+        return f"choices[0].message is not an object (got {_show(message)})"
+    message = message or {}
+    if not isinstance(message.get("content"), (str, type(None))):
+        return f"choices[0].message.content is not text (got {_show(message.get('content'))})"
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            return f"choices[0].message.tool_calls is not a list (got {_show(calls)})"
+        for i, call in enumerate(calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not all(
+                isinstance(fn.get(k), (str, type(None))) for k in ("name", "arguments")
+            ):
+                return f"choices[0].message.tool_calls[{i}] has no function with a name (got {_show(call)})"
+    if not isinstance(choice.get("finish_reason"), (str, type(None))):
+        return f"choices[0].finish_reason is not text (got {_show(choice.get('finish_reason'))})"
+    usage = data.get("usage")
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        return f"'usage' is not an object (got {_show(usage)})"
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if not _is_count(usage.get(name)):
+            return f"usage.{name} is not a whole number >= 0 (got {_show(usage.get(name))})"
+    cost = usage.get("cost")
+    if cost is not None and (
+        isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
+    ):
+        return f"usage.cost is not a finite number >= 0 (got {_show(cost)})"
     return None
 
 
@@ -172,17 +232,84 @@ def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     from vcr.serializers import jsonserializer
 
     try:
+        _check_file(path)
         text = path.read_text(encoding="utf-8")
-        loaded = deserialize(text, jsonserializer)
+        try:
+            loaded = deserialize(text, jsonserializer)
+        except (KeyError, TypeError, AttributeError) as err:
+            # vcrpy's own message ("'int' object has no attribute 'decode'") does not say where.
+            raise _NotACassette(_diagnose(text) or f"{type(err).__name__}: {err}") from None
         requests, responses = list(loaded[0]), list(loaded[1])
         for i, (req, resp) in enumerate(zip(requests, responses, strict=True)):
             _check_interaction(i, req, resp)
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
-        raise CorruptCassetteError(
-            f"cassette {path} is unreadable or not a vcrpy JSON cassette ({type(err).__name__}: {err}). "
-            "Delete it, or re-record it with --record-mode=rewrite."
-        ) from None
+    except _NotACassette as err:
+        raise corrupt(path, str(err)) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise corrupt(path, f"{type(err).__name__}: {err}") from None
     return requests, responses
+
+
+def _diagnose(text: str) -> str | None:
+    """Which field of which interaction vcrpy could not read (None if it cannot be told)."""
+    try:
+        interactions = json.loads(text)["interactions"]
+        for i, item in enumerate(interactions):
+            req, resp = item["request"], item["response"]
+            for name in ("method", "uri"):
+                if not isinstance(req.get(name), str):
+                    return f"interaction {i + 1}: request.{name} is {_show(req.get(name))}, not text"
+            if not isinstance(req.get("body"), (str, type(None))):
+                return f"interaction {i + 1}: request.body is {_show(req.get('body'))}, not text"
+            body = resp.get("body") if isinstance(resp, dict) else None
+            if not isinstance(body, dict) or not isinstance(body.get("string"), str):
+                got = body.get("string") if isinstance(body, dict) else body
+                return f"interaction {i + 1}: response.body.string is {_show(got)}, not text"
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    return None
+
+
+# A cassette of 1000 steps with long chain-of-thought replies is a few MB; anything this large
+# is not one of ours, and reading it whole could exhaust memory.
+MAX_CASSETTE_BYTES = 256 * 1024 * 1024
+
+
+class _NotACassette(ValueError):
+    """A problem found by our own checks: its message is shown without an exception name."""
+
+
+def corrupt(path: Path, what: str) -> CorruptCassetteError:
+    """The one message of a damaged cassette: which file, what is wrong, what to do."""
+    return CorruptCassetteError(
+        f"cassette {path} is unreadable or not a vcrpy JSON cassette ({redact(what)}). "
+        "Delete it, or re-record it with --record-mode=rewrite."
+    )
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, without opening it, what is not a regular file of a sane size.
+
+    Opening a FIFO blocks until a writer comes; /dev/zero never ends. ``stat`` follows
+    symlinks, so a link to either is refused too.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        target = f" (a symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise _NotACassette(f"it is {kind}{target}, not a regular file: it was not read")
+    if st.st_size > MAX_CASSETTE_BYTES:
+        raise _NotACassette(
+            f"{st.st_size} bytes, more than the {MAX_CASSETTE_BYTES} a cassette may hold: it was not read"
+        )
 
 
 def _check_interaction(i: int, req: Any, resp: Any) -> None:
@@ -203,6 +330,24 @@ def _check_interaction(i: int, req: Any, resp: Any) -> None:
     )
     if not ok:
         raise ValueError(f"interaction {i + 1}: the response needs status.code, headers and body.string")
+    code = resp["status"]["code"]
+    if isinstance(code, bool) or not 100 <= code <= 599:
+        raise _NotACassette(f"interaction {i + 1}: status {code!r} is not an HTTP status")
+    if not 200 <= code < 300:
+        raise _NotACassette(
+            f"interaction {i + 1}: status {code}, but a cassette holds only successful (2xx) answers"
+        )
+    for name, value in resp.get("headers", {}).items():
+        values = value if isinstance(value, list) else [value]
+        if not isinstance(name, str) or not all(isinstance(v, str) for v in values):
+            raise _NotACassette(
+                f"interaction {i + 1}: response header {name!r} holds {_show(value)}, not text"
+            )
+    body = resp["body"]["string"]
+    # A hand-edited answer that is no chat completion would reach the client: refuse it here.
+    problem = _unusable_reason(body.encode("utf-8") if isinstance(body, str) else body)
+    if problem is not None:
+        raise _NotACassette(f"interaction {i + 1}: the response is not a chat completion: {problem}")
 
 
 def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
@@ -259,7 +404,7 @@ class CassetteTransport:
         self.record_hint = record_hint
         self.stale_hint = stale_hint or record_hint
         self.exists = self.path.exists()
-        self._index: dict[tuple[str, str], deque[tuple[str, dict[str, Any]]]] = defaultdict(deque)
+        self._index: dict[tuple[str, str], deque[tuple[str, int, dict[str, Any]]]] = defaultdict(deque)
         self._requests: list[Any] = []
         self._responses: list[dict[str, Any]] = []
         self.recorded = 0
@@ -273,9 +418,9 @@ class CassetteTransport:
         if self.exists and mode in ("none", "once", "new_episodes", "all"):
             self._requests, self._responses = load_cassette(self.path)
         if mode != "all":  # vcrpy's 'all' never replays; it records every request and appends
-            for req, resp in zip(self._requests, self._responses, strict=True):
+            for i, (req, resp) in enumerate(zip(self._requests, self._responses, strict=True)):
                 key = (req.method.upper(), canonical_body(req.body))
-                self._index[key].append((urlsplit(req.uri).path, resp))
+                self._index[key].append((urlsplit(req.uri).path, i, resp))
 
     @property
     def replay_only(self) -> bool:
@@ -295,7 +440,7 @@ class CassetteTransport:
         candidates = self._index.get((method, body))
         if not candidates:
             return None
-        for i, (stored_path, resp) in enumerate(candidates):
+        for i, (stored_path, _, resp) in enumerate(candidates):
             if stored_path.endswith(rel_path):
                 if len(candidates) > 1:
                     # Identical requests recorded several times replay in recorded order.

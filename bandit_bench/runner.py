@@ -227,7 +227,13 @@ def _episode(
         traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter())
         # A cassette is written only for a complete episode: a partial one would break replay.
         if traj.error is None:
-            transport.save()
+            try:
+                transport.save()
+            except OSError as err:
+                traj.error = (
+                    f"cassette {path} could not be written ({type(err).__name__}: {err}); "
+                    "the episode's answers are lost. Check the cassette folder and record again."
+                )
         elif transport.guard is not None and transport.guard.refused:
             traj.error = BUDGET_STOPPED
     finally:

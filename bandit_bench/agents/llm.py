@@ -8,6 +8,7 @@ counted as a format failure.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -108,28 +109,29 @@ class LLMAgent:
             # Error bodies are quoted in the message, and some servers echo the key they were sent.
             raise AgentError(redact(str(err))) from None
         latency = time.perf_counter() - start
-        choice = completion.choices[0]
-        content = choice.message.content if choice.message is not None else None
-        if isinstance(content, str):
-            content = _valid_unicode(content)
+        try:
+            choice, content, raw, prompt_tokens, completion_tokens, cost = _read_completion(completion)
+        except (AttributeError, TypeError, IndexError, KeyError, ValueError) as err:
+            # The cassette transport validates every answer first; another client may not.
+            raise AgentError(
+                redact(f"model {self.model}: malformed chat completion ({type(err).__name__}: {err})")
+            ) from None
         parsed = parse_reply(
             content,
             ctx.arm_names,
             distribution=self.design.distribution,
-            finish_reason=choice.finish_reason,
+            finish_reason=choice.finish_reason if isinstance(choice.finish_reason, str) else None,
         )
-        usage = completion.usage
-        cost = getattr(usage, "cost", None) if usage is not None else None
         return Decision(
             valid=parsed.valid,
             arm=parsed.arm,
             distribution=parsed.distribution,
-            raw=content if content is not None else _describe_missing(choice),
+            raw=raw,
             reason=parsed.reason,
-            prompt_tokens=(usage.prompt_tokens or 0) if usage is not None else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage is not None else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency=latency,
-            cost=float(cost) if isinstance(cost, (int, float)) else None,
+            cost=cost,
         )
 
     def _create(self, params: dict[str, Any]) -> Any:
@@ -149,7 +151,7 @@ class LLMAgent:
             retried = err.status_code in _RETRIED_STATUSES or err.status_code >= 500
             raise AgentError(
                 f"model {self.model}: HTTP {err.status_code} from {err.request.url}"
-                + (f" after {self.client.max_retries} retries" if retried else " (not retried)")
+                + (f" after {_retries_made(err)} retries" if retried else " (not retried)")
                 + f": {clean(err.message)}"
                 + _ADVICE.get(err.status_code, "")
             ) from None
@@ -159,12 +161,12 @@ class LLMAgent:
                 raise AgentError(str(cause)) from None
             if isinstance(cause, UnusableResponse):
                 raise AgentError(
-                    f"model {self.model}: {clean(str(cause))} after {self.client.max_retries} retries"
+                    f"model {self.model}: {clean(str(cause))} after {_retries_made(err)} retries"
                 ) from None
             kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
             raise AgentError(
                 f"model {self.model}: request to {err.request.url} {kind} after "
-                f"{self.client.max_retries} retries ({type(cause).__name__ if cause else 'no detail'}). "
+                f"{_retries_made(err)} retries ({type(cause).__name__ if cause else 'no detail'}). "
                 "Check --base-url and the network, or raise --max-retries / --request-timeout."
             ) from None
         except openai.OpenAIError as err:
@@ -182,6 +184,36 @@ class LLMAgent:
                 f"model {self.model}: HTTP 200 without 'choices' (the provider returned no answer)"
             )
         return completion
+
+
+def _read_completion(completion: Any) -> tuple[Any, str | None, str | None, int, int, float | None]:
+    """(choice, content, raw, prompt tokens, completion tokens, cost); raises on a wrong shape."""
+    choice = completion.choices[0]
+    content = choice.message.content if choice.message is not None else None
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"message content is {type(content).__name__}, not text")
+    if isinstance(content, str):
+        content = _valid_unicode(content)
+    raw = content if content is not None else _describe_missing(choice)
+    usage = completion.usage
+    counts = [getattr(usage, n, None) or 0 for n in ("prompt_tokens", "completion_tokens")]
+    for n in counts:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"token count {n!r} is not a whole number >= 0")
+    cost = getattr(usage, "cost", None) if usage is not None else None
+    if cost is not None and (
+        isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
+    ):
+        raise ValueError(f"usage.cost {cost!r} is not a finite number >= 0")
+    return choice, content, raw, counts[0], counts[1], None if cost is None else float(cost)
+
+
+def _retries_made(err: Any) -> int:
+    """How many retries the client made before giving up: it numbers each attempt's request."""
+    try:
+        return int(err.request.headers.get("x-stainless-retry-count", 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 # Statuses the openai client retries, besides every 5xx.

@@ -166,12 +166,13 @@ def test_a_client_error_is_not_retried_and_says_what_to_check(
 
 
 def test_a_retry_after_beyond_the_clients_limit_is_honoured_by_not_retrying(tmp_path: Path) -> None:
-    """The transport hands the server's Retry-After to the client: an hour means give up now."""
+    """The transport hands the server's Retry-After to the client: an hour means give up now.
+    The message counts the retries actually made (none), not the ones allowed (two)."""
     with Simulator(scripted([SimReply(status=429, headers={"Retry-After": "3600"})])) as sim:
         result = _record(sim, tmp_path, _config(horizon=1), max_retries=2)
         assert sim.calls == 1
     error = result.trajectories[0].error
-    assert error is not None and re.search(r"model sim/faulty: HTTP 429 from \S+ after 2 retries", error)
+    assert error is not None and re.search(r"model sim/faulty: HTTP 429 from \S+ after 0 retries", error)
     assert list(tmp_path.rglob("*")) == []
 
 

@@ -20,9 +20,11 @@ import pytest
 from bandit_bench.bandit import draw_instance
 from bandit_bench.episode import Trajectory
 from bandit_bench.evaluation import case_record
+from bandit_bench.recording import cassette_path
 from bandit_bench.report import write_reports
 from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.simulator import SimReply, Simulator, scripted
+from bandit_bench.seeding import api_seed
+from bandit_bench.simulator import SimReply, Simulator, always, scripted
 from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 
 RAMBLE = "Let me weigh exploration against exploitation once more. " * 1800
@@ -284,3 +286,131 @@ def test_hostile_replies_through_the_real_client_record_and_replay(tmp_path: Pat
     assert [(r["t"], r["valid"], r["reason"], r["raw"]) for r in rows] == [
         (t, h.valid, h.reason, _expected_raw(h)) for t, h in enumerate(corpus)
     ]
+
+
+def _completion(choice: object = None, usage: object = None, **message: object) -> dict[str, object]:
+    """A chat completion body with one part replaced (the rest is well formed)."""
+    msg = {"role": "assistant", "content": "<Answer>blue</Answer>", **message}
+    body: dict[str, object] = {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+    }
+    if choice is not None:
+        body["choices"] = choice
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def _usage(**fields: object) -> dict[str, object]:
+    return {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13, **fields}
+
+
+# A 200 body -> the reason given; none may crash, none may be recorded.
+MALFORMED: dict[str, tuple[object, str]] = {
+    "choices-a-string": (_completion(choice="oops"), "'choices' is not a list (got 'oops')"),
+    "choices-null-item": (_completion(choice=[None]), "choices[0] is not an object (got None)"),
+    "choices-numbers": (_completion(choice=[1, 2]), "choices[0] is not an object (got 1)"),
+    "choices-an-object": (_completion(choice={"0": {"message": {}}}), "'choices' is not a list (got {'0': "),
+    "message-a-string": (_completion(choice=[{"message": "hi"}]), "choices[0].message is not an object"),
+    "content-a-number": (_completion(content=42), "choices[0].message.content is not text (got 42)"),
+    "finish-reason-a-number": (
+        _completion(choice=[{"message": {"content": "x"}, "finish_reason": 3}]),
+        "choices[0].finish_reason is not text (got 3)",
+    ),
+    "tool-call-without-function": (
+        _completion(content=None, tool_calls=[{"id": "c", "type": "function"}]),
+        "choices[0].message.tool_calls[0] has no function with a name",
+    ),
+    "usage-a-string": (_completion(usage="lots"), "'usage' is not an object (got 'lots')"),
+    "tokens-a-string": (
+        _completion(usage=_usage(prompt_tokens="many")),
+        "usage.prompt_tokens is not a whole number >= 0 (got 'many')",
+    ),
+    "tokens-negative": (
+        _completion(usage=_usage(completion_tokens=-5)),
+        "usage.completion_tokens is not a whole number >= 0 (got -5)",
+    ),
+    "tokens-infinite": (
+        _completion(usage=_usage(total_tokens=float("inf"))),
+        "usage.total_tokens is not a whole number >= 0 (got inf)",
+    ),
+    "tokens-nan": (
+        _completion(usage=_usage(prompt_tokens=float("nan"))),
+        "usage.prompt_tokens is not a whole number >= 0 (got nan)",
+    ),
+    "cost-negative": (
+        _completion(usage=_usage(cost=-0.5)),
+        "usage.cost is not a finite number >= 0 (got -0.5)",
+    ),
+    "cost-infinite": (
+        _completion(usage=_usage(cost=float("inf"))),
+        "usage.cost is not a finite number >= 0 (got inf)",
+    ),
+    "cost-a-string": (
+        _completion(usage=_usage(cost="free")),
+        "usage.cost is not a finite number >= 0 (got 'free')",
+    ),
+    "body-a-list": ([1, 2, 3], "the body is not a JSON object (got [1, 2, 3])"),
+}
+TWO = CaseConfig(
+    name="malformed",
+    design=DesignSpec.parse("BNRN0"),
+    instance=InstanceSpec(k=5, delta=0.2, horizon=2),
+    run=RunSpec(episodes=2, seed=0),
+)
+
+
+@pytest.mark.parametrize("shape", list(MALFORMED))
+def test_a_malformed_completion_errors_its_episode_only_and_is_never_recorded(
+    tmp_path: Path, shape: str
+) -> None:
+    """Episode 0's server answers with a malformed 200 (retried once, then the episode errors
+    with the reason); episode 1, running beside it, completes and is saved. A cassette that
+    holds the same shape (edited by hand) is refused naming the file, the interaction and the fix."""
+    body, reason = MALFORMED[shape]
+    bad_seed = api_seed(0, TWO.instance.key, 0)
+    good = always(0)
+
+    def policy(request: dict[str, object], call: int) -> SimReply:
+        # retry-after-ms: the one retry comes at once (the backoff is not what is tested here)
+        return (
+            SimReply(body=body, headers={"retry-after-ms": "1"})
+            if request["seed"] == bad_seed
+            else good(request, call)
+        )
+
+    cassettes = tmp_path / "cassettes"
+    with Simulator(policy) as sim:
+        opts = RunOptions(
+            base_url=sim.base_url, api_key="sk-test", cassette_dir=cassettes, record_mode="once",
+            concurrency=2, max_retries=1,
+        )  # fmt: skip
+        result = run_case("sim/malformed", TWO, opts)
+        assert sim.errors == []
+        url = f"{sim.base_url}/chat/completions"
+    bad, ok = result.trajectories
+    assert bad.error is not None and bad.error.startswith(
+        f"step 1 of 2: model sim/malformed: HTTP 200 from {url} is not a chat completion ({reason}"
+    )
+    assert bad.error.endswith(" after 1 retries") and "Traceback" not in bad.error
+    assert ok.error is None and [s.raw for s in ok.steps] == ["<Answer>blue</Answer>"] * 2
+    assert [p.name for p in cassettes.rglob("*.json")] == ["001.json"]
+    record = case_record(result)
+    assert record["errors"] == [f"episode 0: {bad.error}"]
+    assert [t["episode"] for t in record["trajectories"]] == [0, 1]
+
+    # The same shape written into a cassette by hand: named, with the fix, and nothing replayed.
+    path = cassette_path(cassettes, "sim/malformed", TWO.name, 1)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["interactions"][1]["response"]["body"]["string"] = json.dumps(body)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    replay = run_case("sim/malformed", TWO, RunOptions(base_url=UNREACHABLE, cassette_dir=cassettes))
+    episode1 = replay.trajectories[1].error
+    assert episode1 is not None and episode1.startswith(
+        f"cassette {path} is unreadable or not a vcrpy JSON cassette (interaction 2: the response is not "
+        f"a chat completion: {reason}"
+    )
+    assert episode1.endswith("). Delete it, or re-record it with --record-mode=rewrite.")

@@ -314,6 +314,81 @@ DAMAGE: dict[str, Callable[[Path], object]] = {
 }
 
 
+def _edit(change: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
+    """Damage a real recorded cassette by editing one field of its first interaction."""
+
+    def damage(path: Path) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        change(data["interactions"][0])
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+    return damage
+
+
+def _response(field: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def change(interaction: dict[str, Any]) -> None:
+        target = interaction["response"]
+        *parents, last = field.split(".")
+        for name in parents:
+            target = target[name]
+        target[last] = value
+
+    return change
+
+
+def _replace_with(make: Callable[[Path], object]) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        path.unlink()
+        make(path)
+
+    return damage
+
+
+# Damage whose message says exactly what is wrong: id -> (damage, the text in parentheses).
+NAMED_DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "header-value-a-number": (
+        _edit(_response("headers", {"Content-Type": 5})),
+        "interaction 1: response header 'Content-Type' holds 5, not text",
+    ),
+    "header-value-null": (
+        _edit(_response("headers", {"Content-Type": [None]})),
+        "interaction 1: response header 'Content-Type' holds [None], not text",
+    ),
+    "body-string-a-list": (
+        _edit(_response("body.string", ["a"])),
+        "interaction 1: response.body.string is ['a'], not text",
+    ),
+    "uri-an-integer": (
+        _edit(lambda i: i["request"].__setitem__("uri", 5)),
+        "interaction 1: request.uri is 5, not text",
+    ),
+    "status-500": (
+        _edit(_response("status.code", 500)),
+        "interaction 1: status 500, but a cassette holds only successful (2xx) answers",
+    ),
+    "status-999": (_edit(_response("status.code", 999)), "interaction 1: status 999 is not an HTTP status"),
+    "body-not-json": (
+        _edit(_response("body.string", "<html>upstream error</html>")),
+        "interaction 1: the response is not a chat completion: the body is not JSON",
+    ),
+    "choices-a-string": (
+        _edit(_response("body.string", '{"choices": "oops"}')),
+        "interaction 1: the response is not a chat completion: 'choices' is not a list (got 'oops')",
+    ),
+    "a-fifo": (_replace_with(os.mkfifo), "it is a FIFO, not a regular file: it was not read"),
+    "a-directory": (_replace_with(Path.mkdir), "it is a directory, not a regular file: it was not read"),
+    "a-symlink-to-dev-zero": (
+        _replace_with(lambda p: p.symlink_to("/dev/zero")),
+        "it is a character device (a symlink to /dev/zero), not a regular file: it was not read",
+    ),
+    "too-large": (
+        # Sparse: the size is real, the disk space is not used.
+        lambda p: os.truncate(p, 300 * 1024 * 1024),
+        f"{300 * 1024 * 1024} bytes, more than the {256 * 1024 * 1024} a cassette may hold: it was not read",
+    ),
+}
+
+
 @pytest.mark.parametrize(
     ("damage", "mode"),
     [(d, "none") for d in DAMAGE]
@@ -338,6 +413,37 @@ def test_a_damaged_cassette_errors_naming_the_file(
     record = case_record(result)
     assert record["passed"] is False
     assert record["failures"] == [f"1 of {EPISODES} episodes errored:\n  {error}"]
+
+
+@pytest.mark.parametrize("damage", list(NAMED_DAMAGE))
+def test_every_damaged_cassette_shape_names_the_file_what_is_wrong_and_the_fix(
+    recorded: Path, tmp_path: Path, damage: str
+) -> None:
+    """Never a raw TypeError, never 'HTTP 500 from https://openrouter.ai/...', never a hang on a
+    FIFO or /dev/zero: the file, what is wrong with it, and the command that replaces it."""
+    cassettes = _copy(recorded, tmp_path)
+    bad = cassette_path(cassettes, MODEL, CONFIG.name, 2)
+    make_damage, what = NAMED_DAMAGE[damage]
+    make_damage(bad)
+    result = run_case(MODEL, CONFIG, RunOptions(base_url="http://127.0.0.1:9/v1", cassette_dir=cassettes))
+    [error] = result.errors
+    expected = (
+        f"episode 2: cassette {bad} is unreadable or not a vcrpy JSON cassette ({what}). "
+        "Delete it, or re-record it with --record-mode=rewrite."
+    )
+    assert error == expected
+    assert [t.episode for t in result.trajectories if t.error is None] == [0, 1, 3]
+
+    # rewrite replaces whatever file is there (it never reads it); a folder it cannot replace.
+    with Simulator(always(0)) as sim:
+        opts = RunOptions(base_url=sim.base_url, cassette_dir=cassettes, record_mode="rewrite")
+        rewritten = run_case(MODEL, CONFIG, opts)
+    if damage == "a-directory":
+        [error] = rewritten.errors
+        assert error.startswith(f"episode 2: cassette {bad} could not be written (IsADirectoryError: ")
+        return
+    assert rewritten.errors == []
+    _assert_complete_cassettes(cassettes, list(range(EPISODES)))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not-json"])

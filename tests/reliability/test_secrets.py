@@ -229,9 +229,11 @@ def test_no_repr_shows_the_key_even_under_show_locals(
     bench_project(PYPROJECT)
     # A bug deep in a step (here: the parser raising) must not print the key with the locals.
     pytester.makeconftest(
+        "import pytest\n"
         "import bandit_bench.agents.llm as llm\n"
         "def boom(*a, **k):\n    raise RuntimeError('parser bug')\n"
-        "llm.parse_reply = boom\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def _parser_bug(monkeypatch):\n    monkeypatch.setattr(llm, 'parse_reply', boom)\n"
     )
     with Simulator(always(0)) as sim:
         url = sim.base_url.replace("http://", f"http://bench:{password}@")
