@@ -21,6 +21,7 @@ from .settings import ProjectSettings, load_settings
 from .specs import DEFAULT_CONFIGS, SpecError
 
 RESULT_KEY = "bandit_bench"
+MAX_REQUEST_TIMEOUT = 86400.0
 
 
 class ThresholdNotMet(AssertionError):
@@ -77,7 +78,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--min-best-arm-rate", None, "override the configs' best-arm-rate threshold", type=float)
     add("--concurrency", "bandit_concurrency", "episodes in flight per case (default 8)", type=int)
     add("--max-retries", "bandit_max_retries", "retries of a failed request (default 2)", type=int)
-    add("--request-timeout", "bandit_request_timeout", "seconds per request (default 60)", type=float)
+    add(
+        "--request-timeout",
+        "bandit_request_timeout",
+        "seconds for each whole request, the reply's body included (default 60, at most 86400). "
+        "Worst case per step: timeout x (retries + 1) + backoff, the backoff being the client's "
+        "0.5, 1, 2, 4, 8, 8, ... s between tries, or a server's Retry-After up to 120 s each",
+        type=float,
+    )
     add(
         "--max-rps",
         "bandit_max_rps",
@@ -165,7 +173,8 @@ def _build(config: pytest.Config) -> Bench:
     max_rps = _opt(config, "max_rps", "bandit_max_rps", None, float)
     _check_range("--concurrency", concurrency, 1)
     _check_range("--max-retries", max_retries, 0)
-    _check_range("--request-timeout", timeout, 0.001)
+    # Beyond a day a socket timeout overflows (inf, 1e300): refused here, not mid-run.
+    _check_range("--request-timeout", timeout, 0.001, MAX_REQUEST_TIMEOUT)
     _check_range("--max-rps", max_rps, 0.001)
 
     models = split_models(config.getoption("model") or config.getini("bandit_models"))

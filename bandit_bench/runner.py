@@ -12,10 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .agents.base import AgentError
@@ -58,6 +57,10 @@ class RunOptions:
     budget: Any = None
 
     def __post_init__(self) -> None:
+        timeout = self.request_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+            # inf or 1e300 would overflow a socket timeout mid-run
+            raise SpecError("request_timeout", timeout, "a number of seconds in (0, 86400]")
         if isinstance(self.api_key, str):
             object.__setattr__(
                 self, "api_key", Secret(self.api_key, "RunOptions.api_key") if self.api_key else None
@@ -167,6 +170,7 @@ def _episode(
     opts: RunOptions,
     limiter: RateLimiter | None,
     counter: Callable[[], None],
+    cancel: threading.Event | None = None,
 ) -> tuple[Trajectory, int, int]:
     # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
     from .bandit import draw_instance
@@ -184,9 +188,10 @@ def _episode(
     try:
         inner = None
         if opts.record_mode != "none":
-            import httpx2
+            from .deadline import network_transport
 
-            inner = httpx2.HTTPTransport()
+            # Bounds each whole request by --request-timeout, and drops it when the run is cancelled.
+            inner = network_transport(opts.request_timeout, cancel)
         transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint, stale_hint)
     except CassetteError as err:
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
@@ -257,6 +262,68 @@ def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
     return result
 
 
+# After Ctrl-C, how long episodes get to notice (in-flight reads look every deadline.POLL
+# seconds) and to finish saving a complete cassette. A thread asleep in the client's retry
+# backoff is not waited for: episode threads are daemons and cannot hold the exit.
+CANCEL_GRACE = 3.0
+
+_T = TypeVar("_T")
+
+
+def _in_threads(
+    indices: list[int], workers: int, run_one: Callable[[int], _T], cancel: threading.Event
+) -> list[_T]:
+    """``run_one`` over ``indices`` on ``workers`` daemon threads; results in index order.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so one stuck in a
+    request or in a backoff sleep kept Ctrl-C waiting for minutes, and a second Ctrl-C then
+    printed a threading traceback. Here the first Ctrl-C cancels (requests in flight included)
+    and waits at most CANCEL_GRACE seconds; a second one leaves at once.
+    """
+    from .deadline import Cancelled
+
+    results: dict[int, _T] = {}
+    failures: list[BaseException] = []
+    todo = iter(indices)
+    lock = threading.Lock()
+    finished = threading.Event()
+    alive = [workers]
+
+    def work() -> None:
+        try:
+            while not cancel.is_set():
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = run_one(i)
+                except (RunCancelled, Cancelled):
+                    return
+                except BaseException as err:  # a bug: stop the others and re-raise it in the caller
+                    failures.append(err)
+                    cancel.set()
+                    return
+        finally:
+            with lock:
+                alive[0] -= 1
+                if alive[0] == 0:
+                    finished.set()
+
+    for k in range(workers):
+        threading.Thread(target=work, name=f"episode-{k}", daemon=True).start()
+    try:
+        while not finished.wait(0.5):  # a timed wait: Ctrl-C reaches the main thread here
+            pass
+    except BaseException:
+        cancel.set()
+        finished.wait(CANCEL_GRACE)  # a second Ctrl-C interrupts this wait
+        raise
+    if failures:
+        raise failures[0]
+    return [results[i] for i in indices]
+
+
 def run_case(
     model: str,
     config: CaseConfig,
@@ -301,14 +368,17 @@ def run_case(
         size = wave_size(n)
         waves = [range(start, min(n, start + size)) for start in range(0, n, size)]
     workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode") if workers > 1 else None
     outcomes: list[tuple[Trajectory, int, int]] = []
+
+    def one(i: int) -> tuple[Trajectory, int, int]:
+        return _episode(model, config, i, opts, limiter, counter, cancel)
+
     try:
         for wave in waves:
-            if pool is None:
-                outcomes += [_episode(model, config, i, opts, limiter, counter) for i in wave]
+            if workers == 1:
+                outcomes += [one(i) for i in wave]
             else:
-                outcomes += pool.map(lambda i: _episode(model, config, i, opts, limiter, counter), wave)
+                outcomes += _in_threads(list(wave), workers, one, cancel)
             if any(o[0].error == BUDGET_STOPPED for o in outcomes):
                 break  # no new wave once the budget refused a request
             if opts.early_stop and len(outcomes) < n:
@@ -323,11 +393,7 @@ def run_case(
                     break
     except BaseException:
         cancel.set()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         raise
-    if pool is not None:
-        pool.shutdown(wait=True)
     stopped_by_budget = False
     for traj, recorded, replayed in outcomes:
         result.recorded += recorded

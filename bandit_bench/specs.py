@@ -48,6 +48,13 @@ def _require_unit(name: str, value: object, *, open_interval: bool = False) -> f
 # ---------------------------------------------------------------------------- instance
 
 
+# Drawn whole up front (float64 draws, then an int8 table): 10 million is ~90 MB per episode.
+MAX_REWARD_DRAWS = 10_000_000
+# How many arm names each scenario has (prompts.BUTTON_COLOURS, the letters A-Z); kept here so
+# that validating a config does not import the prompt renderer (numpy, jinja2).
+ARM_NAME_COUNTS = {"B": 20, "A": 26}
+
+
 @dataclass(frozen=True)
 class InstanceSpec:
     """A K-armed Bernoulli bandit: one best arm at 0.5 + delta/2, the others at 0.5 - delta/2."""
@@ -60,6 +67,14 @@ class InstanceSpec:
         _require_int("k", self.k, 2)
         object.__setattr__(self, "delta", _require_unit("delta", self.delta, open_interval=True))
         _require_int("horizon", self.horizon, 1)
+        if self.horizon * self.k > MAX_REWARD_DRAWS:
+            raise SpecError(
+                "horizon",
+                self.horizon,
+                f"an integer <= {MAX_REWARD_DRAWS // self.k} with k = {self.k}",
+                hint=f"An episode's reward table (horizon x k draws) is drawn whole before its first "
+                f"step; at most {MAX_REWARD_DRAWS:,} draws, about {MAX_REWARD_DRAWS * 9 // 10**6} MB",
+            )
 
     @property
     def best_mean(self) -> float:
@@ -195,6 +210,14 @@ class CaseConfig:
         _require_unit("min_best_arm_rate", self.min_best_arm_rate)
         if self.constrained and self.design.distribution:
             raise SpecError("constrained", True, "false for distribution (D) designs")
+        names = ARM_NAME_COUNTS.get(self.design.scenario)
+        if names is not None and self.instance.k > names:
+            what = "button colours" if self.design.scenario == "B" else "advertisement letters"
+            raise SpecError(
+                "k",
+                self.instance.k,
+                f"an integer <= {names}: scenario {self.design.scenario} has {names} {what}",
+            )
 
     def with_overrides(
         self,

@@ -166,7 +166,7 @@ class LLMAgent:
             kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
             raise AgentError(
                 f"model {self.model}: request to {err.request.url} {kind} after "
-                f"{_retries_made(err)} retries ({type(cause).__name__ if cause else 'no detail'}). "
+                f"{_retries_made(err)} retries ({_describe_cause(cause)}). "
                 "Check --base-url and the network, or raise --max-retries / --request-timeout."
             ) from None
         except openai.OpenAIError as err:
@@ -206,6 +206,18 @@ def _read_completion(completion: Any) -> tuple[Any, str | None, str | None, int,
     ):
         raise ValueError(f"usage.cost {cost!r} is not a finite number >= 0")
     return choice, content, raw, counts[0], counts[1], None if cost is None else float(cost)
+
+
+def _describe_cause(cause: BaseException | None) -> str:
+    if cause is None:
+        return "no detail"
+    detail = str(cause)
+    # The deadline's own words say which limit ran out; a socket error's are noise.
+    return (
+        f"{type(cause).__name__}: {detail}"
+        if detail.startswith("the whole request")
+        else type(cause).__name__
+    )
 
 
 def _retries_made(err: Any) -> int:

@@ -222,3 +222,24 @@ episodes = 1
     )
     assert "Traceback" not in result.stdout.str()
     assert not (pytester.path / "cassettes").exists()
+
+
+def test_request_timeout_bounds_the_whole_request_not_each_read(tmp_path: Path) -> None:
+    """A server dripping its answer a byte every 0.3 s never trips a per-read timeout and would
+    take over a minute; the request is cut off at --request-timeout (the message says which
+    limit ran out), and retried like a timeout."""
+    drip = SimReply("<Answer>blue</Answer>", drip=0.3)
+    with Simulator(scripted([drip, drip])) as sim:
+        opts = RunOptions(
+            base_url=sim.base_url, api_key="sk-test", cassette_dir=tmp_path, record_mode="once",
+            max_retries=1, request_timeout=1.0,
+        )  # fmt: skip
+        result = run_case(MODEL, _config(horizon=1), opts)
+        assert sim.calls == 2  # both tries dropped mid-body
+        url = f"{sim.base_url}/chat/completions"
+    [traj] = result.trajectories
+    assert traj.error is not None and traj.error.startswith(
+        f"step 1 of 1: model {MODEL}: request to {url} timed out after 1 retries "
+        "(ReadTimeout: the whole request took longer than 1 s)."
+    )
+    assert list(tmp_path.rglob("*")) == []

@@ -94,6 +94,21 @@ BAD_CONFIG_TABLES: dict[str, tuple[str, str]] = {
         'design = "BNRND"\nconstrained = true',
         f"{BAD}.constrained: got True; expected false for distribution (D) designs",
     ),
+    # accepted before, then failed at run time
+    "k-above-the-button-colours": (
+        'design = "BNRN0"\nk = 21\ndelta = 0.2',
+        f"{BAD}.k: got 21; expected an integer <= 20: scenario B has 20 button colours",
+    ),
+    "k-above-the-advertisement-letters": (
+        'design = "ANRN0"\nk = 27\ndelta = 0.2',
+        f"{BAD}.k: got 27; expected an integer <= 26: scenario A has 26 advertisement letters",
+    ),
+    "horizon-too-large-to-draw": (
+        'design = "BNRN0"\ninstance = "hard"\nhorizon = 2000001',
+        f"{BAD}.horizon: got 2000001; expected an integer <= 2000000 with k = 5. An episode's reward "
+        "table (horizon x k draws) is drawn whole before its first step; at most 10,000,000 draws, "
+        "about 90 MB",
+    ),
 }
 
 # id -> (whole pyproject.toml, the message after "bandit-bench: ")
@@ -201,11 +216,20 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     "max-retries-negative": (["--max-retries", "-1"], "--max-retries: got -1; expected a number >= 0"),
     "request-timeout-0": (
         ["--request-timeout", "0"],
-        "--request-timeout: got 0.0; expected a number >= 0.001",
+        "--request-timeout: got 0.0; expected a number in [0.001, 86400.0]",
     ),
     "request-timeout-nan": (
         ["--request-timeout", "nan"],
-        "--request-timeout: got nan; expected a number >= 0.001",
+        "--request-timeout: got nan; expected a number in [0.001, 86400.0]",
+    ),
+    # these overflowed a socket timeout (OverflowError) at the first request
+    "request-timeout-inf": (
+        ["--request-timeout", "inf"],
+        "--request-timeout: got inf; expected a number in [0.001, 86400.0]",
+    ),
+    "request-timeout-1e300": (
+        ["--request-timeout", "1e300"],
+        "--request-timeout: got 1e+300; expected a number in [0.001, 86400.0]",
     ),
     "max-rps-0": (["--max-rps", "0"], "--max-rps: got 0.0; expected a number >= 0.001"),
 }
@@ -302,3 +326,20 @@ def test_outside_pytest_the_library_raises_the_same_errors() -> None:
             validate_model(bad)
         assert info.value.field == "--model" and info.value.value == bad
     assert validate_model("someprovider/some-model") == "someprovider/some-model"
+
+
+def test_outside_pytest_values_that_would_fail_at_run_time_are_refused_up_front() -> None:
+    """k beyond a scenario's names, a horizon whose reward table cannot be drawn, a timeout
+    that overflows a socket: each refused where it is given, not in the middle of a run."""
+    from bandit_bench.prompts import BUTTON_COLOURS, arm_names
+    from bandit_bench.specs import ARM_NAME_COUNTS, CaseConfig, DesignSpec, InstanceSpec
+
+    assert ARM_NAME_COUNTS == {"B": len(BUTTON_COLOURS), "A": len(arm_names("A", 26))}
+    assert CaseConfig("ok", DesignSpec.parse("BNRN0"), InstanceSpec(k=20, delta=0.2, horizon=5))
+    with pytest.raises(SpecError, match=r"^k: got 21; expected an integer <= 20"):
+        CaseConfig("bad", DesignSpec.parse("BNRN0"), InstanceSpec(k=21, delta=0.2, horizon=5))
+    with pytest.raises(SpecError, match=r"^horizon: got 10000000; expected an integer <= 5000000 with k = 2"):
+        InstanceSpec(k=2, delta=0.2, horizon=10_000_000)
+    for timeout in (float("inf"), 1e300, 0, float("nan"), -1):
+        with pytest.raises(SpecError, match=r"^request_timeout: got .*; expected a number of seconds in"):
+            RunOptions(request_timeout=timeout)

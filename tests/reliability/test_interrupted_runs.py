@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +101,6 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"never reached: {what}")
         time.sleep(0.01)
-
-
-class _Pool(ThreadPoolExecutor):
-    """The runner's pool, announcing shutdown: run_case sets its cancel flag just before."""
-
-    on_shutdown: Callable[[], None] = staticmethod(lambda: None)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        type(self).on_shutdown()
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _assert_complete_cassettes(cassettes: Path, expected: list[int]) -> None:
@@ -209,17 +198,12 @@ def test_an_interrupted_recording_leaves_whole_cassettes_and_resumes(
     assert replay.errors == [] and replay.replayed == EPISODES * HORIZON
 
 
-def test_ctrl_c_stops_episodes_in_flight_before_their_next_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In process, so the order is fixed: the held episodes get their step-2 reply only once the
-    run is shutting down after Ctrl-C; they must stop there, unsaved, and never ask for step 3."""
-    import bandit_bench.runner as runner
-
+def test_ctrl_c_drops_requests_in_flight_without_waiting_for_the_server(tmp_path: Path) -> None:
+    """In process, so the order is fixed: Ctrl-C lands while episodes 1 and 3 wait for their
+    step-2 reply. run_case must raise while the server still holds both requests (they are
+    dropped, not awaited), keep the complete episodes' cassettes and write no partial one."""
     cassettes = tmp_path / "cassettes"
     gate = Gate({1, 3})
-    monkeypatch.setattr(_Pool, "on_shutdown", staticmethod(gate.release.set))
-    monkeypatch.setattr(runner, "ThreadPoolExecutor", _Pool)
     complete = [cassette_path(cassettes, MODEL, CONFIG.name, e) for e in (0, 2)]
 
     def interrupt() -> None:
@@ -235,6 +219,8 @@ def test_ctrl_c_stops_episodes_in_flight_before_their_next_request(
         try:
             with pytest.raises(KeyboardInterrupt):
                 run_case(MODEL, CONFIG, opts)
+            # Never released: the two held requests were still inside the server.
+            assert not gate.release.is_set() and sim.in_flight == 2
         finally:
             helper.join()
             gate.release.set()
@@ -242,6 +228,74 @@ def test_ctrl_c_stops_episodes_in_flight_before_their_next_request(
         per_episode = [SEED_TO_EPISODE[b["seed"]] for b in sim.requests]
     assert sorted(per_episode) == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
     _assert_complete_cassettes(cassettes, [0, 2])
+
+
+DRIP_CHILD = """
+import sys
+from pathlib import Path
+import bandit_bench.runner as runner
+from bandit_bench.runner import RunOptions, run_case
+from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+
+runner.CANCEL_GRACE = 3600.0  # only a second Ctrl-C can end the wait
+config = CaseConfig(
+    name="drip", design=DesignSpec.parse("BNRN0"), instance=InstanceSpec(k=5, delta=0.2, horizon=1),
+    run=RunSpec(episodes=2, seed=0),
+)
+opts = RunOptions(
+    base_url=sys.argv[1], api_key="sk-test", cassette_dir=Path(sys.argv[2]), record_mode="once",
+    concurrency=2, max_retries=1, request_timeout=600.0,
+)
+try:
+    run_case("sim/drip", config, opts)
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+    sys.exit(130)
+print("COMPLETED", flush=True)
+"""
+
+
+def test_ctrl_c_cancels_a_dripping_request_and_a_second_ctrl_c_leaves_a_backoff_sleep(tmp_path: Path) -> None:
+    """Episode 0's server drips its answer a byte every half second (minutes in all); episode
+    1's answers 503 with Retry-After: 100, so its client sleeps 100 s before retrying. The first
+    Ctrl-C must drop the dripping request (the server sees its client go); the second must end
+    the run at once, although a thread still sleeps; no threading traceback, no cassette."""
+    drip_config = CaseConfig(
+        name="drip",
+        design=DesignSpec.parse("BNRN0"),
+        instance=InstanceSpec(k=5, delta=0.2, horizon=1),
+        run=RunSpec(episodes=2, seed=0),
+    )
+    dripping_seed = api_seed(0, drip_config.instance.key, 0)
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        if body["seed"] == dripping_seed:
+            return SimReply("<Answer>blue</Answer>", drip=0.5)
+        return SimReply(status=503, headers={"Retry-After": "100"})
+
+    cassettes = tmp_path / "cassettes"
+    with Simulator(policy) as sim:
+        child = subprocess.Popen(
+            [sys.executable, "-c", DRIP_CHILD, sim.base_url, str(cassettes)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for(lambda: sim.calls == 2 and sim.in_flight == 1, "one request dripping, one answered 503")
+            child.send_signal(signal.SIGINT)
+            _wait_for(lambda: sim.in_flight == 0, "the dripping request dropped by the client")
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=WAIT)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert child.returncode == 130, err
+    assert out.strip() == "INTERRUPTED"
+    assert "Traceback" not in err and "threading" not in err, err
+    assert not cassettes.exists() or not any(cassettes.rglob("*"))
 
 
 @pytest.fixture(scope="module")
