@@ -227,6 +227,11 @@ def _episode(
         client,
         constrained=config.constrained,
         before_request=limiter.wait if limiter and transport.records else None,
+        key_advice=(
+            f"Check the API key (sent from {opts.api_key.source})"
+            if opts.api_key
+            else f"No API key was sent: {key_help(opts.base_url, opts.api_key_env)}"
+        ),
     )
     try:
         traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter())

@@ -77,7 +77,10 @@ class LLMAgent:
         *,
         constrained: bool = False,
         before_request: Callable[[], None] | None = None,
+        key_advice: str | None = None,
     ) -> None:
+        """``key_advice`` replaces the generic advice on a 401: where this run's key came from."""
+        self.key_advice = key_advice
         self.name = model
         self.model = model
         self.design = design
@@ -153,7 +156,11 @@ class LLMAgent:
                 f"model {self.model}: HTTP {err.status_code} from {err.request.url}"
                 + (f" after {_retries_made(err)} retries" if retried else " (not retried)")
                 + f": {clean(err.message)}"
-                + _ADVICE.get(err.status_code, "")
+                + (
+                    f". {self.key_advice}"
+                    if err.status_code == 401 and self.key_advice
+                    else _ADVICE.get(err.status_code, "")
+                )
             ) from None
         except openai.APIConnectionError as err:
             cause = err.__cause__

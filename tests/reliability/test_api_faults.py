@@ -145,7 +145,7 @@ def test_a_persistent_fault_errors_the_episode_and_writes_nothing(tmp_path: Path
     ("status", "advice"),
     [
         (400, ". The endpoint refused the request: check that it accepts the config's parameters"),
-        (401, ". Check the API key (--api-key, OPENROUTER_API_KEY or OPENAI_API_KEY)"),
+        (401, ". Check the API key (sent from RunOptions.api_key)"),
         (404, ". Check the model id and --base-url"),
     ],
     ids=str,

@@ -97,7 +97,15 @@ def test_neither_the_key_nor_the_url_password_reaches_any_byte_written_or_printe
             outputs[f"{name} stdout"] = result.stdout.str()
             outputs[f"{name} stderr"] = result.stderr.str()
             # The error message kept the rest of what the server said.
-            result.stdout.fnmatch_lines(["*sim/echo*HTTP 401*(not retried)*bad key * [[]redacted[]]*"])
+            result.stdout.fnmatch_lines(["*sim/echo*HTTP 401*(not retried)*bad key * [[]redacted[]]. *"])
+            # The advice says where the key came from, or that none was sent and how to send one.
+            advice = {
+                "key": "Check the API key (sent from SIM_KEY)"
+                if how == "--api-key-env"
+                else "(sent from --api-key)",
+                "password": "No API key was sent: no key is sent to this endpoint unless one is given",
+            }[name]
+            assert advice in result.stdout.str()
         # Each credential did travel, to this server only and as a header: the key as a bearer
         # token, the URL's user:password as HTTP Basic (httpx's rule for credentials in a URL).
         assert sim.calls == 2 * (2 * 3 + 2)  # sim/echo: each episode ends at its first request
