@@ -30,7 +30,10 @@ _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 _logging_installed = False
 
-_AUTH_TOKEN = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=:-]{8,}")
+# A credential that was never registered (a server quoting some other key): the scheme as HTTP
+# writes it, then a token of 16+ characters with a digit in it, so that prose a model writes
+# ("Basic exploration strategies...") is never touched.
+_AUTH_TOKEN = re.compile(r"\b(Bearer|Basic)(\s+)(?=[A-Za-z._~+/=:-]*\d)[A-Za-z0-9._~+/=:-]{16,}")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#\"'<>]+@")
 
 
