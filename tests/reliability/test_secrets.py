@@ -221,7 +221,7 @@ def test_an_openai_key_is_not_sent_to_openrouter_and_the_hint_names_the_variable
     result = pytester.runpytest("--model", "sim/x", "--bandit-config", "tiny", "--record-mode=once")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*episode 0: cassette * must be recorded (record mode 'once') but no API key is set: "
+        ["*episodes 0, 1: cassette * must be recorded (record mode 'once') but no API key is set: "
          "export OPENROUTER_API_KEY=... (or pass --api-key), or replay with --record-mode=none."]
     )  # fmt: skip
     assert "OPENAI_API_KEY" not in result.stdout.str()
