@@ -126,6 +126,11 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_cmd_report)
 
 
+# Exit codes of `bandit-bench compare`: 0 no regression, 1 a significant regression, 2 a folder
+# cannot be read or an argument is wrong, 3 what OLD checked is not all compared in NEW.
+COMPARE_INCOMPLETE = 3
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -140,17 +145,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"bandit-bench compare: {err}", file=sys.stderr)
         return 2
     print(outcome.text)
-    return 1 if outcome.regressed else 0
+    if outcome.regressed:
+        return 1
+    return COMPARE_INCOMPLETE if outcome.incomplete else 0
 
 
 def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare two report folders; exit 1 on a significant regression",
+        help="compare two report folders; exit 1 on a significant regression, 3 when incomplete",
         description="For each model x config in both folders, compare format compliance, best-arm "
         "rate and SuffFailFreq(T/2) episode by episode (same seeds, same instances) with a one-sided "
         "paired sign-flip permutation test. Exit 1 when a metric got worse by more than the "
-        "tolerance with p < 0.05, 0 otherwise, 2 when a folder cannot be read.",
+        "tolerance with p < 0.05; exit 3 when the comparison is incomplete (a model x config of OLD "
+        "is missing in NEW, a NEW case errored or has no complete episode, or no model row is in "
+        "both: reference baselines never count); exit 2 when a folder cannot be read; 0 otherwise.",
     )
     p.add_argument("old", metavar="OLD", help="the earlier report folder (the reference)")
     p.add_argument("new", metavar="NEW", help="the later report folder (the one under test)")

@@ -108,10 +108,18 @@ class Comparison:
     # Each folder's run metadata (summary.json's "run"), shown side by side.
     old_run: Mapping[str, Any] = field(default_factory=dict)
     new_run: Mapping[str, Any] = field(default_factory=dict)
+    # What the comparison was meant to check and could not: a model row of OLD missing in NEW,
+    # a NEW case that errored or has no complete episode, no model row in both. Reference
+    # baselines never count as compared: they replay the same arms on the same seeds.
+    gaps: tuple[str, ...] = ()
 
     @property
     def regressed(self) -> bool:
         return any(c.regressed for c in self.changes)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.gaps)
 
     @property
     def regressions(self) -> tuple[MetricChange, ...]:
@@ -250,29 +258,57 @@ def compare_data(
     new_cases = case_episodes(new.summary, new.steps)
     changes: list[MetricChange] = []
     notes: list[str] = []
+    gaps: list[str] = []
+
+    # Reference rows (baselines beside a model) never count as compared: on the same seeds they
+    # replay the same arms. A run of baselines alone has nothing else, so there they count.
+    any_model = any(not m.startswith("baseline/") for m, _ in [*old_rows, *new_rows])
+
+    def is_model(key: tuple[str, str]) -> bool:
+        return not key[0].startswith("baseline/") or not any_model
+
     only_old = [k for k in old_rows if k not in new_rows]
     only_new = [k for k in new_rows if k not in old_rows]
-    if only_old:
-        notes.append("only in OLD (not compared): " + ", ".join(f"{m} x {c}" for m, c in only_old))
+    if [k for k in only_old if is_model(k)]:
+        gaps.append("missing in NEW: " + ", ".join(f"{m} x {c}" for m, c in only_old if is_model((m, c))))
+    if [k for k in only_old if not is_model(k)]:
+        notes.append(
+            "only in OLD (not compared): "
+            + ", ".join(f"{m} x {c}" for m, c in only_old if not is_model((m, c)))
+        )
     if only_new:
         notes.append("only in NEW (not compared): " + ", ".join(f"{m} x {c}" for m, c in only_new))
+    compared_models = 0
     for key, old_row in old_rows.items():
         if key not in new_rows:
             continue
+        errors = int(new_rows[key].get("errors") or 0)
+        if errors and is_model(key):
+            gaps.append(f"{key[0]} x {key[1]}: {errors} episodes errored in NEW")
         missing = [side for side, cases in (("OLD", old_cases), ("NEW", new_cases)) if key not in cases]
         if missing:
-            notes.append(f"{key[0]} x {key[1]}: no complete episode in {' and '.join(missing)}; not compared")
+            line = f"{key[0]} x {key[1]}: no complete episode in {' and '.join(missing)}; not compared"
+            (gaps if "NEW" in missing and is_model(key) else notes).append(line)
             continue
         case_changes, note = compare_case(
             old_cases[key], new_cases[key], old_row, new_rows[key], tolerance, alpha
         )
         changes.extend(case_changes)
+        compared_models += is_model(key)
         if note:
             notes.append(note)
-    if not any(k in new_rows for k in old_rows):
-        notes.append("no model x config is in both folders: nothing compared")
+    if not compared_models:
+        gaps.append("no model x config row (baselines aside) is compared in both folders")
     return Comparison(
-        old.directory, new.directory, tuple(changes), tuple(notes), tolerance, alpha, old.run, new.run
+        old.directory,
+        new.directory,
+        tuple(changes),
+        tuple(notes),
+        tolerance,
+        alpha,
+        old.run,
+        new.run,
+        tuple(gaps),
     )
 
 
@@ -351,6 +387,7 @@ def render_comparison(c: Comparison) -> str:
         lines.append("")
         lines += [f"note: {n}" for n in notes]
     lines.append("")
+    lines += [f"NOT COMPARED: {g}" for g in c.gaps]
     regressions = c.regressions
     if regressions:
         for r in regressions:
@@ -359,6 +396,11 @@ def render_comparison(c: Comparison) -> str:
                 f"({r.change:+.3f}, worse by more than the tolerance {c.tolerance:g}; "
                 f"one-sided p = {r.p_worse:.3f} < {c.alpha:g})"
             )
+    elif c.gaps:
+        lines.append(
+            "comparison incomplete: what OLD checked is not all checked in NEW (see NOT COMPARED); "
+            "rerun the missing cases, or compare with a report of the same models and configs"
+        )
     else:
         lines.append(
             f"no regression: no metric got worse by more than {c.tolerance:g} with one-sided p < {c.alpha:g} "

@@ -204,7 +204,9 @@ def test_cases_in_one_folder_only_are_noted(tmp_path: Path, old_dir: Path) -> No
     new = write_report_dir(tmp_path / "new", always_best, model="sim/other")
     outcome = compare_dirs(old_dir, new)
     assert not outcome.regressed
-    assert any(n.startswith("only in OLD") and MODEL in n for n in outcome.notes)
+    # What OLD checked is not checked in NEW: the comparison is incomplete, not a pass.
+    assert outcome.incomplete
+    assert f"missing in NEW: {MODEL} x " in outcome.gaps[0]
     assert any(n.startswith("only in NEW") and "sim/other" in n for n in outcome.notes)
 
 
@@ -225,6 +227,77 @@ def test_monte_carlo_p_values_are_deterministic() -> None:
     assert 0 < p < 0.05
     a, b = np.ones(6), np.zeros(6)
     assert two_sample_p_value(a, b) == two_sample_p_value(a, b) < 0.01
+
+
+# ---------------------------------------------------------------------------- nothing compared
+
+# `bandit-bench compare` exits 3 when what OLD checked is not all compared in NEW.
+INCOMPLETE = 3
+
+
+def _edit_summary(folder: Path, model: str, **changes: object) -> None:
+    rows = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps([{**r, **changes} if r["model"] == model else r for r in rows]))
+
+
+def test_a_model_row_missing_in_new_exits_3(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # NEW holds only the reference baseline: the baseline compares, the model does not.
+    new = write_report_dir(tmp_path / "new", always_best, model="baseline/ucb")
+    assert main(["compare", str(old_dir), str(new)]) == INCOMPLETE
+    out = capsys.readouterr().out
+    assert f"NOT COMPARED: missing in NEW: {MODEL} x {CONFIG}" in out
+    assert "NOT COMPARED: no model x config row (baselines aside) is compared in both folders" in out
+    assert "comparison incomplete" in out and "no regression" not in out
+
+
+def test_an_errored_new_case_exits_3_even_with_its_complete_episodes_compared(
+    tmp_path: Path, old_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = write_report_dir(tmp_path / "new", always_best, extra={"baseline/ucb": always_best})
+    _edit_summary(new, MODEL, errors=2, passed=False)
+    assert main(["compare", str(old_dir), str(new)]) == INCOMPLETE
+    assert f"NOT COMPARED: {MODEL} x {CONFIG}: 2 episodes errored in NEW" in capsys.readouterr().out
+
+
+def test_a_new_case_with_no_complete_episode_exits_3(tmp_path: Path, old_dir: Path) -> None:
+    new = write_report_dir(tmp_path / "new", always_best, extra={"baseline/ucb": always_best})
+    steps = [json.loads(x) for x in (new / "steps.jsonl").read_text().splitlines()]
+    kept = [s for s in steps if s["model"] != MODEL or s["t"] < T - 1]  # every episode cut short
+    (new / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in kept))
+    outcome = compare_dirs(old_dir, new)
+    assert outcome.incomplete and not outcome.regressed
+    assert outcome.gaps[0] == f"{MODEL} x {CONFIG}: no complete episode in NEW; not compared"
+    assert main(["compare", str(old_dir), str(new)]) == INCOMPLETE
+
+
+def test_no_model_row_in_both_folders_exits_3(tmp_path: Path, old_dir: Path) -> None:
+    # Another model beside the same reference baseline: only the baseline overlaps.
+    new = write_report_dir(tmp_path / "new", always_best, model="sim/other", extra={"baseline/ucb": always_best})
+    outcome = compare_dirs(old_dir, new)
+    assert [c.model for c in outcome.changes] == ["baseline/ucb"] * 3
+    assert outcome.gaps == (
+        f"missing in NEW: {MODEL} x {CONFIG}",
+        "no model x config row (baselines aside) is compared in both folders",
+    )
+    assert main(["compare", str(old_dir), str(new)]) == INCOMPLETE
+
+
+def test_a_regression_outranks_an_incomplete_comparison(tmp_path: Path) -> None:
+    def stuck(ep: int, t: int, best: int) -> tuple[int, bool]:
+        return (best + 1) % K, True
+
+    old = write_report_dir(tmp_path / "old", always_best, extra={"sim/other": always_best})
+    new = write_report_dir(tmp_path / "new", stuck)  # sim/other is missing, MODEL regressed
+    assert main(["compare", str(old), str(new)]) == 1
+
+
+def test_a_run_of_baselines_alone_compares_its_baseline_rows(tmp_path: Path) -> None:
+    old = write_report_dir(tmp_path / "old", always_best, model="baseline/ucb")
+    outcome = compare_dirs(old, write_report_dir(tmp_path / "new", always_best, model="baseline/ucb"))
+    assert not outcome.incomplete and not outcome.regressed
+    assert main(["compare", str(old), str(tmp_path / "new")]) == 0
 
 
 # ---------------------------------------------------------------------------- errors
@@ -298,3 +371,15 @@ def test_both_runs_metadata_side_by_side(
     assert table["base URL"][-3:] == ["unknown", "http://127.0.0.1:8080/v1", "*"]
     assert table["seed"][-3:] == ["unknown", "0", "*"]
     assert table["Python"][-2:] == ["unknown", "unknown"]
+
+
+def test_compare_to_fails_the_session_when_a_case_of_old_did_not_run(bench_project) -> None:
+    pytester = bench_project()
+    pytester.runpytest(*RUN, "--report-dir", "old").assert_outcomes(passed=1)
+    other = [a if a != "BNRN0-hard-T25" else "BSSC~0-hard-T25" for a in RUN]
+    result = pytester.runpytest(*other, "--report-dir", "new", "--compare-to", "old")
+    result.assert_outcomes(passed=1)  # the case passed; the gate did not
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["NOT COMPARED: missing in NEW: baseline/greedy x BNRN0-hard-T25, baseline/ts x BNRN0-hard-T25, *"]
+    )
