@@ -12,6 +12,35 @@ if TYPE_CHECKING:
 # Reference rows added to every config of a run, on the same instances as the models.
 REFERENCE_BASELINES = ("baseline/ucb", "baseline/ts", "baseline/greedy")
 
+# What --junitxml (and any reader of report.user_properties) gets per case: plain values.
+JUNIT_METRICS = ("format_compliance", "best_arm_rate", "suffix_failure_freq", "k_min_frac")
+
+
+def case_properties(record: dict[str, Any], prices: Any) -> list[tuple[str, object]]:
+    """A case record as a handful of flat properties; the steps are in steps.jsonl."""
+    from .report import summary_row
+
+    row = summary_row(record, prices)
+    if record["errors"]:
+        verdict = "error"
+    elif record.get("expected_failure"):
+        verdict = "xpass" if record["passed"] else "xfail"
+    else:
+        verdict = "pass" if record["passed"] else "fail"
+    props: list[tuple[str, object]] = [
+        ("model", record["model"]),
+        ("config", record["config"]),
+        ("verdict", verdict),
+    ]
+    props += [(m, "" if row[m] is None else round(float(row[m]), 4)) for m in JUNIT_METRICS]
+    props += [
+        ("episodes", record["episodes"]),
+        ("steps", record["steps"]),
+        ("tokens", record["prompt_tokens"] + record["completion_tokens"]),
+        ("cost_usd", "" if row["cost_usd"] is None else round(float(row["cost_usd"]), 6)),
+    ]
+    return props
+
 
 class Collector:
     def __init__(self, config: pytest.Config, bench: Bench) -> None:
@@ -23,6 +52,8 @@ class Collector:
         self.comparison: str | None = None
         self.notes: list[str] = []
         self.budget_line: str | None = None
+        self.nothing_checked: str | None = None
+        self.selected_on_workers: int | None = None
 
     def _print_bill(self, cases: list[Any]) -> None:
         """The bill before it starts: with --collect-only always, else when a run will record."""
@@ -65,17 +96,32 @@ class Collector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .plugin import RESULT_KEY
 
-        if report.when != "call":
-            return
-        kept = []
+        kept: list[tuple[str, object]] = []
         for name, value in report.user_properties:
             if name == RESULT_KEY and isinstance(value, dict):
-                self.records[(value["model"], value["config"])] = value
-                # Later readers (--junitxml writes every property) get the verdict, not every
-                # step's raw reply: that is in steps.jsonl.
-                value = {k: v for k, v in value.items() if k != "trajectories"}
-            kept.append((name, value))
+                if report.when == "call":
+                    self.records[(value["model"], value["config"])] = value
+                # Later readers (--junitxml writes every property, at teardown) get a few plain
+                # values, not every step's raw reply: that is in steps.jsonl.
+                kept += case_properties(value, self.bench.settings.prices)
+            else:
+                kept.append((name, value))
         report.user_properties = kept
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from .plugin import SELECTED_KEY
+
+        selected = getattr(node, "workeroutput", {}).get(SELECTED_KEY)
+        if selected is not None:
+            self.selected_on_workers = max(self.selected_on_workers or 0, int(selected))
+
+    def _selected(self) -> int | None:
+        from .plugin import _SELECTED
+
+        if self.selected_on_workers is not None:
+            return self.selected_on_workers
+        return self.config.stash.get(_SELECTED, None)
 
     def _with_references(self) -> list[dict[str, Any]]:
         """The run's records plus, per config, the classic algorithms (measured on the same
@@ -113,6 +159,14 @@ class Collector:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._budget_summary(session)
+        if self.bench.scope.requested and self._selected() == 0 and not self.records:
+            # A benchmark run that ran no case must not pass: say what was looked for.
+            from .plugin import nothing_selected_message
+
+            self.nothing_checked = nothing_selected_message(self.config, self.bench)
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+            return
         if not self.records:
             return
         from .provenance import run_metadata
@@ -145,7 +199,8 @@ class Collector:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
                 return
             self.comparison = outcome.text
-            if outcome.regressed:
+            # A regression, or a comparison that left out what it was meant to check.
+            if outcome.regressed or outcome.incomplete:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl
@@ -153,6 +208,11 @@ class Collector:
         if self.budget_line is not None:
             terminalreporter.section("bandit-bench: budget")
             terminalreporter.write_line(self.budget_line)
+        if self.nothing_checked is not None:
+            terminalreporter.section("bandit-bench", red=True)
+            for line in self.nothing_checked.splitlines():
+                terminalreporter.write_line(line, red=line.startswith("bandit-bench"))
+            return
         if self.table is None:
             return
         terminalreporter.section("bandit-bench")

@@ -61,6 +61,15 @@ def _stopped(result: CaseResult) -> dict[str, Any] | None:
     return result.settled.to_dict() if result.settled is not None else None
 
 
+def _distinct(value: float, threshold: float) -> tuple[str, str]:
+    """Two decimals, or more when two would print a value below its threshold as equal to it."""
+    for digits in (2, 3, 4):
+        a, b = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if a != b:
+            return a, b
+    return f"{value:.6f}", f"{threshold:.6f}"
+
+
 def case_record(
     result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
 ) -> dict[str, Any]:
@@ -84,13 +93,14 @@ def case_record(
         # Stopped early: only what the remaining episodes could not have changed is reported.
         failures += [*result.settled.reasons, result.settled.note]
     else:
-        n_ep = len(complete)
+        n_steps = len(complete) * cfg.instance.horizon
         for key, threshold in thresholds.items():
             m = metrics[key]
             if m["value"] < threshold:
+                value, limit = _distinct(m["value"], threshold)
                 failures.append(
-                    f"{LABELS[key]} {m['value']:.3f} (95% CI {m['low']:.3f}-{m['high']:.3f}) is below the "
-                    f"threshold {threshold:.3f} over {n_ep} episodes x {cfg.instance.horizon} steps"
+                    f"{LABELS[key]} {value} < {limit} (95% CI [{m['low']:.2f}, {m['high']:.2f}]) "
+                    f"on {n_steps} steps"
                 )
     return {
         "model": result.model,

@@ -369,14 +369,14 @@ def looks_like_llama_cpp(response: dict[str, Any]) -> bool:
 
 
 def find_repo_root(start: Path | None = None) -> Path:
-    """The checkout holding ``tests/test_bandit.py``: from ``start`` (the cwd) upwards."""
+    """The bandit-bench checkout (``pyproject.toml`` beside ``bandit_bench/``): from ``start`` upwards."""
     start = (start or Path.cwd()).absolute()
     for folder in (start, *start.parents):
-        if (folder / "tests" / "test_bandit.py").is_file() and (folder / "pyproject.toml").is_file():
+        if (folder / "bandit_bench" / "plugin.py").is_file() and (folder / "pyproject.toml").is_file():
             return folder
     raise LocalServerError(
         f"no bandit-bench checkout above {start}: run record-local from the repository "
-        "(the folder holding pyproject.toml and tests/test_bandit.py)"
+        "(the folder holding pyproject.toml and bandit_bench/)"
     )
 
 
@@ -412,7 +412,8 @@ def pytest_command(
     request_timeout: float = 600.0,
     concurrency: int = 1,
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", "tests/test_bandit.py", "--model", model]
+    # No test path: --model alone makes the plugin run its shipped benchmark and nothing else.
+    cmd = [sys.executable, "-m", "pytest", "--model", model]
     for name in configs:
         cmd += ["--bandit-config", name]
     if episodes is not None:

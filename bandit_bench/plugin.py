@@ -24,11 +24,29 @@ RESULT_KEY = "bandit_bench"
 MAX_REQUEST_TIMEOUT = 86400.0
 
 
-class ThresholdNotMet(AssertionError):
-    """A case measured below a threshold: the one failure a declared expected failure covers."""
+class ThresholdNotMet(pytest.fail.Exception):  # type: ignore[name-defined]
+    """A case measured below a threshold: the one failure a declared expected failure covers.
+
+    A subclass of pytest's own ``Failed``: the failure is one line of fact, with no traceback
+    into the plugin (``pytrace=False``).
+    """
+
+    # Like pytest's Failed: the summary line reads "ThresholdNotMet: <case>: <fact>", not the
+    # dotted path of this module.
+    __module__ = "builtins"
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, pytrace=False)
 
 
 _BENCH: pytest.StashKey[Bench] = pytest.StashKey()
+# Options whose presence asks for the benchmark (issue: "options in use"), and their ini twins.
+_CASE_OPTIONS = ("model", "bandit_config", "cassette_dir")
+_CASE_INIS = ("bandit_models", "bandit_configs", "bandit_cassette_dir")
+# Every bandit-bench option that takes a value: a value written after a space can be taken by
+# pytest for a test path before the plugin's options are known (see _space_form_error).
+_VALUE_FLAGS: set[str] = set()
+SHIPPED_BENCHMARK = Path(__file__).with_name("benchmark.py")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     def add(flag: str, ini: str | None, help: str, **kw: Any) -> None:
         group.addoption(flag, dest=flag.lstrip("-").replace("-", "_"), help=help, **kw)
+        if kw.get("action") not in ("store_true", "store_false", "count"):
+            _VALUE_FLAGS.add(flag)
         if ini and kw.get("action") == "append":
             parser.addini(ini, help=f"default for {flag}", type="linelist")
         elif ini:
@@ -52,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--bandit-config",
         "bandit_configs",
-        f"named config (repeatable); default {', '.join(DEFAULT_CONFIGS)}",
+        "named config (repeatable); `bandit-bench configs` lists them. Default: the configs the "
+        f"model has cassettes for, else {', '.join(DEFAULT_CONFIGS)}",
         action="append",
         default=[],
     )
@@ -118,6 +139,37 @@ class Bench:
     report_dir: Path
     compare_to: Path | None
     thresholds: dict[str, float | None]
+    # What this run asked for, to tell a run that checked nothing from a run that was not a
+    # benchmark run at all (see Scope).
+    scope: Scope
+    cassette_dir: Path
+    models_given: bool
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which items a run holds.
+
+    ``requested``: the run is a benchmark run, so zero selected cases fail it. That is a case
+    option on the command line (``--model``, ``--bandit-config``, ``--cassette-dir``), or an ini
+    twin when no test path was given. ``only_benchmark``: a case option and no test path, so
+    nothing is collected from disk: ``pytest --model m`` in a repository with its own tests runs
+    the benchmark alone. With test paths, those are collected as usual, and the shipped benchmark
+    is added when a case option asked for it and none of them uses ``bandit_case``.
+    """
+
+    requested: bool
+    only_benchmark: bool
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> Scope:
+        on_command_line = any(config.getoption(name) not in (None, [], "") for name in _CASE_OPTIONS)
+        in_ini = any(config.getini(name) not in (None, [], "") for name in _CASE_INIS)
+        paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
+        return cls(
+            requested=on_command_line or (in_ini and not paths_given),
+            only_benchmark=on_command_line and not paths_given,
+        )
 
 
 def _opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: Any = str) -> Any:
@@ -178,6 +230,7 @@ def _build(config: pytest.Config) -> Bench:
     _check_range("--max-rps", max_rps, 0.001)
 
     models = split_models(config.getoption("model") or config.getini("bandit_models"))
+    models_given = bool(models)
     config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
     resolve_configs(config_names, settings)  # a misspelt name stops the run even with no case to run
     # Without --bandit-config a model runs the configs it has cassettes for (its recorded
@@ -246,7 +299,17 @@ def _build(config: pytest.Config) -> Bench:
             "a folder other than --report-dir",
             hint=f"Keep the earlier run elsewhere (cp -r {compare_to} previous-reports) and compare to that",
         )
-    return Bench(cases, settings, opts, report_dir, Path(compare_to) if compare_to else None, thresholds)
+    return Bench(
+        cases,
+        settings,
+        opts,
+        report_dir,
+        Path(compare_to) if compare_to else None,
+        thresholds,
+        Scope.of(config),
+        cassette_dir,
+        models_given,
+    )
 
 
 _LEDGER_KEY = "bandit_budget_ledger"
@@ -308,12 +371,71 @@ def _progress_printer(config: pytest.Config) -> Any:
     return show
 
 
+_CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def _space_form_error(config: pytest.Config) -> str | None:
+    """A value option written ``--flag VALUE`` whose VALUE is an existing path that moved the rootdir.
+
+    pytest looks for its rootdir and ini file before any plugin option is known, so it reads
+    such a VALUE as a test path: ``--report-dir /tmp/out`` makes it search for the ini file from
+    /tmp/out, lose the project's testpaths and collect whatever the folder holds. The path is
+    harmless only when it lies inside the folder pytest would have started from and no pytest
+    config file sits between the two.
+    """
+    inv = config.invocation_params.dir
+    if config.args_source == pytest.Config.ArgsSource.ARGS and config.args:
+        starts = [(inv / a.split("::")[0]).resolve() for a in config.args]
+        base = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in starts]))
+    else:
+        base = inv.resolve()
+    args = [str(a) for a in config.invocation_params.args]
+    for flag, value in zip(args, args[1:], strict=False):
+        path = inv / value
+        if flag not in _VALUE_FLAGS or not value or not path.exists():
+            continue
+        path = path.resolve()
+        folder = path if path.is_dir() else path.parent
+        between = [folder, *folder.parents]
+        harmless = path.is_relative_to(base) and not any(
+            (d / name).is_file() for d in between[: between.index(base)] for name in _CONFIG_FILES
+        )
+        if not harmless:
+            return (
+                f"{flag} {value}: pytest reads an existing path after a space as a test path before "
+                f"it knows plugin options, and took its rootdir and ini file from there "
+                f"(rootdir: {config.rootpath}); this run would collect the wrong tests. Write it with "
+                f"'=': {flag}={value}"
+            )
+    return None
+
+
+def _block_network_error(config: pytest.Config, bench: Bench) -> str | None:
+    if not config.getoption("block_network", default=False) or bench.opts.record_mode == "none":
+        return None
+    live = sorted({c.model for c in bench.cases if not c.model.startswith("baseline/")})
+    if not live:
+        return None
+    return (
+        f"--block-network with --record-mode={bench.opts.record_mode}: pytest-recording blocks every "
+        f"connection but vcrpy's own recordings, so the requests to {bench.opts.base_url} for "
+        f"{', '.join(live)} could not be recorded. Record without --block-network, then replay "
+        "with it: --record-mode=none --block-network"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
+    misread = _space_form_error(config)
+    if misread:
+        raise pytest.UsageError(f"bandit-bench: {misread}")
     try:
         bench = _build(config)
     except SpecError as err:
         raise pytest.UsageError(f"bandit-bench: {err}") from None
+    clash = _block_network_error(config, bench)
+    if clash:
+        raise pytest.UsageError(f"bandit-bench: {clash}")
     config.stash[_BENCH] = bench
     if not hasattr(config, "workerinput"):
         from .collector import Collector
@@ -321,8 +443,100 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Collector(config, bench), "bandit_bench_collector")
 
 
-# Only a measured shortfall is expected; a strict xfail turns an unexpected pass into a failure.
-_XFAIL = pytest.mark.xfail(strict=True, raises=ThresholdNotMet, reason="declared expected failure")
+# ---------------------------------------------------------------------------- collection
+
+_SELECTED: pytest.StashKey[int] = pytest.StashKey()
+SELECTED_KEY = "bandit_bench_selected"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    bench = config.stash.get(_BENCH, None)
+    # `pytest --model m` with no test path: the benchmark alone, nothing from the folder.
+    return True if bench is not None and bench.scope.only_benchmark else None
+
+
+class _ShippedBenchmark(pytest.Module):
+    """``bandit_bench/benchmark.py``, imported as the package module it is (no sys.path change)."""
+
+    def _getobj(self) -> Any:
+        import importlib
+
+        return importlib.import_module("bandit_bench.benchmark")
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("bandit_case") if callspec is not None else None
+    return case if isinstance(case, Case) else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: they select among these items too
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    bench = config.stash.get(_BENCH, None)
+    if bench is None or not bench.scope.requested or not bench.cases:
+        return
+    if any("bandit_case" in getattr(item, "fixturenames", ()) for item in items):
+        return  # the project's own bandit_case test runs the cases
+    module = _ShippedBenchmark.from_parent(
+        session, path=SHIPPED_BENCHMARK, nodeid="bandit_bench/benchmark.py"
+    )
+    items.extend(session.genitems(module))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    selected = sum(1 for item in session.items if _case_of(item) is not None)
+    config.stash[_SELECTED] = selected
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[SELECTED_KEY] = selected  # read by the controller's Collector
+
+
+def nothing_selected_message(config: pytest.Config, bench: Bench) -> str:
+    """Why a benchmark run selected no case, where it looked, and the commands that fix it."""
+    lines = ["bandit-bench: no model x config case ran, so nothing was checked."]
+    if not bench.cases:
+        where = bench.cassette_dir
+        found = "the folder does not exist" if not where.is_dir() else "it holds no <model>/<config>/NNN.json"
+        lines.append(f"  No --model given, and no recorded model under {where} ({found}).")
+    else:
+        ids = [c.id for c in bench.cases]
+        shown = ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
+        why = []
+        if config.option.keyword:
+            why.append(f"-k {config.option.keyword!r}")
+        if config.option.markexpr:
+            why.append(f"-m {config.option.markexpr!r}")
+        if config.args_source == pytest.Config.ArgsSource.ARGS:
+            why.append(f"test paths {' '.join(config.args)}")
+        lines.append(
+            f"  The matrix has {len(ids)} cases ({shown}) but none was selected"
+            + (f" ({'; '.join(why)})." if why else ".")
+        )
+        lines.append("  Select by case id: -k 'BNRN0' or -k 'openai/gpt-4o-mini-BNRN0-hard-T25'.")
+    lines += [
+        "  Record a model: OPENROUTER_API_KEY=... pytest --model MODEL --record-mode=once",
+        "  Run the classic algorithms (no key, no cassette): pytest --model baseline/ucb",
+        "  Configs --bandit-config accepts: bandit-bench configs",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the cases
+
+
+def _xfail_mark(case: Case, settings: ProjectSettings) -> pytest.MarkDecorator:
+    entry = settings.expected_failure_entry(case.model, case.config)
+    # Only a measured shortfall is expected; a strict xfail turns an unexpected pass into a
+    # failure whose message (the reason, after "[XPASS(strict)]") says which entry to remove.
+    return pytest.mark.xfail(
+        strict=True,
+        raises=ThresholdNotMet,
+        reason=f"{case.id} held its thresholds although declared an expected failure: "
+        f"remove it from {entry} in pyproject.toml",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -330,10 +544,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     bench = metafunc.config.stash[_BENCH]
     params = [
-        pytest.param(case, id=case.id, marks=[_XFAIL] if case.expected_failure else [])
+        pytest.param(
+            case, id=case.id, marks=[_xfail_mark(case, bench.settings)] if case.expected_failure else []
+        )
         for case in bench.cases
     ]
     metafunc.parametrize("bandit_case", params, indirect=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    # An xfail names the metric it fell short on (pytest would only give the mark's reason).
+    if (
+        getattr(report, "wasxfail", None) is not None
+        and call.excinfo is not None
+        and isinstance(call.excinfo.value, ThresholdNotMet)
+    ):
+        report.wasxfail = f"declared expected failure: {call.excinfo.value.msg}"
+    return report
 
 
 class BenchCase:
@@ -363,7 +592,7 @@ class BenchCase:
             # expected failure.
             pytest.fail(f"{self.case.id}: " + "\n".join(record["failures"]), pytrace=False)
         if record["failures"]:
-            raise ThresholdNotMet(f"{self.case.id}: " + "\n".join(record["failures"]))
+            raise ThresholdNotMet(f"{self.case.id}: " + "; ".join(record["failures"]))
 
     def run_and_check(self) -> dict[str, Any]:
         record = self.run()

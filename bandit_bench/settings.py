@@ -46,6 +46,12 @@ class ProjectSettings:
     def expected_failure(self, model: str, config: CaseConfig) -> bool:
         return model in config.xfail_models or config.name in self.xfail.get(model, frozenset())
 
+    def expected_failure_entry(self, model: str, config: CaseConfig) -> str:
+        """Where the expected failure is declared, as a user finds it in ``pyproject.toml``."""
+        if config.name in self.xfail.get(model, frozenset()):
+            return f'[tool.bandit_bench.xfail] "{model}" (the entry "{config.name}")'
+        return f'[tool.bandit_bench.configs."{config.name}"] xfail_models (the entry "{model}")'
+
 
 def _check_model(where: str, model: str, validate: Any) -> None:
     try:

@@ -15,8 +15,8 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs drop the modules first imported inside them; libraries imported
 # anew in the same process then disagree with themselves (pandas' JSON writer, matplotlib's
 # classes, httpx2's map of httpcore2 exceptions). Everything the plugin imports lazily is
-# therefore imported before the first pytester test, and only then: the benchmark itself
-# (tests/test_bandit.py) lives under this conftest and must start light.
+# therefore imported before the first pytester test, and only then: a plain run of a few unit
+# tests must start light.
 _PRELOAD = (
     "httpcore2",
     "httpx2",
@@ -59,13 +59,14 @@ BENCH_TEST = "def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n"
 
 @pytest.fixture
 def bench_project(pytester: pytest.Pytester) -> Callable[..., pytest.Pytester]:
-    """Factory: ``bench_project(pyproject)`` makes pytester's folder a project using the plugin:
-    the benchmark test (``test_bench_case.py``) and the given ``pyproject.toml``."""
+    """Factory: ``bench_project(pyproject, own_test=False)`` makes pytester's folder a project
+    using the plugin: the given ``pyproject.toml`` and, with ``own_test``, a test of its own
+    (``test_bench_case.py``) using the ``bandit_case`` fixture. Without one the plugin runs the
+    benchmark it ships (``bandit_bench/benchmark.py::test_bandit[...]``)."""
 
-    def make(pyproject: str | None = None) -> pytest.Pytester:
-        # Not test_bandit.py: that module name is taken by this repository's own benchmark, and
-        # pytest refuses two test modules of one name in one run.
-        pytester.makepyfile(test_bench_case=BENCH_TEST)
+    def make(pyproject: str | None = None, own_test: bool = False) -> pytest.Pytester:
+        if own_test:
+            pytester.makepyfile(test_bench_case=BENCH_TEST)
         if pyproject is not None:
             pytester.makefile(".toml", pyproject=pyproject)
         return pytester

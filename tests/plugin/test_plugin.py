@@ -85,8 +85,8 @@ def test_item_ids_are_model_dash_config(project):
     )
     result.stdout.fnmatch_lines(
         [
-            "test_bench_case.py::test_bandit[openai/gpt-4o-mini-quick]",
-            "test_bench_case.py::test_bandit[baseline/ucb-quick]",
+            "bandit_bench/benchmark.py::test_bandit[openai/gpt-4o-mini-quick]",
+            "bandit_bench/benchmark.py::test_bandit[baseline/ucb-quick]",
         ]
     )
 
@@ -176,7 +176,7 @@ def test_threshold_failure_reports_value_interval_threshold_and_episodes(project
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*best-arm rate 0.* (95% CI 0.*-0.*) is below the threshold 0.900 over 3 episodes x 6 steps*"]
+        ["*best-arm rate 0.* < 0.90 (95% CI [[]0.*, 0.*[]]) on 18 steps*"]
     )
 
 
@@ -204,8 +204,13 @@ def test_declared_expected_failure_is_a_strict_xfail(project, simulator):
 def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator):
     sim = simulator(cycle())
     _record(project, sim.base_url).assert_outcomes(passed=1)
+    result = project.runpytest("--collect-only", "-q", "--cassette-dir=cassettes")
+    result.stdout.fnmatch_lines(["bandit_bench/benchmark.py::test_bandit[sim/cycle-quick]"])
+    # A project's own bandit_case test, with no option at all, runs the recorded cases too.
+    project.makepyfile(test_bench_case="def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n")
     result = project.runpytest("--collect-only", "-q")
-    result.stdout.fnmatch_lines(["test_bench_case.py::test_bandit[sim/cycle-quick]"])
+    assert result.ret == pytest.ExitCode.OK
+    assert result.stdout.lines[0] == "test_bench_case.py::test_bandit[sim/cycle-quick]"
 
 
 def test_xdist_and_serial_runs_write_identical_reports(project, simulator, monkeypatch):

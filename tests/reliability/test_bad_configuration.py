@@ -315,7 +315,7 @@ def test_any_provider_name_is_a_model(project: pytest.Pytester, model: str) -> N
     project.makefile(".toml", pyproject="")
     result = project.runpytest("--model", model, "--bandit-config", "BNRN0-hard-T25", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    result.stdout.fnmatch_lines([f"test_bench_case.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"])
+    result.stdout.fnmatch_lines([f"bandit_bench/benchmark.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"])
 
 
 def test_outside_pytest_the_library_raises_the_same_errors() -> None:

@@ -271,8 +271,8 @@ def test_hostile_replies_through_the_real_client_record_and_replay(tmp_path: Pat
     assert record["metrics"]["format_compliance"]["value"] == n_valid / len(corpus)
     assert record["passed"] is False
     [failure] = [f for f in record["failures"] if f.startswith("format compliance")]
-    assert f"format compliance {n_valid / len(corpus):.3f}" in failure
-    assert "below the threshold 0.900 over 1 episodes" in failure
+    assert failure.startswith(f"format compliance {n_valid / len(corpus):.2f} < 0.90 (95% CI [")
+    assert failure.endswith(f"]) on {len(corpus)} steps")
 
     # The cassette alone gives back every reply, byte for byte, and the same decisions.
     replayed = run_case("sim/hostile", config, RunOptions(base_url=UNREACHABLE, cassette_dir=cassettes))
