@@ -59,7 +59,8 @@ def test_a_mistyped_cassette_dir_fails_and_says_where_it_looked(project):
     result.stdout.fnmatch_lines(
         [
             "bandit-bench: no model x config case ran, so nothing was checked.",
-            f"  No --model given, and no recorded model under {project.path / 'nope'} (the folder does not exist).",
+            f"  No --model given, and no recorded model under {project.path / 'nope'} "
+            "(the folder does not exist).",
             "  Record a model: OPENROUTER_API_KEY=... pytest --model MODEL --record-mode=once",
             "  Run the classic algorithms (no key, no cassette): pytest --model baseline/ucb",
         ]
@@ -184,8 +185,8 @@ def test_a_folder_outside_the_project_after_a_space_is_refused(project, flag):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            f"ERROR: bandit-bench: {flag} {elsewhere}: pytest reads an existing path after a space as a test path*"
-            f"Write it with '=': {flag}={elsewhere}"
+            f"ERROR: bandit-bench: {flag} {elsewhere}: pytest reads an existing path after a space as a "
+            f"test path*Write it with '=': {flag}={elsewhere}"
         ]
     )
     assert "test_stray" not in result.stdout.str()
@@ -219,8 +220,8 @@ def test_a_threshold_failure_is_one_line_without_a_traceback(project, simulator)
     result.stdout.fnmatch_lines(
         [
             "sim/always-picky: best-arm rate 0.* < 0.90 (95% CI [[]0.*, 0.*[]]) on 18 steps",
-            "FAILED bandit_bench/benchmark.py::test_bandit[[]sim/always-picky[]] - ThresholdNotMet: sim/always-picky: "
-            "best-arm rate 0.00 < 0.90 (95% CI [[]0.00, 0.18[]]) on 18 steps",
+            "FAILED bandit_bench/benchmark.py::test_bandit[[]sim/always-picky[]] - ThresholdNotMet: "
+            "sim/always-picky: best-arm rate 0.00 < 0.90 (95% CI [[]0.00, 0.18[]]) on 18 steps",
         ]
     )
     out = result.stdout.str()
@@ -241,8 +242,9 @@ def test_an_xfail_names_the_metric_and_an_xpass_the_entry_to_remove(project, sim
         [
             "XFAIL *test_bandit[[]sim/always-picky[]] - declared expected failure: sim/always-picky: "
             "best-arm rate 0.* < 0.90 (95% CI *) on 18 steps",
-            "*[[]XPASS(strict)[]] sim/always-quick held its thresholds although declared an expected failure: "
-            'remove it from [[]tool.bandit_bench.xfail[]] "sim/always" (the entry "quick") in pyproject.toml',
+            "*[[]XPASS(strict)[]] sim/always-quick held its thresholds although declared an expected "
+            'failure: remove it from [[]tool.bandit_bench.xfail[]] "sim/always" (the entry "quick") '
+            "in pyproject.toml",
         ]
     )
 

@@ -175,9 +175,7 @@ def test_threshold_failure_reports_value_interval_threshold_and_episodes(project
         "--model", "sim/always", "--bandit-config", "picky", "--base-url", sim.base_url, "--record-mode=once"
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*best-arm rate 0.* < 0.90 (95% CI [[]0.*, 0.*[]]) on 18 steps*"]
-    )
+    result.stdout.fnmatch_lines(["*best-arm rate 0.* < 0.90 (95% CI [[]0.*, 0.*[]]) on 18 steps*"])
 
 
 def test_declared_expected_failure_is_a_strict_xfail(project, simulator):

@@ -237,7 +237,8 @@ INCOMPLETE = 3
 
 def _edit_summary(folder: Path, model: str, **changes: object) -> None:
     rows = json.loads((folder / "summary.json").read_text())
-    (folder / "summary.json").write_text(json.dumps([{**r, **changes} if r["model"] == model else r for r in rows]))
+    edited = [{**r, **changes} if r["model"] == model else r for r in rows]
+    (folder / "summary.json").write_text(json.dumps(edited))
 
 
 def test_a_model_row_missing_in_new_exits_3(
@@ -274,7 +275,9 @@ def test_a_new_case_with_no_complete_episode_exits_3(tmp_path: Path, old_dir: Pa
 
 def test_no_model_row_in_both_folders_exits_3(tmp_path: Path, old_dir: Path) -> None:
     # Another model beside the same reference baseline: only the baseline overlaps.
-    new = write_report_dir(tmp_path / "new", always_best, model="sim/other", extra={"baseline/ucb": always_best})
+    new = write_report_dir(
+        tmp_path / "new", always_best, model="sim/other", extra={"baseline/ucb": always_best}
+    )
     outcome = compare_dirs(old_dir, new)
     assert [c.model for c in outcome.changes] == ["baseline/ucb"] * 3
     assert outcome.gaps == (
