@@ -12,10 +12,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .agents.baselines import BASELINES, run_on_instances
 from .metrics import EpisodeBatch, point_values
-from .specs import InstanceSpec, RunSpec, SpecError
+from .specs import DEFAULT_CONFIGS, InstanceSpec, RunSpec, SpecError
+
+if TYPE_CHECKING:
+    from .settings import ProjectSettings
 
 # ---------------------------------------------------------------------------- baselines
 
@@ -172,12 +177,162 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_cmd_compare)
 
 
+# ---------------------------------------------------------------------------- configs
+
+CONFIG_COLUMNS: tuple[str, ...] = (
+    "name",
+    "source",
+    "design",
+    "instance",
+    "T",
+    "N",
+    "min_format_compliance",
+    "min_best_arm_rate",
+    "xfail_models",
+)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` from ``start`` upwards, as pytest finds the project's."""
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder / "pyproject.toml"
+    return None
+
+
+def config_rows(settings: ProjectSettings) -> list[dict[str, Any]]:
+    """One row per config ``--bandit-config`` accepts: the built-in ones, then the project's."""
+    from .specs import BUILTIN_CONFIGS, INSTANCE_PRESETS
+
+    presets = {v: k for k, v in INSTANCE_PRESETS.items()}
+    rows = []
+    for name, cfg in settings.configs.items():
+        inst = cfg.instance
+        preset = presets.get((inst.k, inst.delta))
+        rows.append(
+            {
+                "name": name,
+                "source": "built-in" if BUILTIN_CONFIGS.get(name) == cfg else "project",
+                "design": cfg.design.code + (" constrained" if cfg.constrained else ""),
+                "instance": f"{preset + ': ' if preset else ''}K={inst.k}, delta={inst.delta:g}",
+                "T": inst.horizon,
+                "N": cfg.run.episodes,
+                "min_format_compliance": cfg.min_format_compliance,
+                "min_best_arm_rate": cfg.min_best_arm_rate,
+                "xfail_models": ", ".join(cfg.xfail_models),
+            }
+        )
+    return rows
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from .settings import load_settings
+    from .specs import SUITES
+
+    pyproject = Path(args.pyproject) if args.pyproject else find_pyproject(Path.cwd())
+    if args.pyproject and not Path(args.pyproject).is_file():
+        raise SpecError("--pyproject", args.pyproject, "an existing pyproject.toml")
+    settings = load_settings(pyproject)
+    rows = config_rows(settings)
+    suites = {name: [n for n in names if n in settings.configs] for name, names in SUITES.items()}
+    if args.json:
+        print(json.dumps({"configs": rows, "suites": suites, "default": list(DEFAULT_CONFIGS)}, indent=2))
+        return 0
+    table = [{k: v if isinstance(v, (str, float)) else str(v) for k, v in r.items()} for r in rows]
+    print(format_table(table, CONFIG_COLUMNS))
+    print()
+    for name, names in suites.items():
+        print(f"suite {name}: {len(names)} configs (--bandit-config {name})")
+    print(f"project settings: {pyproject if pyproject else 'none (no pyproject.toml here or above)'}")
+    print(
+        "default: the configs a model has cassettes for, else "
+        + ", ".join(DEFAULT_CONFIGS)
+        + ". Shell patterns work too: --bandit-config 'BS*-hard-T100'"
+    )
+    return 0
+
+
+def _add_configs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "configs",
+        help="list the configs --bandit-config accepts (built-in and the project's)",
+        description="List every named config (design, instance, horizon T, episodes N, thresholds, "
+        "declared expected failures) from the built-in presets and [tool.bandit_bench.configs] of "
+        "the nearest pyproject.toml, and the suites.",
+    )
+    p.add_argument("--pyproject", help="the project's pyproject.toml (default: the nearest, upwards)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_configs)
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .cases import discover_models, expand_config_names, resolve_configs, split_models
+    from .scaffold import CI_TEST_COMMAND, init_project
+    from .settings import load_settings
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise SpecError("--dir", args.dir, "an existing folder (the repository)")
+    settings = load_settings(root / "pyproject.toml")
+    models = split_models(args.model or []) or discover_models(root / "cassettes")
+    if not models:
+        raise SpecError("--model", None, "the models CI checks (repeatable), e.g. --model openai/gpt-4o-mini")
+    configs = expand_config_names(args.bandit_config or DEFAULT_CONFIGS, settings)
+    resolve_configs(configs, settings)
+    result = init_project(root, models, configs, install=args.install)
+    for line in result.written:
+        print(f"wrote    {line}")
+    for line in result.skipped:
+        print(f"skipped  {line}")
+    names = " ".join(f"--model {m}" for m in models)
+    print(
+        "\nNext: record the cassettes once and commit them (CI replays them with no key):\n"
+        f"  OPENROUTER_API_KEY=... pytest {names} --record-mode=once\n"
+        "  git add cassettes pyproject.toml .gitignore .github && git commit -m 'bandit-bench'\n"
+        f"CI then runs: {CI_TEST_COMMAND}"
+    )
+    return 0
+
+
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "init",
+        help="set up a repository: pytest ini keys and a GitHub Actions workflow (never overwrites)",
+        description="Write into the repository what running bandit-bench in CI needs, and only "
+        "what it lacks: bandit_models / bandit_configs in [tool.pytest.ini_options] of "
+        "pyproject.toml, a [tool.bandit_bench.xfail] table, .github/workflows/bandit-bench.yml "
+        "(install, replay offline, compare with the last report, upload reports/) and reports/ in "
+        ".gitignore. Existing files and tables are left alone and listed as skipped.",
+    )
+    p.add_argument("--model", action="append", metavar="ID", help="model CI checks (repeatable)")
+    p.add_argument(
+        "--bandit-config",
+        action="append",
+        metavar="NAME",
+        help="config, suite or pattern (repeatable; default "
+        + ", ".join(DEFAULT_CONFIGS)
+        + "; `bandit-bench configs` lists them)",
+    )
+    p.add_argument("--dir", default=".", help="the repository (default: the current folder)")
+    p.add_argument(
+        "--install",
+        default="bandit-bench",
+        help="what the workflow pip-installs (default bandit-bench; e.g. a pinned version)",
+    )
+    p.set_defaults(func=_cmd_init)
+
+
 # ---------------------------------------------------------------------------- entry point
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_baselines,
     _add_report,
     _add_compare,
+    _add_configs,
+    _add_init,
 ]
 
 
