@@ -7,6 +7,7 @@ from workers to the controller in ``report.user_properties``; the controller-sid
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
