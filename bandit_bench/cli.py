@@ -380,6 +380,7 @@ def _cmd_record_local(args: argparse.Namespace) -> int:
             workers=args.workers,
             record_mode=args.record_mode,
             port=args.port,
+            threads=args.threads,
         )
     except LocalServerError as err:
         print(f"bandit-bench record-local: {err}", file=sys.stderr)
@@ -387,6 +388,16 @@ def _cmd_record_local(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("bandit-bench record-local: interrupted; the server was stopped", file=sys.stderr)
         return 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}; expected an integer >= 1")
+    return value
 
 
 def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -421,6 +432,12 @@ def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="once (default) records what is missing; rewrite re-records everything",
     )
     p.add_argument("--port", type=int, default=0, help="server port (default 0: a free one)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="llama.cpp threads (default: one per core; 1 is often faster on a busy machine)",
+    )
     p.set_defaults(func=_cmd_record_local)
 
 

@@ -447,10 +447,15 @@ def record_local(
     workers: int = 0,
     record_mode: str = "once",
     port: int = 0,
+    threads: int | None = None,
     root: Path | None = None,
     log: Log = _stderr,
 ) -> int:
     """Install what is missing, start the server, record through pytest, stop the server.
+
+    ``threads``: llama.cpp's ``--n_threads`` (default: one per core). On a machine shared with
+    other jobs, 1 can be several times faster: llama.cpp's threads wait on each other, and one
+    descheduled thread stalls them all.
 
     Returns pytest's exit status. A threshold shortfall fails its test item when it is not
     declared in ``[tool.bandit_bench.xfail]``: the cassettes are written all the same.
@@ -466,7 +471,7 @@ def record_local(
         raise LocalServerError(f"{WEIGHTS_FILE} is still missing after installing {WEIGHTS_DISTRIBUTION}")
     log(f"[bandit-bench] weights: {weights}")
     log(f"[bandit-bench] starting llama.cpp's server ({python})")
-    with LlamaServer(weights, MODEL_ID, port, python=python) as server:
+    with LlamaServer(weights, MODEL_ID, port, python=python, n_threads=threads) as server:
         log(f"[bandit-bench] server ready at {server.base_url} (log: {server.log_path})")
         cmd = pytest_command(
             server.base_url,

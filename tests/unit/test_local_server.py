@@ -275,3 +275,31 @@ def test_live_episode_through_llama_cpp(llama_runtime: tuple[str, Path], tmp_pat
     assert len(responses) == 3
     assert all(json.loads(r.body)["grammar"].startswith("root ::=") for r in requests)
     assert all(looks_like_llama_cpp(r) for r in responses)
+
+
+def test_record_local_threads_reach_the_server_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bandit_bench.cli import main
+
+    seen: dict[str, object] = {}
+    real_server = local_server.LlamaServer
+
+    class Stop(Exception):
+        pass
+
+    def fake_server(weights, model, port, *, python, n_threads=None):
+        seen["argv"] = real_server(weights, model, port, python=python, n_threads=n_threads).argv()
+        raise Stop
+
+    gguf = tmp_path / "w.gguf"
+    gguf.write_bytes(b"")
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.setattr(local_server, "server_python", lambda *a, **k: sys.executable)
+    monkeypatch.setattr(local_server, "find_weights", lambda *a, **k: gguf)
+    monkeypatch.setattr(local_server, "LlamaServer", fake_server)
+    with pytest.raises(Stop):
+        main(["record-local", "--threads", "1", "--bandit-config", "BNSN0-hard-T100-constrained"])
+    argv = list(seen["argv"])  # type: ignore[call-overload]
+    assert argv[argv.index("--n_threads") + 1] == "1"
+    assert main(["record-local", "--threads", "0"]) == 2
