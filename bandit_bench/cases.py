@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .casefolder import MANIFEST, Recording, find_recordings, is_folder
 from .recording import safe_component
 from .runner import validate_model
 from .settings import ProjectSettings
@@ -54,28 +56,85 @@ def _check_distinct_folder(
             )
 
 
-def discover_models(cassette_dir: Path) -> list[str]:
-    """Models with cassettes: ``<dir>/<model...>/<config>/<NNN>.json`` -> ``model`` (slashes kept)."""
-    if not cassette_dir.is_dir():
+def _legacy_folders(cassette_dir: Path) -> list[tuple[str, str]]:
+    """(model folder path, config folder) of case folders written before manifests existed."""
+    if not is_folder(cassette_dir):
         return []
-    models = set()
+    out = set()
     for path in cassette_dir.rglob("*.json"):
         rel = path.relative_to(cassette_dir).parts
-        if len(rel) >= 3 and path.stem.isdigit():
-            models.add("/".join(rel[:-2]))
+        if len(rel) >= 3 and path.stem.isdigit() and not (path.parent / MANIFEST).exists():
+            out.add(("/".join(rel[:-2]), rel[-2]))
+    return sorted(out)
+
+
+def discover_models(cassette_dir: Path) -> list[str]:
+    """Models with cassettes, by the exact id in each case folder's manifest.
+
+    A folder name is a file-safe spelling (``qwen2.5:0.5b`` -> ``qwen2.5_0.5b``) and cannot be
+    read back as an id; only a folder from before manifests falls back to it."""
+    models = {r.model for r in find_recordings(cassette_dir)}
+    models.update(model for model, _ in _legacy_folders(cassette_dir))
     return sorted(models)
 
 
 def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConfig]) -> list[str]:
-    base = cassette_dir.joinpath(*[safe_component(p) for p in model.split("/")])
-    # The folder name cassette_path writes (safe_component).
-    return [name for name, cfg in configs.items() if (base / safe_component(cfg.name)).is_dir()]
+    """Config names recorded for ``model``: from manifests (override-made configs included), then
+    known configs whose folder predates manifests."""
+    names = [r.config for r in find_recordings(cassette_dir) if r.model == model]
+    legacy = {folder for m, folder in _legacy_folders(cassette_dir) if m == _model_folder(model)}
+    names += [
+        name for name, cfg in configs.items() if safe_component(cfg.name) in legacy and name not in names
+    ]
+    return names
+
+
+_T_SUFFIX = re.compile(r"-T(\d+)(?=-|$)")
+
+
+def derive_config(
+    name: str, settings: ProjectSettings, recordings: Iterable[Recording] = ()
+) -> CaseConfig | None:
+    """A config made by an override (``--horizon 30`` makes ``BNRN0-hard-T30``), asked for by name.
+
+    A manifest that recorded it names the config it came from; without one, the name is matched
+    against each known config with another horizon. None when nothing fits; an error when the
+    name fits several configs (``BNRN0-hard-T30`` from ``-T25`` and from ``-T100``)."""
+    bases = {
+        (r.manifest["derived_from"]["config"], r.manifest["derived_from"]["T"])
+        for r in recordings
+        if r.config == name and isinstance(r.manifest.get("derived_from"), dict)
+    }
+    candidates = [(b, t) for b, t in sorted(bases) if b in settings.configs and isinstance(t, int)]
+    if not candidates:
+        for base, cfg in settings.configs.items():
+            own = f"-T{cfg.instance.horizon}"
+            if own in cfg.name:
+                pattern = re.escape(cfg.name).replace(re.escape(own), r"-T(\d+)", 1)
+            else:
+                pattern = re.escape(cfg.name) + r"-T(\d+)"
+            m = re.fullmatch(pattern, name)
+            if m and int(m.group(1)) >= 1 and int(m.group(1)) != cfg.instance.horizon:
+                candidates.append((base, int(m.group(1))))
+    derived = [settings.configs[b].with_overrides(horizon=t) for b, t in candidates]
+    derived = [d for d in derived if d.name == name]
+    if len(derived) > 1:
+        options = " or ".join(f"--bandit-config '{d.origin}' --horizon {d.instance.horizon}" for d in derived)
+        raise SpecError(
+            "--bandit-config",
+            name,
+            "a config name that says which config it was made from",
+            hint=f"{name} can be made from several configs: ask for it as {options}",
+        )
+    return derived[0] if derived else None
 
 
 _PATTERN_CHARS = frozenset("*?[")
 
 
-def expand_config_names(names: Iterable[str], settings: ProjectSettings) -> list[str]:
+def expand_config_names(
+    names: Iterable[str], settings: ProjectSettings, recordings: Iterable[Recording] = ()
+) -> list[str]:
     """Config names, suite names (:data:`~bandit_bench.specs.SUITES`) and shell-style patterns
     (``'BS*-hard-T100'``, matched with :func:`fnmatch.fnmatchcase` against every config name and
     its ASCII spelling) -> config names, in the order given, each once.
@@ -105,12 +164,15 @@ def expand_config_names(names: Iterable[str], settings: ProjectSettings) -> list
                     f"a pattern matching at least one of {', '.join(sorted(settings.configs))}",
                     "Patterns are case-sensitive shell patterns (* ? [...]); quote them in the shell",
                 )
+        elif derive_config(given, settings, recordings) is not None:
+            found = [given]  # made by --horizon from a known config (BNRN0-hard-T30)
         else:
             raise SpecError(
                 "--bandit-config",
                 given,
                 f"one of {', '.join(sorted(settings.configs))} (or add [tool.bandit_bench.configs.NAME])",
-                f"Or a suite ({', '.join(SUITES)}) or a shell pattern such as 'BS*-hard-T100'",
+                f"Or a suite ({', '.join(SUITES)}) or a shell pattern such as 'BS*-hard-T100', or a "
+                "config with another horizon such as BNRN0-hard-T30",
             )
         out += [n for n in found if n not in out]
     return out
@@ -122,10 +184,14 @@ def resolve_configs(
     *,
     episodes: int | None = None,
     horizon: int | None = None,
+    cassette_dir: Path | None = None,
 ) -> list[CaseConfig]:
     out: list[CaseConfig] = []
-    for name in expand_config_names(names, settings):
-        cfg = settings.configs[name].with_overrides(episodes=episodes, horizon=horizon)
+    recordings = find_recordings(cassette_dir) if cassette_dir is not None else []
+    for name in expand_config_names(names, settings, recordings):
+        base = settings.configs.get(name) or derive_config(name, settings, recordings)
+        assert base is not None  # expand_config_names only passes names it can resolve
+        cfg = base.with_overrides(episodes=episodes, horizon=horizon)
         if cfg not in out:
             _check_distinct_folder("--bandit-config", name, [c.name for c in out], safe_component)
             out.append(cfg)

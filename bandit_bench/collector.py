@@ -54,6 +54,68 @@ class Collector:
         self.budget_line: str | None = None
         self.nothing_checked: str | None = None
         self.selected_on_workers: int | None = None
+        self.folders: dict[tuple[str, str], Any] = {}  # (model, config) -> casefolder.CaseFolder
+        self.locked: list[Any] = []
+        self.write_errors: list[str] = []
+
+    def prepare_folders(self) -> None:
+        """Before any request of a recording run: every case folder is writable and its own
+        (its manifest names this model and config); then each folder's lock is taken, in one
+        order, and held until the session ends, so a second process recording the same cases
+        waits and then replays what this one recorded. Raises pytest.UsageError."""
+        from .casefolder import CaseFolder
+        from .recording import CassetteError
+        from .runner import is_baseline
+
+        opts = self.bench.opts
+        if opts.record_mode == "none":
+            return
+        for case in self.bench.cases:
+            if not is_baseline(case.model):
+                folder = CaseFolder(
+                    opts.cassette_dir, case.model, case.config, opts.base_url, opts.record_mode
+                )
+                self.folders[(case.model, case.config.name)] = folder
+        problems = []
+        for folder in self.folders.values():
+            try:
+                folder.check_writable()
+                folder.check_identity()
+            except CassetteError as err:
+                problems.append(str(err))
+        if problems:
+            self.release_folders()
+            raise pytest.UsageError("bandit-bench: " + "\n".join(problems))
+        for folder in sorted(self.folders.values(), key=lambda f: str(f.path)):
+            folder.acquire(opts.notify)
+            self.locked.append(folder)
+
+    def release_folders(self) -> None:
+        while self.locked:
+            self.locked.pop().release()
+        for folder in self.folders.values():
+            folder._tidy()
+
+    @pytest.hookimpl
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.release_folders()
+
+    def _write_sent_cassettes(self, sent: dict[str, Any]) -> list[str]:
+        """Write what a worker recorded, as the one writer of the controller's cassette folder."""
+        from .recording import CassetteError
+
+        folder = self.folders.get((sent["model"], sent["config"]))
+        if folder is None:
+            return [
+                f"cassettes of {sent['model']} x {sent['config']} came from a worker for no case of this run"
+            ]
+        written = []
+        try:
+            for episode, (text, requests) in sent["episodes"].items():
+                written.append(str(folder.write_episode(int(episode), text, int(requests))))
+        except (OSError, CassetteError) as err:
+            self.write_errors.append(f"NOT WRITTEN to {folder.path}: {err}")
+        return written
 
     def _print_bill(self, cases: list[Any]) -> None:
         """The bill before it starts: with --collect-only always, else when a run will record."""
@@ -94,11 +156,17 @@ class Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .plugin import RESULT_KEY
+        from .plugin import CASSETTES_KEY, RESULT_KEY
 
         kept: list[tuple[str, object]] = []
         for name, value in report.user_properties:
-            if name == RESULT_KEY and isinstance(value, dict):
+            if name == CASSETTES_KEY and isinstance(value, dict):
+                # Written once, from the call report; later readers get file names, not content.
+                if report.when == "call":
+                    kept.append((name, self._write_sent_cassettes(value)))
+                else:
+                    kept.append((name, sorted(value.get("episodes", {}))))
+            elif name == RESULT_KEY and isinstance(value, dict):
                 if report.when == "call":
                     self.records[(value["model"], value["config"])] = value
                 # Later readers (--junitxml writes every property, at teardown) get a few plain
@@ -159,6 +227,8 @@ class Collector:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._budget_summary(session)
+        if self.write_errors:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.bench.scope.requested and self._selected() == 0 and not self.records:
             # A benchmark run that ran no case must not pass: say what was looked for.
             from .plugin import nothing_selected_message
@@ -219,6 +289,13 @@ class Collector:
         terminalreporter.write_line(self.table)
         for note in self.notes:
             terminalreporter.write_line(note)
+        recorded = sum(r.get("recorded", 0) for r in self.records.values())
+        replayed = sum(r.get("replayed", 0) for r in self.records.values())
+        terminalreporter.write_line(
+            f"requests: {recorded} recorded, {replayed} replayed (record mode {self.bench.opts.record_mode})"
+        )
+        for error in self.write_errors:
+            terminalreporter.write_line(error)
         terminalreporter.write_line(f"reports: {', '.join(self.written)}")
         if self.comparison:
             terminalreporter.section("bandit-bench: comparison")

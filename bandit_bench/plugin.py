@@ -23,6 +23,7 @@ from .specs import DEFAULT_CONFIGS, SpecError
 
 RESULT_KEY = "bandit_bench"
 MAX_REQUEST_TIMEOUT = 86400.0
+CASSETTES_KEY = "bandit_bench_cassettes"
 
 
 class ThresholdNotMet(pytest.fail.Exception):  # type: ignore[name-defined]
@@ -205,6 +206,12 @@ def _build(config: pytest.Config) -> Bench:
         else root / "pyproject.toml"
     )
     settings = load_settings(pyproject)
+    for flag in ("cassette_dir", "report_dir"):
+        if config.getoption(flag) == "":
+            # An unset shell variable (--report-dir=$DIR) would otherwise mean the project root.
+            raise SpecError(
+                f"--{flag.replace('_', '-')}", "", "a folder path (it was empty; was a variable unset?)"
+            )
     cassette_dir = Path(_opt(config, "cassette_dir", "bandit_cassette_dir", "cassettes"))
     if not cassette_dir.is_absolute():
         cassette_dir = root / cassette_dir
@@ -233,7 +240,8 @@ def _build(config: pytest.Config) -> Bench:
     models = split_models(config.getoption("model") or config.getini("bandit_models"))
     models_given = bool(models)
     config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
-    resolve_configs(config_names, settings)  # a misspelt name stops the run even with no case to run
+    # A misspelt name stops the run even with no case to run.
+    resolve_configs(config_names, settings, cassette_dir=cassette_dir)
     # Without --bandit-config a model runs the configs it has cassettes for (its recorded
     # benchmark), or the default quick configs when it has none yet.
     if not models:
@@ -242,7 +250,9 @@ def _build(config: pytest.Config) -> Bench:
     for model in models:
         recorded = recorded_configs(cassette_dir, model, settings.configs)
         names = config_names or recorded or list(DEFAULT_CONFIGS)
-        configs = resolve_configs(names, settings, episodes=episodes, horizon=horizon)
+        configs = resolve_configs(
+            names, settings, episodes=episodes, horizon=horizon, cassette_dir=cassette_dir
+        )
         cases += build_cases([model], configs, settings)
 
     early_stop = config.getoption("early_stop")
@@ -288,6 +298,9 @@ def _build(config: pytest.Config) -> Bench:
         progress=_progress_printer(config) if record_mode != "none" else None,
         early_stop=early_stop,
         budget=budget,
+        # The controller writes every cassette; a worker (maybe on another machine) sends them.
+        write_cassettes=not hasattr(config, "workerinput"),
+        notify=lambda message: _write_stderr(config, f"[bandit-bench] {message}\n"),
     )
     compare_to = config.getoption("compare_to")
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
@@ -352,22 +365,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         bench.opts.budget.ledger.unlink(missing_ok=True)
 
 
+def _write_stderr(config: pytest.Config, line: str) -> None:
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is not None:
+        with capman.global_and_fixture_disabled():
+            sys.stderr.write(line)
+    else:
+        sys.stderr.write(line)
+
+
 def _progress_printer(config: pytest.Config) -> Any:
+    """Progress of what is being paid for: silent while a case only replays."""
     last: dict[str, float] = {}
 
-    def show(model: str, config_name: str, done: int, total: int) -> None:
-        key = f"{model} x {config_name}"
+    def show(p: Any) -> None:  # runner.StepProgress
+        if not p.recorded:
+            return
+        key = f"{p.model} x {p.config}"
         now = time.monotonic()
-        if done != total and now - last.get(key, 0.0) < 2.0:
+        if p.done != p.total and now - last.get(key, 0.0) < 2.0:
             return
         last[key] = now
-        capman = config.pluginmanager.get_plugin("capturemanager")
-        line = f"[bandit-bench] {key}: {done}/{total} steps\n"
-        if capman is not None:
-            with capman.global_and_fixture_disabled():
-                sys.stderr.write(line)
-        else:
-            sys.stderr.write(line)
+        counts = f"{p.recorded} recorded, {p.replayed} replayed"
+        _write_stderr(config, f"[bandit-bench] {key}: {p.done}/{p.total} steps ({counts})\n")
 
     return show
 
@@ -441,7 +461,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         from .collector import Collector
 
-        config.pluginmanager.register(Collector(config, bench), "bandit_bench_collector")
+        collector = Collector(config, bench)
+        config.pluginmanager.register(collector, "bandit_bench_collector")
+        if not config.getoption("collectonly"):
+            collector.prepare_folders()
 
 
 # ---------------------------------------------------------------------------- collection
@@ -584,6 +607,12 @@ class BenchCase:
         record = redact_obj(case_record(result, **self.bench.thresholds))
         record["expected_failure"] = self.case.expected_failure
         self.node.user_properties.append((RESULT_KEY, record))
+        if result.cassettes:
+            # Recorded on an xdist worker: the cassettes travel with the result to the controller,
+            # which writes them (the worker may not share its disk).
+            episodes = {str(e): list(v) for e, v in sorted(result.cassettes.items())}
+            sent = {"model": self.case.model, "config": self.case.config.name, "episodes": episodes}
+            self.node.user_properties.append((CASSETTES_KEY, sent))
         return record
 
     def check(self, record: dict[str, Any]) -> None:

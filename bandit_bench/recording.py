@@ -18,6 +18,7 @@ gets its own :class:`CassetteTransport`, handed to the openai client as ``http_c
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -65,18 +66,33 @@ class CorruptCassetteError(CassetteError):
 
 
 _SAFE_COMPONENT = re.compile(r"[^A-Za-z0-9._-]")
+# File systems allow 255 bytes per name; a longer id keeps a readable head and a hash of the
+# whole (the manifest holds the exact id), so a 300-character model id still gets a folder.
+_MAX_COMPONENT = 120
 
 
 def safe_component(name: str) -> str:
     """A file-safe path component: ``~`` becomes ``t`` (BSSC~0 -> BSSCt0), others ``_``."""
     out = _SAFE_COMPONENT.sub("_", name.replace("~", "t"))
+    if len(out) > _MAX_COMPONENT:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+        out = f"{out[: _MAX_COMPONENT - 13]}-{digest}"
     return "_" if out in ("", ".", "..") else out
 
 
-def cassette_path(cassette_dir: Path | str, model: str, config_name: str, episode: int) -> Path:
-    """``<dir>/<model>/<config>/<episode>.json``; a model id's ``/`` keeps its meaning as folders."""
+def case_dir(cassette_dir: Path | str, model: str, config_name: str) -> Path:
+    """``<dir>/<model>/<config>``: one case's recording; a model id's ``/`` keeps its meaning as folders."""
     model_parts = [safe_component(p) for p in model.split("/") if p]
-    return Path(cassette_dir, *model_parts, safe_component(config_name), f"{episode:03d}.json")
+    return Path(cassette_dir, *model_parts, safe_component(config_name))
+
+
+def episode_file(episode: int) -> str:
+    return f"{episode:03d}.json"
+
+
+def cassette_path(cassette_dir: Path | str, model: str, config_name: str, episode: int) -> Path:
+    """``<dir>/<model>/<config>/<episode>.json``."""
+    return case_dir(cassette_dir, model, config_name) / episode_file(episode)
 
 
 def recorded_interactions(path: Path) -> int:
@@ -350,15 +366,25 @@ def _check_interaction(i: int, req: Any, resp: Any) -> None:
         raise _NotACassette(f"interaction {i + 1}: the response is not a chat completion: {problem}")
 
 
-def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
-    """Write the whole cassette through a temporary file in the same folder, then rename."""
+def serialize_cassette(requests: list[Any], responses: list[dict[str, Any]]) -> str:
+    """The cassette file's text, in vcrpy's JSON format."""
     from vcr.serialize import serialize
     from vcr.serializers import jsonserializer
 
     # The last line of defence: whatever slipped past the header filters (a key the server
     # echoed somewhere unexpected) is replaced in the text that reaches the disk.
-    text = redact(serialize({"requests": requests, "responses": responses}, jsonserializer))
+    text: str = redact(serialize({"requests": requests, "responses": responses}, jsonserializer))
+    return text
+
+
+def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
+    """Write the whole cassette through a temporary file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, serialize_cassette(requests, responses))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """The whole file or none of it: a temporary sibling, fsync, then ``os.replace``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -415,9 +441,10 @@ class CassetteTransport:
             raise CassetteMissingError(
                 f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
             )
-        if self.exists and mode in ("none", "once", "new_episodes", "all"):
+        # 'all' and 'rewrite' record every request and replace the episode's file: appended to
+        # the old interactions (vcrpy's 'all'), the next replay would answer with the older ones.
+        if self.exists and mode in ("none", "once", "new_episodes"):
             self._requests, self._responses = load_cassette(self.path)
-        if mode != "all":  # vcrpy's 'all' never replays; it records every request and appends
             for i, (req, resp) in enumerate(zip(self._requests, self._responses, strict=True)):
                 key = (req.method.upper(), canonical_body(req.body))
                 self._index[key].append((urlsplit(req.uri).path, i, resp))
@@ -536,6 +563,14 @@ class CassetteTransport:
             return False
         save_cassette(self.path, self._requests, self._responses)
         return True
+
+    def serialized(self) -> str | None:
+        """The cassette's new text when this episode recorded anything (None: nothing to write)."""
+        return serialize_cassette(self._requests, self._responses) if self.recorded else None
+
+    @property
+    def interactions(self) -> int:
+        return len(self._requests)
 
     def close(self) -> None:
         if self.inner is not None:

@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 
 from .agents.base import AgentError
 from .credentials import key_env_for, key_help, key_problem
+from .recording import CassetteError
 from .redaction import Secret, redact, register_url, strip_userinfo
 from .specs import CaseConfig, SpecError
 
 if TYPE_CHECKING:
+    from .casefolder import CaseFolder
     from .early_stop import Settlement
     from .episode import Trajectory
 
@@ -31,7 +33,21 @@ BASELINE_PREFIX = "baseline/"
 BUDGET_STOPPED = "stopped by the budget (--max-cost)"
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
-ProgressFn = Callable[[str, str, int, int], None]
+
+@dataclass(frozen=True)
+class StepProgress:
+    """A case's progress after a step: how many steps are done, and how many of them were
+    recorded (paid for, sent to the API) or replayed from a cassette."""
+
+    model: str
+    config: str
+    done: int
+    total: int
+    recorded: int
+    replayed: int
+
+
+ProgressFn = Callable[[StepProgress], None]
 
 
 @dataclass(frozen=True, repr=False)
@@ -51,6 +67,11 @@ class RunOptions:
     request_timeout: float = 60.0
     max_rps: float | None = None
     progress: ProgressFn | None = None
+    # False on a pytest-xdist worker: a recorded episode's cassette travels in
+    # CaseResult.cassettes to the controller, the one writer of the cassette folder.
+    write_cassettes: bool = True
+    # Told once when another process holds the case folder's lock and this run waits.
+    notify: Callable[[str], None] | None = None
     # Run episodes in waves and stop once the verdict is settled (see early_stop).
     early_stop: bool = False
     # --max-cost: a spend.Budget shared by the session's workers (None: no limit).
@@ -157,6 +178,9 @@ class CaseResult:
     # Episodes --max-cost left unfinished (never started, or stopped mid-way and not saved).
     budget_stopped: list[int] = field(default_factory=list)
     budget_note: str = ""
+    # episode -> (cassette text, requests in it): recorded episodes not yet written
+    # (RunOptions.write_cassettes=False); write them with casefolder.CaseFolder.write_episode.
+    cassettes: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[str]:
@@ -169,8 +193,10 @@ def _episode(
     episode: int,
     opts: RunOptions,
     limiter: RateLimiter | None,
-    counter: Callable[[], None],
+    counter: Callable[[bool], None],
     cancel: threading.Event | None = None,
+    sink: Callable[[int, str, int], object] | None = None,
+    refused: str | None = None,
 ) -> tuple[Trajectory, int, int]:
     # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
     from .bandit import draw_instance
@@ -180,12 +206,14 @@ def _episode(
     instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
     names = arm_names(config.design.scenario, config.instance.k)
     from .agents.llm import LLMAgent, make_client
-    from .recording import CassetteError, cassette_path, make_transport
+    from .recording import cassette_path, make_transport
 
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
     hint = f"To record it: {record_command(model, config, opts)}"
     stale_hint = f"To record it again: {record_command(model, config, opts, mode='rewrite')}"
     try:
+        if refused:
+            raise CassetteError(refused)
         inner = None
         if opts.record_mode != "none":
             from .deadline import network_transport
@@ -233,12 +261,23 @@ def _episode(
             else f"No API key was sent: {key_help(opts.base_url, opts.api_key_env)}"
         ),
     )
+    seen = [0]
+
+    def on_step(_: object) -> None:
+        recorded = transport.recorded != seen[0]
+        seen[0] = transport.recorded
+        counter(recorded)
+
     try:
-        traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=lambda t: counter())
+        traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=on_step)
         # A cassette is written only for a complete episode: a partial one would break replay.
-        if traj.error is None:
+        text = transport.serialized() if traj.error is None else None
+        if text is not None:
             try:
-                transport.save()
+                if sink is None:
+                    transport.save()
+                else:
+                    sink(episode, text, transport.interactions)
             except OSError as err:
                 traj.error = (
                     f"cassette {path} could not be written ({type(err).__name__}: {err}); "
@@ -342,30 +381,97 @@ def run_case(
     With ``opts.early_stop`` the episodes run in waves, in index order, and no new wave starts
     once the remaining episodes cannot change the verdict against the thresholds (the config's,
     or the overrides given here as to :func:`~bandit_bench.evaluation.case_record`).
+
+    When the run may record, the case folder is checked first (writable, its manifest names this
+    model and config) and its lock is held until the last cassette is written.
     """
     opts = opts or RunOptions()
     validate_model(model)
     if is_baseline(model):
         return _baseline_case(model, config)
+    from .casefolder import CaseFolder
+
+    result = CaseResult(model=model, config=config)
+    folder = CaseFolder(opts.cassette_dir, model, config, opts.base_url, opts.record_mode)
+    writes_here = opts.record_mode != "none" and opts.write_cassettes
+    refused: str | None = None
+    if writes_here:
+        try:
+            # Every reason a cassette could not be saved, found before the first request.
+            folder.check_writable()
+        except CassetteError as err:
+            refused = str(err)
+    locked = writes_here and refused is None
+    if locked:
+        # Held for the whole case: a second process recording it waits, then replays.
+        folder.acquire(opts.notify)
+    try:
+        outcomes = _run_case_in(folder, refused, result, opts, min_format_compliance, min_best_arm_rate)
+    finally:
+        if locked:
+            folder.release()
+    return _gather(result, outcomes, opts)
+
+
+def _run_case_in(
+    folder: CaseFolder,
+    refused: str | None,
+    result: CaseResult,
+    opts: RunOptions,
+    min_format_compliance: float | None,
+    min_best_arm_rate: float | None,
+) -> list[tuple[Trajectory, int, int]]:
+    from .casefolder import REPLAYING_MODES, mixed_recording_message, read_manifest, unlisted_files
+
+    model, config = result.model, result.config
     n = config.run.episodes
+    manifest = None
+    if refused is None:
+        try:
+            manifest = read_manifest(folder.path)
+            folder.check_identity(manifest)
+        except CassetteError as err:
+            refused = str(err)
+    unlisted = []
+    if refused is None and opts.record_mode in REPLAYING_MODES:
+        unlisted = unlisted_files(folder.path, manifest, range(n))
+    mixed = (
+        mixed_recording_message(folder.path, unlisted, record_command(model, config, opts, mode="rewrite"))
+        if unlisted
+        else None
+    )
+
+    def sink(episode: int, text: str, requests: int) -> None:
+        if opts.write_cassettes:
+            folder.write_episode(episode, text, requests)
+        else:
+            result.cassettes[episode] = (text, requests)
+
+    def why_refused(episode: int) -> str | None:
+        if refused:
+            return refused
+        if mixed and folder.path / f"{episode:03d}.json" in unlisted:
+            return mixed
+        return None
+
     total = n * config.instance.horizon
     limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
-    done = 0
+    done = recorded_steps = 0
     lock = threading.Lock()
     cancel = threading.Event()
 
-    def counter() -> None:
-        nonlocal done
+    def counter(recorded: bool) -> None:
+        nonlocal done, recorded_steps
         if cancel.is_set():
             # Unwinds the episode before its cassette is saved: nothing half-recorded lands.
             raise RunCancelled(f"{model} x {config.name} interrupted")
         with lock:
             done += 1
-            current = done
+            recorded_steps += recorded
+            progress = StepProgress(model, config.name, done, total, recorded_steps, done - recorded_steps)
         if opts.progress is not None:
-            opts.progress(model, config.name, current, total)
+            opts.progress(progress)
 
-    result = CaseResult(model=model, config=config)
     waves = [range(n)]
     if opts.early_stop:
         from .early_stop import wave_size
@@ -376,7 +482,7 @@ def run_case(
     outcomes: list[tuple[Trajectory, int, int]] = []
 
     def one(i: int) -> tuple[Trajectory, int, int]:
-        return _episode(model, config, i, opts, limiter, counter, cancel)
+        return _episode(model, config, i, opts, limiter, counter, cancel, sink, why_refused(i))
 
     try:
         for wave in waves:
@@ -399,6 +505,12 @@ def run_case(
     except BaseException:
         cancel.set()
         raise
+    return outcomes
+
+
+def _gather(result: CaseResult, outcomes: list[tuple[Trajectory, int, int]], opts: RunOptions) -> CaseResult:
+    model, config = result.model, result.config
+    n = config.run.episodes
     stopped_by_budget = False
     for traj, recorded, replayed in outcomes:
         result.recorded += recorded
@@ -420,4 +532,4 @@ def run_case(
     return result
 
 
-__all__ = ["AgentError", "CaseResult", "RunOptions", "run_case", "validate_model"]
+__all__ = ["AgentError", "CaseResult", "RunOptions", "StepProgress", "run_case", "validate_model"]

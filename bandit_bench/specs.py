@@ -202,6 +202,8 @@ class CaseConfig:
     xfail_models: tuple[str, ...] = ()
     # Set by with_overrides: how to ask for this config on the command line (for hints).
     selector: str = ""
+    # Set by with_overrides when the name changed: the config this one was derived from.
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.~+-]+", self.name):
@@ -242,6 +244,7 @@ class CaseConfig:
                 out,
                 name=name or f"{self.name}-T{horizon}",
                 instance=replace(out.instance, horizon=horizon),
+                origin=self.origin or self.name,
             )
             selector.append(f"--horizon {horizon}")
         if min_format_compliance is not None:

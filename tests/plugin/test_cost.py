@@ -116,7 +116,7 @@ def test_early_stop_settles_a_failing_case_and_replay_stops_at_the_same_point(be
             "change it; confidence 100%*",
         ]
     )
-    assert sorted(p.name for p in (project.path / "cassettes/sim/m/ten").iterdir()) == [
+    assert sorted(p.name for p in (project.path / "cassettes/sim/m/ten").glob("[0-9]*.json")) == [
         "000.json",
         "001.json",
     ]
@@ -200,7 +200,7 @@ def test_budget_stops_keeps_complete_episodes_and_resumes(project, simulator):
     run = _quick(project, "--base-url", sim.base_url, "--record-mode=once", "--max-cost=0.042")
     run.assert_outcomes(failed=1)
     assert sim.calls == 2 * 6 + 2
-    recorded = sorted(p.name for p in (project.path / "cassettes/sim/cycle/quick").iterdir())
+    recorded = sorted(p.name for p in (project.path / "cassettes/sim/cycle/quick").glob("[0-9]*.json"))
     assert recorded == ["000.json", "001.json"]  # the third episode was cut short: never saved
     out = run.stdout.str()
     assert "budget --max-cost $0.042 reached: 2 of 4 episodes ran" in out

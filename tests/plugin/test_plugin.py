@@ -55,6 +55,7 @@ def test_record_then_replay_offline_gives_the_same_decisions(project, simulator)
         "cassettes/sim/cycle/quick/000.json",
         "cassettes/sim/cycle/quick/001.json",
         "cassettes/sim/cycle/quick/002.json",
+        "cassettes/sim/cycle/quick/manifest.json",
     ]
     recorded = (project.path / "reports" / "steps.jsonl").read_text()
     sim.stop()
@@ -164,9 +165,17 @@ def test_compare_to_the_report_folder_itself_is_refused(project, simulator):
 def test_progress_lines_while_recording_only(project, simulator):
     sim = simulator(cycle())
     recorded = _record(project, sim.base_url)
-    recorded.stderr.fnmatch_lines(["[[]bandit-bench[]] sim/cycle x quick: 18/18 steps"])
+    recorded.stderr.fnmatch_lines(
+        ["[[]bandit-bench[]] sim/cycle x quick: 18/18 steps (18 recorded, 0 replayed)"]
+    )
+    recorded.stdout.fnmatch_lines(["requests: 18 recorded, 0 replayed (record mode once)"])
     replayed = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick")
     assert "steps" not in replayed.stderr.str()
+    replayed.stdout.fnmatch_lines(["requests: 0 recorded, 18 replayed (record mode none)"])
+    # Under once a case that replays entirely prints no per-step progress: nothing is paid for.
+    again = project.runpytest("--model", "sim/cycle", "--bandit-config", "quick", "--record-mode=once")
+    assert "steps" not in again.stderr.str()
+    again.stdout.fnmatch_lines(["requests: 0 recorded, 18 replayed (record mode once)"])
 
 
 def test_threshold_failure_reports_value_interval_threshold_and_episodes(project, simulator):

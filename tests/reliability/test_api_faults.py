@@ -99,7 +99,7 @@ def test_a_transient_fault_is_retried_and_only_successes_are_recorded(tmp_path: 
     ]
     assert (result.recorded, result.replayed) == (2, 0)
 
-    [path] = sorted(cassettes.rglob("*.json"))
+    [path] = sorted(cassettes.rglob("[0-9]*.json"))
     assert path == cassettes / "sim" / "faulty" / "faults" / "000.json"
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
@@ -188,7 +188,7 @@ def test_retries_follow_max_retries(tmp_path: Path) -> None:
         assert sim.calls == 3
     assert enough.errors == []
     assert [s.raw for s in enough.trajectories[0].steps] == ["<Answer>blue</Answer>"]
-    assert len(list((tmp_path / "two").rglob("*.json"))) == 1
+    assert len(list((tmp_path / "two").rglob("[0-9]*.json"))) == 1
 
 
 def test_through_the_plugin_a_faulty_case_fails_even_when_declared_expected(bench_project) -> None:

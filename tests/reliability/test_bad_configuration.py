@@ -193,10 +193,18 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
         "--model: got 'openai//gpt'; expected provider/name, e.g. openai/gpt-4o-mini (no empty parts)",
     ),
     "unknown-config-with-model": (
-        ["--model", "sim/x", "--bandit-config", "BNRN0-hard-T26"],
-        f"--bandit-config: got 'BNRN0-hard-T26'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
+        ["--model", "sim/x", "--bandit-config", "BNRN0-hardest-T25"],
+        f"--bandit-config: got 'BNRN0-hardest-T25'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
         "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
-        "such as 'BS*-hard-T100'",
+        "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
+    ),
+    "ambiguous-override-config": (
+        # -T26 can come from -T25 or from -T100 (with --horizon 26): they differ in N and thresholds.
+        ["--model", "sim/x", "--bandit-config", "BNRN0-hard-T26"],
+        "--bandit-config: got 'BNRN0-hard-T26'; expected a config name that says which config it was "
+        "made from. BNRN0-hard-T26 can be made from several configs: ask for it as --bandit-config "
+        "'BNRN0-hard-T100' --horizon 26 or --bandit-config 'BNRN0-hard-T500' --horizon 26 or "
+        "--bandit-config 'BNRN0-hard-T25' --horizon 26",
     ),
     "pattern-matching-nothing": (
         ["--model", "sim/x", "--bandit-config", "BX*-hard-T100"],
@@ -208,7 +216,7 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
         ["--bandit-config", "nope"],
         f"--bandit-config: got 'nope'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
         "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
-        "such as 'BS*-hard-T100'",
+        "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
     ),
     "episodes-0": (["--model", "sim/x", "--episodes", "0"], "--episodes: got 0; expected a number >= 1"),
     "horizon-0": (["--model", "sim/x", "--horizon", "0"], "--horizon: got 0; expected a number >= 1"),

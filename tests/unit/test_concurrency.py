@@ -27,7 +27,7 @@ def _run(sim, tmp: Path, concurrency: int) -> tuple[dict, dict[str, list]]:
     )
     # Bodies, in order: headers carry the Date of the recording.
     files = {}
-    for p in sorted(tmp.rglob("*.json")):
+    for p in sorted(tmp.rglob("[0-9]*.json")):
         requests, responses = load_cassette(p)
         files[p.relative_to(tmp).as_posix()] = [
             (q.body, r["body"]["string"]) for q, r in zip(requests, responses, strict=True)

@@ -56,7 +56,7 @@ def test_price_is_per_million_tokens():
 def _recorded_prompt_tokens(config_name: str) -> tuple[int, int]:
     """(usage.prompt_tokens the server counted, chars/4 of the very prompts it was sent)."""
     counted = approximated = 0
-    for path in (ROOT / "cassettes" / SMOL / safe_component(config_name)).glob("*.json"):
+    for path in (ROOT / "cassettes" / SMOL / safe_component(config_name)).glob("[0-9]*.json"):
         for it in json.loads(path.read_text())["interactions"]:
             counted += json.loads(it["response"]["body"]["string"])["usage"]["prompt_tokens"]
             sent = json.loads(it["request"]["body"])["messages"]

@@ -1,0 +1,415 @@
+"""One case's recording as one unit: ``<cassettes>/<model>/<config>/`` with its manifest and lock.
+
+The folder name of a model or config is a file-safe spelling (``qwen2.5:0.5b`` ->
+``qwen2.5_0.5b``), so it cannot be read back as an id. ``manifest.json`` beside the cassettes
+holds what the folder is a recording *of*: the exact model id sent to the API, the config and
+its full spec, the endpoint (credentials removed), the bandit-bench version, and per episode
+file when and in which record mode it was written. Discovery reads ids from manifests; replay
+refuses an episode file the manifest does not list (a second recording mixed into the folder);
+recording refuses a folder whose manifest names another model or config (two ids, one folder).
+
+Every write of a cassette or manifest goes through a temporary file and ``os.replace``.
+Writers of one folder are serialised by a lock file (``.lock``, see :meth:`CaseFolder.lock`),
+held by the process that records, for the whole case.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .recording import (
+    CassetteError,
+    CorruptCassetteError,
+    case_dir,
+    episode_file,
+    write_text_atomic,
+)
+
+if TYPE_CHECKING:
+    from .specs import CaseConfig
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+LOCK_FILE = ".lock"
+# Modes that may replay a file; they refuse one the manifest does not list.
+REPLAYING_MODES = ("none", "once", "new_episodes")
+
+
+class FolderConflictError(CassetteError):
+    """The case folder belongs to another model or config, or mixes two recordings."""
+
+
+class UnwritableFolderError(CassetteError):
+    """A cassette could not be saved there: found before the first request is paid for."""
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials (provenance's rule, shared with the reports)."""
+    from .provenance import public_url as strip
+
+    return strip(url) or ""
+
+
+def config_spec(config: CaseConfig) -> dict[str, Any]:
+    """What defines a case's requests and instances (thresholds are judged, not recorded)."""
+    from .specs import INSTANCE_PRESETS
+
+    inst = config.instance
+    preset = next((n for n, kd in INSTANCE_PRESETS.items() if kd == (inst.k, inst.delta)), None)
+    return {
+        "design": config.design.code,
+        "instance": preset,
+        "k": inst.k,
+        "delta": inst.delta,
+        "T": inst.horizon,
+        "N": config.run.episodes,
+        "seed": config.run.seed,
+        "constrained": config.constrained,
+    }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def new_manifest(model: str, config: CaseConfig, base_url: str, record_mode: str) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "bandit_bench_manifest": MANIFEST_FORMAT,
+        "model": model,
+        "config": config.name,
+        "spec": config_spec(config),
+        "base_url": public_url(base_url),
+        "bandit_bench_version": _version(),
+        "record_mode": record_mode,
+        "recorded_at": _now(),
+        "episodes": {},
+    }
+    if config.origin:
+        manifest["derived_from"] = {"config": config.origin, "T": config.instance.horizon}
+    return manifest
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None when it has none (a folder from before manifests)."""
+    path = folder / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CorruptCassetteError(f"manifest {path} cannot be read ({err}).") from None
+    try:
+        data = json.loads(text)
+        ok = (
+            isinstance(data, dict)
+            and isinstance(data.get("model"), str)
+            and isinstance(data.get("config"), str)
+            and isinstance(data.get("episodes"), dict)
+        )
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CorruptCassetteError(
+            f"manifest {path} is not a bandit-bench manifest (expected JSON with model, config and "
+            "episodes). Restore it from version control (git checkout -- FILE), or delete the folder's "
+            "files and record the case again with --record-mode=rewrite."
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A case folder found on disk, with what its manifest says it holds."""
+
+    folder: Path
+    model: str
+    config: str
+    manifest: dict[str, Any]
+
+
+def is_folder(path: Path) -> bool:
+    """``Path.is_dir`` that is False, not an error, for a name too long for the file system."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def find_recordings(cassette_dir: Path) -> list[Recording]:
+    """Every case folder with a manifest under ``cassette_dir``, sorted by model then config."""
+    if not is_folder(cassette_dir):
+        return []
+    found = []
+    for path in cassette_dir.rglob(MANIFEST):
+        manifest = read_manifest(path.parent)
+        if manifest is not None:
+            found.append(Recording(path.parent, manifest["model"], manifest["config"], manifest))
+    return sorted(found, key=lambda r: (r.model, r.config))
+
+
+def unlisted_files(folder: Path, manifest: dict[str, Any] | None, episodes: range) -> list[Path]:
+    """Episode files present on disk that the manifest does not list (another recording's)."""
+    if manifest is None:
+        return []
+    listed = manifest["episodes"]
+    return [
+        folder / episode_file(e)
+        for e in episodes
+        if episode_file(e) not in listed and (folder / episode_file(e)).exists()
+    ]
+
+
+def episodes_to_record(cassette_dir: Path, model: str, config: CaseConfig, mode: str) -> list[int]:
+    """The episodes of a case that a run in ``mode`` records (pays for) from their first step.
+
+    ``new_episodes`` may also record inside an existing episode whose prompts changed; that
+    cannot be known without running it, so those episodes are not counted here."""
+    from .recording import RECORD_MODES
+
+    if mode not in RECORD_MODES:
+        raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
+    episodes = range(config.run.episodes)
+    if mode == "none":
+        return []
+    if mode in ("all", "rewrite"):
+        return list(episodes)
+    folder = case_dir(cassette_dir, model, config.name)
+    return [e for e in episodes if not (folder / episode_file(e)).exists()]
+
+
+# One lock object per lock file in this process: filelock's locks count re-entries per thread,
+# so the pytest controller can hold a case's lock for the session while run_case takes it again.
+_registry_lock = threading.Lock()
+_LOCKS: dict[Path, Any] = {}
+_manifest_lock = threading.Lock()
+
+
+class CaseFolder:
+    """The writer of one case's recording: checks, lock, cassettes and manifest."""
+
+    def __init__(self, cassette_dir: Path, model: str, config: CaseConfig, base_url: str, record_mode: str):
+        self.cassette_dir = Path(cassette_dir)
+        self.model = model
+        self.config = config
+        self.base_url = base_url
+        self.record_mode = record_mode
+        self.path = case_dir(cassette_dir, model, config.name)
+        self._written: set[str] = set()
+        self._created: Path | None = None  # the topmost folder check_writable created
+
+    # ------------------------------------------------------------------ checks
+
+    def check_identity(self, manifest: dict[str, Any] | None = None) -> None:
+        """Refuse a folder whose manifest says it records another model or config."""
+        manifest = read_manifest(self.path) if manifest is None else manifest
+        if manifest is None:
+            return
+        if manifest["model"] != self.model:
+            raise FolderConflictError(
+                f"cassette folder {self.path} holds recordings of model {manifest['model']!r} "
+                f"(its {MANIFEST}); model {self.model!r} maps to the same folder name. The two ids "
+                f"would mix their recordings: use --cassette-dir to keep {self.model!r} apart, or "
+                f"run {manifest['model']!r} if that is the model you meant."
+            )
+        if manifest["config"] != self.config.name:
+            raise FolderConflictError(
+                f"cassette folder {self.path} holds recordings of config {manifest['config']!r} "
+                f"(its {MANIFEST}); config {self.config.name!r} maps to the same folder name. "
+                "Rename one of the two configs."
+            )
+
+    def check_writable(self) -> None:
+        """Everything that would stop a cassette from being saved, found before any request.
+
+        Creates the folder, then writes and removes a probe named like the longest file a save
+        writes (mkstemp's temporary name), so a component that is a file, a name too long for the
+        file system, a read-only disk or a full one are all reported before paying."""
+        try:
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+            if missing:
+                self._created = missing[-1]
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".{episode_file(999)}.probe0000.tmp"
+            with open(probe, "w", encoding="utf-8") as fh:
+                fh.write("{}")
+            probe.unlink()
+        except OSError as err:
+            raise UnwritableFolderError(
+                f"cassettes of {self.model} x {self.config.name} cannot be saved in {self.path} "
+                f"({type(err).__name__}: {err.strerror or err}). Nothing was requested. Choose a "
+                "writable, shorter --cassette-dir (every part of it a folder, not a file)."
+            ) from None
+
+    # ------------------------------------------------------------------ lock
+
+    def _filelock(self) -> Any:
+        import filelock
+
+        path = (self.path / LOCK_FILE).absolute()
+        with _registry_lock:
+            # One FileLock per lock file in the process, kept alive here (filelock's own
+            # singletons are weakly held: a collected lock is a released lock). Nested holders
+            # (the controller for the session, run_case for the case) count up and down instead
+            # of deadlocking on their own flock().
+            if path not in _LOCKS:
+                _LOCKS[path] = filelock.FileLock(path, thread_local=False)
+            return _LOCKS[path]
+
+    def acquire(self, notify: Callable[[str], None] | None = None) -> None:
+        """Take the folder's lock; while another process holds it, say so once and wait."""
+        import filelock
+
+        lock = self._filelock()
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            if notify is not None:
+                notify(
+                    f"{self.model} x {self.config.name}: another process is recording into {self.path}; "
+                    "waiting for it to finish (what it recorded is then replayed, not paid for again)"
+                )
+            lock.acquire()
+
+    def release(self) -> None:
+        lock = self._filelock()
+        lock.release()
+        if not lock.is_locked:
+            self._tidy()
+
+    def _tidy(self) -> None:
+        """A case that recorded nothing leaves nothing: not its lock file, not empty folders.
+
+        filelock's Unix lock re-checks the inode it locked, so unlinking a released lock file
+        while another process waits on it is safe."""
+        try:
+            if [p.name for p in self.path.iterdir()] != [LOCK_FILE]:
+                return
+            (self.path / LOCK_FILE).unlink()
+            folder = self.path
+            while self._created is not None and (folder == self._created or self._created in folder.parents):
+                folder.rmdir()
+                folder = folder.parent
+        except OSError:
+            pass  # not empty (another writer) or already gone: nothing to tidy
+
+    @contextmanager
+    def lock(self, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the folder's lock for the block (the whole case: check, record, write)."""
+        self.acquire(notify)
+        try:
+            yield
+        finally:
+            self.release()
+
+    # ------------------------------------------------------------------ writes
+
+    def write_episode(self, episode: int, text: str, requests: int) -> Path:
+        """List one complete episode in the manifest, then save its cassette.
+
+        In this order a process killed in between leaves a listed episode whose file is missing
+        (the next ``once`` run records it) rather than a paid-for file the manifest disowns."""
+        path = self.path / episode_file(episode)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _manifest_lock:
+            manifest = read_manifest(self.path)
+            if manifest is not None:
+                self.check_identity(manifest)
+            fresh = new_manifest(self.model, self.config, self.base_url, self.record_mode)
+            if manifest is None or (self.record_mode == "rewrite" and not self._written):
+                # rewrite: this run's episodes are the folder's recording; files it did not
+                # write are no longer listed, so a replay refuses them instead of blending.
+                manifest = fresh
+            else:
+                episodes = manifest["episodes"]
+                manifest.update(fresh)
+                manifest["episodes"] = episodes
+            self._written.add(path.name)
+            manifest["episodes"][path.name] = {
+                "recorded_at": fresh["recorded_at"],
+                "record_mode": self.record_mode,
+                "requests": requests,
+            }
+            manifest["episodes"] = dict(sorted(manifest["episodes"].items()))
+            write_json_atomic(self.path / MANIFEST, manifest)
+        write_text_atomic(path, text)
+        return path
+
+
+def adopt_recordings(
+    cassette_dir: Path, model: str, config: CaseConfig, *, record_mode: str, recorded_at: str, note: str
+) -> dict[str, Any]:
+    """Write the manifest of a case folder recorded before manifests existed, from its cassettes.
+
+    ``model`` must be the id that produced them (the folder name is only a file-safe spelling);
+    the base URL is read from the recorded requests; ``record_mode``, ``recorded_at`` and
+    ``note`` say what is known of the recording run, which the cassettes do not hold."""
+    from .recording import load_cassette
+
+    folder = case_dir(cassette_dir, model, config.name)
+    files = sorted(p for p in folder.glob("[0-9][0-9][0-9].json"))
+    if not files:
+        raise CassetteError(f"{folder} holds no episode cassette (NNN.json) to describe")
+    manifest = new_manifest(model, config, "", record_mode)
+    base_urls = set()
+    for path in files:
+        requests, _ = load_cassette(path)
+        for req in requests:
+            uri = urlsplit(req.uri)
+            base_urls.add(
+                urlunsplit((uri.scheme, uri.netloc, uri.path.rsplit("/chat/completions", 1)[0], "", ""))
+            )
+        manifest["episodes"][path.name] = {
+            "recorded_at": recorded_at,
+            "record_mode": record_mode,
+            "requests": len(requests),
+        }
+    if len(base_urls) != 1:
+        raise CassetteError(
+            f"{folder}: the cassettes were recorded from {sorted(base_urls)}, not one endpoint"
+        )
+    manifest.update(base_url=public_url(base_urls.pop()), recorded_at=recorded_at, note=note)
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
+
+
+def mixed_recording_message(folder: Path, files: list[Path], rewrite_cmd: str) -> str:
+    names = " ".join(str(f) for f in files)
+    is_, it = ("is", "it") if len(files) == 1 else ("are", "them")
+    return (
+        f"{', '.join(f.name for f in files)} in {folder} {is_} not part of the recording its {MANIFEST} "
+        "describes (left by an earlier recording, e.g. before a rewrite with fewer episodes); replaying "
+        f"{it} would blend two recordings. Delete {it} (rm {names}) and record with --record-mode=once, "
+        f"or record the whole case again: {rewrite_cmd}"
+    )
+
+
+__all__ = [
+    "MANIFEST",
+    "CaseFolder",
+    "FolderConflictError",
+    "Recording",
+    "UnwritableFolderError",
+    "config_spec",
+    "episodes_to_record",
+    "find_recordings",
+    "public_url",
+    "read_manifest",
+]
