@@ -34,7 +34,7 @@ QUICK = CaseConfig("quick", DesignSpec.parse("BNRN0"), InstanceSpec(5, 0.2, 4), 
 
 @pytest.fixture
 def project(bench_project) -> pytest.Pytester:
-    return bench_project(PYPROJECT)
+    return bench_project(PYPROJECT, own_test=True)
 
 
 # What describes the run rather than its results: a replay differs there by design.
