@@ -172,13 +172,16 @@ def test_two_ids_for_one_folder_are_refused_at_record_time_across_runs(project, 
     replay.stdout.fnmatch_lines(["*holds recordings of model 'qwen2.5:0.5b'*"])
 
 
-@pytest.mark.parametrize("name", ["BNRN0-hard-T25", "BSSC~0-hard-T25", "BNSN0-hard-T25-constrained"])
+@pytest.mark.parametrize(
+    "name", ["BNRN0-hard-T25", "BSSC~0-hard-T25", "BNSN0-hard-T25-constrained", "BNSN0-hard-T100-constrained"]
+)
 def test_shipped_cassettes_have_manifests_made_from_their_recordings(tmp_path, name):
     folder = case_dir(REPO / "cassettes", SHIPPED_MODEL, name)
     shipped = read_manifest(folder)
     assert shipped is not None
     assert (shipped["model"], shipped["config"]) == (SHIPPED_MODEL, name)
-    assert list(shipped["episodes"]) == [f"{e:03d}.json" for e in range(5)]
+    episodes = BUILTIN_CONFIGS[name].run.episodes
+    assert list(shipped["episodes"]) == [f"{e:03d}.json" for e in range(episodes)]
     # The same code, run again on a copy of the cassettes, writes the same manifest.
     copy = case_dir(tmp_path, SHIPPED_MODEL, name)
     shutil.copytree(folder, copy)
