@@ -1,0 +1,1 @@
+"""The ``bandit-bench`` command line."""

@@ -1,0 +1,1 @@
+"""The pytest plugin: options, the case matrix, the controller-side collector."""

@@ -1,0 +1,1 @@
+"""Cassette files: the transport that records and replays HTTP in vcrpy's format."""

@@ -1,0 +1,1 @@
+"""Case records, tables, the HTML page and comparisons of two runs."""

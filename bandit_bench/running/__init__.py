@@ -1,0 +1,1 @@
+"""Running a case: the openai-backed agent and the episode runner."""

@@ -1,0 +1,1 @@
+"""Local OpenAI-compatible servers: the simulator and the llama.cpp launcher."""
