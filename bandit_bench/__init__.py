@@ -13,28 +13,28 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Agent": ".agents.base",
-    "AgentError": ".agents.base",
-    "Decision": ".agents.base",
-    "EpisodeContext": ".agents.base",
-    "BanditInstance": ".bandit",
-    "draw_instance": ".bandit",
-    "StepRecord": ".episode",
-    "Trajectory": ".episode",
-    "run_episode": ".episode",
-    "BUILTIN_CONFIGS": ".specs",
-    "INSTANCE_PRESETS": ".specs",
-    "CaseConfig": ".specs",
-    "DesignSpec": ".specs",
-    "InstanceSpec": ".specs",
-    "RunSpec": ".specs",
-    "SpecError": ".specs",
-    "instance_preset": ".specs",
-    "RunOptions": ".runner",
-    "run_case": ".runner",
-    "render_messages": ".prompts",
-    "arm_names": ".prompts",
-    "parse_reply": ".parsing",
+    "Agent": ".core.agents.base",
+    "AgentError": ".core.agents.base",
+    "Decision": ".core.agents.base",
+    "EpisodeContext": ".core.agents.base",
+    "BanditInstance": ".core.bandit",
+    "draw_instance": ".core.bandit",
+    "StepRecord": ".core.episode",
+    "Trajectory": ".core.episode",
+    "run_episode": ".core.episode",
+    "BUILTIN_CONFIGS": ".core.specs",
+    "INSTANCE_PRESETS": ".core.specs",
+    "CaseConfig": ".core.specs",
+    "DesignSpec": ".core.specs",
+    "InstanceSpec": ".core.specs",
+    "RunSpec": ".core.specs",
+    "SpecError": ".core.specs",
+    "instance_preset": ".core.specs",
+    "RunOptions": ".running.runner",
+    "run_case": ".running.runner",
+    "render_messages": ".core.prompts",
+    "arm_names": ".core.prompts",
+    "parse_reply": ".core.parsing",
 }
 __all__ = [
     "Agent",
@@ -62,13 +62,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .agents.base import Agent, AgentError, Decision, EpisodeContext
-    from .bandit import BanditInstance, draw_instance
-    from .episode import StepRecord, Trajectory, run_episode
-    from .parsing import parse_reply
-    from .prompts import arm_names, render_messages
-    from .runner import RunOptions, run_case
-    from .specs import (
+    from bandit_bench.core.agents.base import Agent, AgentError, Decision, EpisodeContext
+    from bandit_bench.core.bandit import BanditInstance, draw_instance
+    from bandit_bench.core.episode import StepRecord, Trajectory, run_episode
+    from bandit_bench.core.parsing import parse_reply
+    from bandit_bench.core.prompts import arm_names, render_messages
+    from bandit_bench.core.specs import (
         BUILTIN_CONFIGS,
         INSTANCE_PRESETS,
         CaseConfig,
@@ -78,6 +77,7 @@ if TYPE_CHECKING:
         SpecError,
         instance_preset,
     )
+    from bandit_bench.running.runner import RunOptions, run_case
 
 
 def __getattr__(name: str) -> Any:

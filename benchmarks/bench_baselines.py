@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 
-from bandit_bench.cli import main
+from bandit_bench.cli.commands import main
 
 ARGV = ["baselines", "--k", "5", "--delta", "0.2", "--horizon", "100", "--episodes", "1000", "--seed", "0"]
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bandit_bench.early_stop import settle, wave_size
-from bandit_bench.episode import Trajectory
-from bandit_bench.evaluation import case_record
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.simulator import Policy, SimReply, Simulator, arm_names_from_request
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.early_stop import settle, wave_size
+from bandit_bench.core.episode import Trajectory
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import Policy, SimReply, Simulator, arm_names_from_request
 
 EPISODES, HORIZON = 10, 25
 DESIGN = DesignSpec.parse("BNSN0")  # summarized history: what the UCB-like policy reads

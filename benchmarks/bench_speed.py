@@ -22,14 +22,14 @@ from pathlib import Path
 
 import httpx2
 
-from bandit_bench.agents.llm import LLMAgent, make_client
-from bandit_bench.bandit import draw_instance
-from bandit_bench.episode import run_episode
-from bandit_bench.prompts import arm_names
-from bandit_bench.recording import load_cassette, make_transport
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.simulator import Simulator, cycle
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.bandit import draw_instance
+from bandit_bench.core.episode import run_episode
+from bandit_bench.core.prompts import arm_names
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.recording.transport import load_cassette, make_transport
+from bandit_bench.running.llm import LLMAgent, make_client
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import Simulator, cycle
 
 DESIGN = DesignSpec.parse("BSSC~0")  # summarized history: the prompt size does not grow with t
 
@@ -209,8 +209,8 @@ def target_memory(episodes: int, horizon: int) -> str:
         f"""
         import json, resource, sys
         from pathlib import Path
-        from bandit_bench.runner import RunOptions, run_case
-        from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+        from bandit_bench.running.runner import RunOptions, run_case
+        from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
         cfg = CaseConfig(name="mem", design=DesignSpec.parse("BSSC~0"),
                          instance=InstanceSpec(k=5, delta=0.2, horizon={horizon}),
                          run=RunSpec(episodes={episodes}))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bandit_bench.simulator import Policy, Simulator
+from bandit_bench.servers.simulator import Policy, Simulator
 
 pytest_plugins = ["pytester"]
 
@@ -26,12 +26,13 @@ _PRELOAD = (
     "pandas",
     "vcr.request",
     "vcr.serialize",
-    "bandit_bench.collector",
-    "bandit_bench.compare",
-    "bandit_bench.evaluation",
-    "bandit_bench.html_report",
-    "bandit_bench.report",
-    "bandit_bench.runner",
+    "bandit_bench.plugin.collector",
+    "bandit_bench.reporting.compare",
+    "bandit_bench.reporting.evaluation",
+    "bandit_bench.reporting.html",
+    "bandit_bench.reporting.tables",
+    "bandit_bench.reporting.writer",
+    "bandit_bench.running.runner",
 )
 _preloaded = False
 
@@ -62,7 +63,7 @@ def bench_project(pytester: pytest.Pytester) -> Callable[..., pytest.Pytester]:
     """Factory: ``bench_project(pyproject, own_test=False)`` makes pytester's folder a project
     using the plugin: the given ``pyproject.toml`` and, with ``own_test``, a test of its own
     (``test_bench_case.py``) using the ``bandit_case`` fixture. Without one the plugin runs the
-    benchmark it ships (``bandit_bench/benchmark.py::test_bandit[...]``)."""
+    benchmark it ships (``bandit_bench/plugin/benchmark.py::test_bandit[...]``)."""
 
     def make(pyproject: str | None = None, own_test: bool = False) -> pytest.Pytester:
         if own_test:

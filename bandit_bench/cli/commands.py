@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .agents.baselines import BASELINES, run_on_instances
-from .metrics import EpisodeBatch, point_values
-from .specs import DEFAULT_CONFIGS, InstanceSpec, RunSpec, SpecError
+from bandit_bench.core.agents.baselines import BASELINES, run_on_instances
+from bandit_bench.core.metrics import EpisodeBatch, point_values
+from bandit_bench.core.specs import DEFAULT_CONFIGS, InstanceSpec, RunSpec, SpecError
 
 if TYPE_CHECKING:
-    from .settings import ProjectSettings
+    from bandit_bench.plugin.settings import ProjectSettings
 
 # ---------------------------------------------------------------------------- baselines
 
@@ -40,7 +40,7 @@ def baseline_rows(spec: InstanceSpec, run: RunSpec, *, epsilon: float = 0.1) -> 
 
     Episode ``i`` is ``draw_instance(spec, run.seed, i)``, so these rows sit on the very reward
     tables the LLM runs face, with the same draws as the report's reference rows
-    (:func:`~bandit_bench.agents.baselines.run_on_instances`).
+    (:func:`~bandit_bench.core.agents.baselines.run_on_instances`).
     """
     rows: list[dict[str, str | float]] = []
     for name in BASELINES:
@@ -108,7 +108,8 @@ def _add_baselines(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report import ReportDirError, rerender_reports
+    from bandit_bench.reporting.tables import ReportDirError
+    from bandit_bench.reporting.writer import rerender_reports
 
     try:
         paths = rerender_reports(Path(args.dir))
@@ -139,8 +140,8 @@ COMPARE_INCOMPLETE = 3
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .compare import compare_dirs
-    from .report import ReportDirError
+    from bandit_bench.reporting.compare import compare_dirs
+    from bandit_bench.reporting.tables import ReportDirError
 
     if not args.tolerance >= 0:
         raise SpecError("--tolerance", args.tolerance, "a number >= 0 (an absolute change, e.g. 0.05)")
@@ -202,7 +203,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 def config_rows(settings: ProjectSettings) -> list[dict[str, Any]]:
     """One row per config ``--bandit-config`` accepts: the built-in ones, then the project's."""
-    from .specs import BUILTIN_CONFIGS, INSTANCE_PRESETS
+    from bandit_bench.core.specs import BUILTIN_CONFIGS, INSTANCE_PRESETS
 
     presets = {v: k for k, v in INSTANCE_PRESETS.items()}
     rows = []
@@ -226,8 +227,8 @@ def config_rows(settings: ProjectSettings) -> list[dict[str, Any]]:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
-    from .settings import load_settings
-    from .specs import SUITES
+    from bandit_bench.core.specs import SUITES
+    from bandit_bench.plugin.settings import load_settings
 
     pyproject = Path(args.pyproject) if args.pyproject else find_pyproject(Path.cwd())
     if args.pyproject and not Path(args.pyproject).is_file():
@@ -269,9 +270,9 @@ def _add_configs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from .cases import discover_models, expand_config_names, resolve_configs, split_models
-    from .scaffold import CI_TEST_COMMAND, init_project
-    from .settings import load_settings
+    from bandit_bench.cli.scaffold import CI_TEST_COMMAND, init_project
+    from bandit_bench.plugin.cases import discover_models, expand_config_names, resolve_configs, split_models
+    from bandit_bench.plugin.settings import load_settings
 
     root = Path(args.dir)
     if not root.is_dir():
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_record_local(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .local_server import RECORD_CONFIGS, LocalServerError, record_local
+    from bandit_bench.servers.llama import RECORD_CONFIGS, LocalServerError, record_local
 
     try:
         return record_local(
@@ -401,7 +402,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .local_server import DEFAULT_VENV, PYTHON_ENV_VAR, RECORD_CONFIGS
+    from bandit_bench.servers.llama import DEFAULT_VENV, PYTHON_ENV_VAR, RECORD_CONFIGS
 
     p = sub.add_parser(
         "record-local",

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .seeding import api_seed, episode_streams
-from .specs import InstanceSpec
+from bandit_bench.core.seeding import api_seed, episode_streams
+from bandit_bench.core.specs import InstanceSpec
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .episode import Trajectory
-    from .specs import CaseConfig
+    from bandit_bench.core.episode import Trajectory
+    from bandit_bench.core.specs import CaseConfig
 
 RULE = "the remaining episodes cannot change it"
 CONFIDENCE = "100%: the full run's verdict, exactly"

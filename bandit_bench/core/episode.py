@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .agents.base import Agent, AgentError, EpisodeContext
-from .bandit import BanditInstance
+from bandit_bench.core.agents.base import Agent, AgentError, EpisodeContext
+from bandit_bench.core.bandit import BanditInstance
 
 
 @dataclass(frozen=True)

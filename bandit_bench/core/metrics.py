@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .episode import Trajectory
+    from bandit_bench.core.episode import Trajectory
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .casefolder import MANIFEST, Recording, find_recordings, is_folder
-from .recording import safe_component
-from .runner import validate_model
-from .settings import ProjectSettings
-from .specs import CaseConfig, SpecError
+from bandit_bench.core.specs import CaseConfig, SpecError
+from bandit_bench.plugin.settings import ProjectSettings
+from bandit_bench.recording.casefolder import MANIFEST, Recording, find_recordings, is_folder
+from bandit_bench.recording.transport import safe_component
+from bandit_bench.running.runner import validate_model
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ _PATTERN_CHARS = frozenset("*?[")
 def expand_config_names(
     names: Iterable[str], settings: ProjectSettings, recordings: Iterable[Recording] = ()
 ) -> list[str]:
-    """Config names, suite names (:data:`~bandit_bench.specs.SUITES`) and shell-style patterns
+    """Config names, suite names (:data:`~bandit_bench.core.specs.SUITES`) and shell-style patterns
     (``'BS*-hard-T100'``, matched with :func:`fnmatch.fnmatchcase` against every config name and
     its ASCII spelling) -> config names, in the order given, each once.
 
@@ -143,7 +143,7 @@ def expand_config_names(
     """
     from fnmatch import fnmatchcase
 
-    from .specs import SUITES
+    from bandit_bench.core.specs import SUITES
 
     # The ASCII spelling of a design code works in config names too (BSSCt0-hard-T25).
     ascii_twin = {safe_component(n): n for n in settings.configs}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .plugin import Bench
+    from bandit_bench.plugin.session import Bench
 
 # Reference rows added to every config of a run, on the same instances as the models.
 REFERENCE_BASELINES = ("baseline/ucb", "baseline/ts", "baseline/greedy")
@@ -18,7 +18,7 @@ JUNIT_METRICS = ("format_compliance", "best_arm_rate", "suffix_failure_freq", "k
 
 def case_properties(record: dict[str, Any], prices: Any) -> list[tuple[str, object]]:
     """A case record as a handful of flat properties; the steps are in steps.jsonl."""
-    from .report import summary_row
+    from bandit_bench.reporting.tables import summary_row
 
     row = summary_row(record, prices)
     if record["errors"]:
@@ -63,9 +63,9 @@ class Collector:
         (its manifest names this model and config); then each folder's lock is taken, in one
         order, and held until the session ends, so a second process recording the same cases
         waits and then replays what this one recorded. Raises pytest.UsageError."""
-        from .casefolder import CaseFolder
-        from .recording import CassetteError
-        from .runner import is_baseline
+        from bandit_bench.recording.casefolder import CaseFolder
+        from bandit_bench.recording.transport import CassetteError
+        from bandit_bench.running.runner import is_baseline
 
         opts = self.bench.opts
         if opts.record_mode == "none":
@@ -102,7 +102,7 @@ class Collector:
 
     def _write_sent_cassettes(self, sent: dict[str, Any]) -> list[str]:
         """Write what a worker recorded, as the one writer of the controller's cassette folder."""
-        from .recording import CassetteError
+        from bandit_bench.recording.transport import CassetteError
 
         folder = self.folders.get((sent["model"], sent["config"]))
         if folder is None:
@@ -119,7 +119,7 @@ class Collector:
 
     def _print_bill(self, cases: list[Any]) -> None:
         """The bill before it starts: with --collect-only always, else when a run will record."""
-        from .spend import estimate_cases, format_bill
+        from bandit_bench.plugin.spend import estimate_cases, format_bill
 
         collect_only = self.config.getoption("collectonly")
         opts = self.bench.opts
@@ -156,7 +156,7 @@ class Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .plugin import CASSETTES_KEY, RESULT_KEY
+        from bandit_bench.plugin.session import CASSETTES_KEY, RESULT_KEY
 
         kept: list[tuple[str, object]] = []
         for name, value in report.user_properties:
@@ -178,25 +178,25 @@ class Collector:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        from .plugin import SELECTED_KEY
+        from bandit_bench.plugin.session import SELECTED_KEY
 
         selected = getattr(node, "workeroutput", {}).get(SELECTED_KEY)
         if selected is not None:
             self.selected_on_workers = max(self.selected_on_workers or 0, int(selected))
 
     def _selected(self) -> int | None:
-        from .plugin import _SELECTED
+        from bandit_bench.plugin.session import SELECTED
 
         if self.selected_on_workers is not None:
             return self.selected_on_workers
-        return self.config.stash.get(_SELECTED, None)
+        return self.config.stash.get(SELECTED, None)
 
     def _with_references(self) -> list[dict[str, Any]]:
         """The run's records plus, per config, the classic algorithms (measured on the same
         instances) and the paper's published rows for it (``paper/*``)."""
-        from .evaluation import case_record
-        from .published import published_records
-        from .runner import run_case
+        from bandit_bench.reporting.evaluation import case_record
+        from bandit_bench.reporting.published import published_records
+        from bandit_bench.running.runner import run_case
 
         records = dict(self.records)
         configs = {c.config.name: c.config for c in self.bench.cases}
@@ -231,7 +231,7 @@ class Collector:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.bench.scope.requested and self._selected() == 0 and not self.records:
             # A benchmark run that ran no case must not pass: say what was looked for.
-            from .plugin import nothing_selected_message
+            from bandit_bench.plugin.session import nothing_selected_message
 
             self.nothing_checked = nothing_selected_message(self.config, self.bench)
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
@@ -239,8 +239,9 @@ class Collector:
             return
         if not self.records:
             return
-        from .provenance import run_metadata
-        from .report import stopped_notes, summary_rows, text_table, write_reports
+        from bandit_bench.reporting.provenance import run_metadata
+        from bandit_bench.reporting.tables import stopped_notes, summary_rows, text_table
+        from bandit_bench.reporting.writer import write_reports
 
         records = self._with_references()
         summary = summary_rows(records, self.bench.settings.prices)
@@ -259,8 +260,8 @@ class Collector:
             return
         self.written = [str(p) for p in paths.values()]
         if self.bench.compare_to is not None:
-            from .compare import compare_dirs
-            from .report import ReportDirError
+            from bandit_bench.reporting.compare import compare_dirs
+            from bandit_bench.reporting.tables import ReportDirError
 
             try:
                 outcome = compare_dirs(self.bench.compare_to, self.bench.report_dir)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .specs import BUILTIN_CONFIGS, CaseConfig, SpecError, config_from_table
+from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, SpecError, config_from_table
 
 _KNOWN_TABLES = {"configs", "xfail", "prices"}
 
@@ -83,7 +83,7 @@ def settings_from_table(table: Any, source: Path | None = None) -> ProjectSettin
     raw_configs = table.get("configs", {})
     if not isinstance(raw_configs, Mapping):
         raise SpecError(f"{where}.configs", raw_configs, "a table of named configs")
-    from .runner import validate_model
+    from bandit_bench.running.runner import validate_model
 
     for name, cfg in raw_configs.items():
         configs[name] = config_from_table(name, cfg)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .recording import CassetteError, cassette_path, pending_requests, safe_component
-from .settings import Price
+from bandit_bench.plugin.settings import Price
+from bandit_bench.recording.transport import CassetteError, cassette_path, pending_requests, safe_component
 
 if TYPE_CHECKING:
-    from .specs import CaseConfig
+    from bandit_bench.core.specs import CaseConfig
 
 CHARS_PER_TOKEN = 4
 
@@ -48,7 +48,7 @@ def prompt_tokens_by_step(config: CaseConfig) -> list[int]:
     The history shown is a stand-in (round-robin arms, alternating rewards): a raw history's
     length depends on the names and the number of rounds, hardly on which arm won.
     """
-    from .prompts import arm_names, render_messages
+    from bandit_bench.core.prompts import arm_names, render_messages
 
     k, horizon = config.instance.k, config.instance.horizon
     names = arm_names(config.design.scenario, k)
@@ -223,7 +223,7 @@ def estimate_cases(
     cases: Iterable[Any], cassette_dir: Path, record_mode: str, prices: Mapping[str, Price], configs: Any
 ) -> list[CaseEstimate]:
     """Estimates of the cases that call an API (baselines never do)."""
-    from .runner import is_baseline
+    from bandit_bench.running.runner import is_baseline
 
     return [
         estimate_case(c.model, c.config, cassette_dir, record_mode, prices, configs)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .recording import (
+from bandit_bench.recording.transport import (
     CassetteError,
     CorruptCassetteError,
     case_dir,
@@ -34,7 +34,7 @@ from .recording import (
 )
 
 if TYPE_CHECKING:
-    from .specs import CaseConfig
+    from bandit_bench.core.specs import CaseConfig
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -52,15 +52,15 @@ class UnwritableFolderError(CassetteError):
 
 
 def public_url(url: str) -> str:
-    """The URL without credentials (provenance's rule, shared with the reports)."""
-    from .provenance import public_url as strip
+    """The URL without credentials (the reports' rule too)."""
+    from bandit_bench.recording.redaction import public_url as strip
 
     return strip(url) or ""
 
 
 def config_spec(config: CaseConfig) -> dict[str, Any]:
     """What defines a case's requests and instances (thresholds are judged, not recorded)."""
-    from .specs import INSTANCE_PRESETS
+    from bandit_bench.core.specs import INSTANCE_PRESETS
 
     inst = config.instance
     preset = next((n for n, kd in INSTANCE_PRESETS.items() if kd == (inst.k, inst.delta)), None)
@@ -81,7 +81,7 @@ def _now() -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from bandit_bench import __version__
 
     return __version__
 
@@ -182,7 +182,7 @@ def episodes_to_record(cassette_dir: Path, model: str, config: CaseConfig, mode:
 
     ``new_episodes`` may also record inside an existing episode whose prompts changed; that
     cannot be known without running it, so those episodes are not counted here."""
-    from .recording import RECORD_MODES
+    from bandit_bench.recording.transport import RECORD_MODES
 
     if mode not in RECORD_MODES:
         raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
@@ -361,7 +361,7 @@ def adopt_recordings(
     ``model`` must be the id that produced them (the folder name is only a file-safe spelling);
     the base URL is read from the recorded requests; ``record_mode``, ``recorded_at`` and
     ``note`` say what is known of the recording run, which the cassettes do not hold."""
-    from .recording import load_cassette
+    from bandit_bench.recording.transport import load_cassette
 
     folder = case_dir(cassette_dir, model, config.name)
     files = sorted(p for p in folder.glob("[0-9][0-9][0-9].json"))

@@ -123,6 +123,23 @@ def redact_obj(obj: Any) -> Any:
     return obj
 
 
+def public_url(url: str | None) -> str | None:
+    """``url`` without credentials: no ``user:password@``, no query, no fragment (a key can hide
+    in ``?api-key=``)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(unparseable URL, not shown)"
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def strip_userinfo(url: str) -> str:
     """``url`` without ``user:password@``: what may be stored or shown of an endpoint."""
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .redaction import redact, redact_bytes, strip_userinfo
+from bandit_bench.recording.redaction import redact, redact_bytes, strip_userinfo
 
 if TYPE_CHECKING:
     import httpx2

@@ -27,8 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import EpisodeBatch, episode_best_arm_rate, episode_format_compliance, episode_suffix_failure
-from .report import CaseEpisodes, ReportData, case_episodes, load_report_dir
+from bandit_bench.core.metrics import (
+    EpisodeBatch,
+    episode_best_arm_rate,
+    episode_format_compliance,
+    episode_suffix_failure,
+)
+from bandit_bench.reporting.tables import CaseEpisodes, ReportData, case_episodes, load_report_dir
 
 ALPHA = 0.05
 DEFAULT_TOLERANCE = 0.05
@@ -315,7 +320,10 @@ def compare_data(
 def compare_dirs(
     old: Path, new: Path, tolerance: float = DEFAULT_TOLERANCE, alpha: float = ALPHA
 ) -> Comparison:
-    """Compare report folder NEW against OLD; raises :class:`~bandit_bench.report.ReportDirError`."""
+    """Compare report folder NEW against OLD.
+
+    Raises :class:`~bandit_bench.reporting.tables.ReportDirError` when a folder cannot be read.
+    """
     return compare_data(load_report_dir(Path(old)), load_report_dir(Path(new)), tolerance, alpha)
 
 
@@ -336,7 +344,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
 def run_side_by_side(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Where each run's numbers came from, one line per field; "*" marks a field that differs."""
-    from .provenance import metadata_lines
+    from bandit_bench.reporting.provenance import metadata_lines
 
     rows = [
         [label, a, b, "*" if a != b else ""]

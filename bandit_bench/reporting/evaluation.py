@@ -1,6 +1,6 @@
 """A case's verdict: metrics of its trajectories against the config's thresholds.
 
-``case_record`` turns a :class:`~bandit_bench.runner.CaseResult` into plain JSON-safe Python
+``case_record`` turns a :class:`~bandit_bench.running.runner.CaseResult` into plain JSON-safe Python
 types: that is what crosses pytest-xdist's process boundary in ``report.user_properties`` and
 what the report module reads back.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .early_stop import effective_thresholds
-from .metrics import EpisodeBatch, Estimate, summarize
-from .runner import CaseResult
+from bandit_bench.core.early_stop import effective_thresholds
+from bandit_bench.core.metrics import EpisodeBatch, Estimate, summarize
+from bandit_bench.running.runner import CaseResult
 
 LABELS = {"format_compliance": "format compliance", "best_arm_rate": "best-arm rate"}
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
-from .report import (
+from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
+from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
     CaseEpisodes,
     case_episodes,
@@ -42,7 +42,7 @@ from .report import (
     threshold_text,
     verdict,
 )
-from .report import kind_of as row_kind
+from bandit_bench.reporting.tables import kind_of as row_kind
 
 if TYPE_CHECKING:
     import jinja2
@@ -336,10 +336,10 @@ def _short_label(row: Mapping[str, Any], one_model: bool) -> str:
 def epsilon_sweep(k: int, delta: float, horizon: int, seed: int) -> tuple[tuple[float, float, float], ...]:
     """Epsilon-greedy's (epsilon, SuffFailFreq(T/2), K*MinFrac) on episodes 0..SWEEP_EPISODES-1
     of this instance: the run's own instances first, then more of the same."""
-    from .agents.baselines import BASELINES, run_baseline_batch
-    from .bandit import draw_instance
-    from .metrics import episode_k_min_frac, episode_suffix_failure
-    from .specs import InstanceSpec
+    from bandit_bench.core.agents.baselines import BASELINES, run_baseline_batch
+    from bandit_bench.core.bandit import draw_instance
+    from bandit_bench.core.metrics import episode_k_min_frac, episode_suffix_failure
+    from bandit_bench.core.specs import InstanceSpec
 
     spec = InstanceSpec(k=k, delta=delta, horizon=horizon)
     instances = [draw_instance(spec, seed, i)[0] for i in range(SWEEP_EPISODES)]
@@ -597,7 +597,7 @@ class TableGroup:
 
 
 def table_groups(summary: Sequence[Mapping[str, Any]]) -> list[TableGroup]:
-    """The table's groups (as :func:`~bandit_bench.report.table_blocks`) with their cells."""
+    """The table's groups (as :func:`~bandit_bench.reporting.tables.table_blocks`) with their cells."""
     classes = {"model": "model", "baseline": "reference", "published": "published"}
     return [
         TableGroup(b.kind, b.title, b.facts, [(classes[row_kind(r)], _cells(r)) for r in b.rows])
@@ -628,8 +628,8 @@ def render_html(
 ) -> str:
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
-    from .provenance import metadata_lines
-    from .report import config_facts
+    from bandit_bench.reporting.provenance import metadata_lines
+    from bandit_bench.reporting.tables import config_facts
 
     colours = colours_for(r["model"] for r in summary)
     cases = case_episodes(summary, steps)

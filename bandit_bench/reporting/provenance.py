@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from bandit_bench.recording.redaction import public_url
 
 # (key in the run object, label shown to people), in display order.
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -34,23 +35,6 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("numpy", "numpy"),
 )
 _PACKAGES = {"bandit_bench": "bandit-bench", "openai": "openai", "vcrpy": "vcrpy", "numpy": "numpy"}
-
-
-def public_url(url: str | None) -> str | None:
-    """``url`` without credentials: no ``user:password@``, no query, no fragment (a key can hide
-    in ``?api-key=``)."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(unparseable URL, not shown)"
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    netloc = host + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _version(distribution: str) -> str | None:

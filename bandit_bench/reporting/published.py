@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .specs import CaseConfig
+    from bandit_bench.core.specs import CaseConfig
 
 __all__ = ["PUBLISHED_KIND", "PublishedRow", "published_records", "published_rows"]
 
@@ -45,7 +45,7 @@ class PublishedRow:
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[PublishedRow, ...]:
-    from .specs import INSTANCE_PRESETS, DesignSpec
+    from bandit_bench.core.specs import INSTANCE_PRESETS, DesignSpec
 
     data = json.loads(_DATA.read_text(encoding="utf-8"))
     columns = data["columns"]

@@ -4,8 +4,8 @@ Every file is written through a temporary file and renamed, so two runs writing 
 folder never interleave rows and a reader never sees half a file.
 
 ``report.md`` and ``report.html`` are functions of ``summary.json`` and ``steps.jsonl`` alone:
-:func:`load_report_dir` reads a folder back and :func:`rerender_reports` writes both again
-(``bandit-bench report DIR``) without running anything.
+:func:`load_report_dir` reads a folder back, and :mod:`bandit_bench.reporting.writer` writes it
+and renders both again (``bandit-bench report DIR``) without running anything.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import METRIC_NAMES as METRICS  # one list of metrics, in column order
-from .metrics import EpisodeBatch
+from bandit_bench.core.metrics import METRIC_NAMES as METRICS  # one list of metrics, in column order
+from bandit_bench.core.metrics import EpisodeBatch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,7 @@ STEP_COLUMNS = (
 
 
 def atomic_write(path: Path, text: str) -> None:
-    from .redaction import redact
+    from bandit_bench.recording.redaction import redact
 
     text = redact(text)  # no secret reaches a report file, whatever a server echoed
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -494,7 +494,7 @@ def totals_line(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def metadata_markdown(run: Mapping[str, Any]) -> str:
-    from .provenance import metadata_lines
+    from bandit_bench.reporting.provenance import metadata_lines
 
     return "\n".join(f"- {label}: {value}" for label, value in metadata_lines(run))
 
@@ -528,40 +528,6 @@ def summary_rows(
 ) -> list[dict[str, Any]]:
     """The rows of summary.json (NaN as None, numpy types as Python's)."""
     return list(json.loads(summary_frame(records, prices).to_json(orient="records")))
-
-
-def write_reports(
-    records: Iterable[Mapping[str, Any]],
-    report_dir: Path,
-    prices: Mapping[str, Any] | None = None,
-    run: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write the report folder; ``run`` is the run's metadata (:func:`~bandit_bench.provenance.run_metadata`
-    of the records when not given)."""
-    from .provenance import run_metadata
-
-    records = list(records)
-    summary = summary_frame(records, prices)
-    run = dict(run) if run is not None else run_metadata(records)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "summary.csv": report_dir / "summary.csv",
-        "summary.json": report_dir / "summary.json",
-        "steps.jsonl": report_dir / "steps.jsonl",
-        "report.md": report_dir / "report.md",
-        "report.html": report_dir / "report.html",
-    }
-    atomic_write(paths["summary.csv"], summary.to_csv(index=False))
-    table = json.loads(summary.to_json(orient="records"))
-    document = json.loads(json.dumps({"run": run, "rows": table}))
-    atomic_write(paths["summary.json"], json.dumps(document, indent=2) + "\n")
-    steps = list(step_rows(records))
-    atomic_write(paths["steps.jsonl"], "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in steps))
-    # Both human reports come from exactly what the two data files hold (the JSON round trip
-    # included), so `bandit-bench report DIR` re-renders them identically.
-    rows = [_summary_row(row, i, paths["summary.json"]) for i, row in enumerate(table)]
-    _write_rendered(ReportData(report_dir, rows, steps, document["run"]), paths)
-    return paths
 
 
 # ---------------------------------------------------------------------------- reading a folder back
@@ -753,18 +719,3 @@ def case_episodes(
             ) from None
         out[key] = CaseEpisodes(key[0], key[1], np.array([ep for ep, _ in episodes], dtype=np.int64), batch)
     return out
-
-
-def _write_rendered(data: ReportData, paths: Mapping[str, Path]) -> None:
-    from .html_report import render_html
-
-    atomic_write(paths["report.md"], render_markdown(data.summary, data.run))
-    atomic_write(paths["report.html"], render_html(data.summary, data.steps, data.run))
-
-
-def rerender_reports(report_dir: Path) -> dict[str, Path]:
-    """Write ``report.md`` and ``report.html`` again from the folder's data files; runs nothing."""
-    data = load_report_dir(report_dir)
-    paths = {name: data.directory / name for name in ("report.md", "report.html")}
-    _write_rendered(data, paths)
-    return paths

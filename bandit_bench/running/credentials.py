@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from .redaction import Secret
+from bandit_bench.recording.redaction import Secret
 
 OPENROUTER_ENV = "OPENROUTER_API_KEY"
 OPENAI_ENV = "OPENAI_API_KEY"

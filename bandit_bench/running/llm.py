@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..parsing import parse_reply
-from ..prompts import answer_grammar, render_messages
-from ..recording import CassetteError, UnusableResponse
-from ..redaction import Secret, redact
-from ..specs import DesignSpec
-from .base import AgentError, Decision, EpisodeContext
+from bandit_bench.core.agents.base import AgentError, Decision, EpisodeContext
+from bandit_bench.core.parsing import parse_reply
+from bandit_bench.core.prompts import answer_grammar, render_messages
+from bandit_bench.core.specs import DesignSpec
+from bandit_bench.recording.redaction import Secret, redact
+from bandit_bench.recording.transport import CassetteError, UnusableResponse
 
 if TYPE_CHECKING:
     import httpx2

@@ -2,8 +2,8 @@
 
 This is the library entry point the pytest plugin calls; a script can call it too::
 
-    from bandit_bench.runner import RunOptions, run_case
-    from bandit_bench.specs import BUILTIN_CONFIGS
+    from bandit_bench.running.runner import RunOptions, run_case
+    from bandit_bench.core.specs import BUILTIN_CONFIGS
     result = run_case("baseline/ucb", BUILTIN_CONFIGS["BNRN0-hard-T25"], RunOptions())
 """
 
@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from .agents.base import AgentError
-from .credentials import key_env_for, key_help, key_problem
-from .recording import CassetteError
-from .redaction import Secret, redact, register_url, strip_userinfo
-from .specs import CaseConfig, SpecError
+from bandit_bench.core.agents.base import AgentError
+from bandit_bench.core.specs import CaseConfig, SpecError
+from bandit_bench.recording.redaction import Secret, redact, register_url, strip_userinfo
+from bandit_bench.recording.transport import CassetteError
+from bandit_bench.running.credentials import key_env_for, key_help, key_problem
 
 if TYPE_CHECKING:
-    from .casefolder import CaseFolder
-    from .early_stop import Settlement
-    from .episode import Trajectory
+    from bandit_bench.core.early_stop import Settlement
+    from bandit_bench.core.episode import Trajectory
+    from bandit_bench.recording.casefolder import CaseFolder
 
 BASELINE_PREFIX = "baseline/"
 # The error of an episode the budget stopped: not an API fault, the case reports it apart.
@@ -53,8 +53,8 @@ ProgressFn = Callable[[StepProgress], None]
 @dataclass(frozen=True, repr=False)
 class RunOptions:
     """How a case runs. ``api_key`` is sent as is to ``base_url`` (see
-    :func:`bandit_bench.credentials.select_api_key` for choosing it by endpoint); a plain string
-    is wrapped in a :class:`~bandit_bench.redaction.Secret`, so no repr shows it."""
+    :func:`bandit_bench.running.credentials.select_api_key` for choosing it by endpoint); a plain string
+    is wrapped in a :class:`~bandit_bench.recording.redaction.Secret`, so no repr shows it."""
 
     base_url: str = DEFAULT_BASE_URL
     api_key: Secret | None = None
@@ -100,7 +100,7 @@ def is_baseline(model: str) -> bool:
 
 def validate_model(model: str) -> str:
     """Any ``provider/name`` (or a local server's bare name) is an API id; ``baseline/*`` must exist."""
-    from .agents.baselines import BASELINES
+    from bandit_bench.core.agents.baselines import BASELINES
 
     if not isinstance(model, str) or not model.strip() or any(c.isspace() for c in model):
         raise SpecError("--model", model, "a model id such as openai/gpt-4o-mini or baseline/ucb (no spaces)")
@@ -199,14 +199,14 @@ def _episode(
     refused: str | None = None,
 ) -> tuple[Trajectory, int, int]:
     # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
-    from .bandit import draw_instance
-    from .episode import Trajectory, run_episode
-    from .prompts import arm_names
+    from bandit_bench.core.bandit import draw_instance
+    from bandit_bench.core.episode import Trajectory, run_episode
+    from bandit_bench.core.prompts import arm_names
 
     instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
     names = arm_names(config.design.scenario, config.instance.k)
-    from .agents.llm import LLMAgent, make_client
-    from .recording import cassette_path, make_transport
+    from bandit_bench.recording.transport import cassette_path, make_transport
+    from bandit_bench.running.llm import LLMAgent, make_client
 
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
     hint = f"To record it: {record_command(model, config, opts)}"
@@ -216,7 +216,7 @@ def _episode(
             raise CassetteError(refused)
         inner = None
         if opts.record_mode != "none":
-            from .deadline import network_transport
+            from bandit_bench.running.deadline import network_transport
 
             # Bounds each whole request by --request-timeout, and drops it when the run is cancelled.
             inner = network_transport(opts.request_timeout, cancel)
@@ -292,8 +292,8 @@ def _episode(
 
 def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
     """A classic algorithm on the case's instances, all episodes at once (no HTTP, no cassette)."""
-    from .agents.baselines import run_on_instances
-    from .episode import StepRecord, Trajectory
+    from bandit_bench.core.agents.baselines import run_on_instances
+    from bandit_bench.core.episode import StepRecord, Trajectory
 
     spec = config.instance
     run = run_on_instances(model[len(BASELINE_PREFIX) :], spec, config.run.seed, config.run.episodes)
@@ -324,7 +324,7 @@ def _in_threads(
     printed a threading traceback. Here the first Ctrl-C cancels (requests in flight included)
     and waits at most CANCEL_GRACE seconds; a second one leaves at once.
     """
-    from .deadline import Cancelled
+    from bandit_bench.running.deadline import Cancelled
 
     results: dict[int, _T] = {}
     failures: list[BaseException] = []
@@ -380,7 +380,7 @@ def run_case(
 
     With ``opts.early_stop`` the episodes run in waves, in index order, and no new wave starts
     once the remaining episodes cannot change the verdict against the thresholds (the config's,
-    or the overrides given here as to :func:`~bandit_bench.evaluation.case_record`).
+    or the overrides given here as to :func:`~bandit_bench.reporting.evaluation.case_record`).
 
     When the run may record, the case folder is checked first (writable, its manifest names this
     model and config) and its lock is held until the last cassette is written.
@@ -389,7 +389,7 @@ def run_case(
     validate_model(model)
     if is_baseline(model):
         return _baseline_case(model, config)
-    from .casefolder import CaseFolder
+    from bandit_bench.recording.casefolder import CaseFolder
 
     result = CaseResult(model=model, config=config)
     folder = CaseFolder(opts.cassette_dir, model, config, opts.base_url, opts.record_mode)
@@ -421,7 +421,12 @@ def _run_case_in(
     min_format_compliance: float | None,
     min_best_arm_rate: float | None,
 ) -> list[tuple[Trajectory, int, int]]:
-    from .casefolder import REPLAYING_MODES, mixed_recording_message, read_manifest, unlisted_files
+    from bandit_bench.recording.casefolder import (
+        REPLAYING_MODES,
+        mixed_recording_message,
+        read_manifest,
+        unlisted_files,
+    )
 
     model, config = result.model, result.config
     n = config.run.episodes
@@ -474,7 +479,7 @@ def _run_case_in(
 
     waves = [range(n)]
     if opts.early_stop:
-        from .early_stop import wave_size
+        from bandit_bench.core.early_stop import wave_size
 
         size = wave_size(n)
         waves = [range(start, min(n, start + size)) for start in range(0, n, size)]
@@ -493,7 +498,7 @@ def _run_case_in(
             if any(o[0].error == BUDGET_STOPPED for o in outcomes):
                 break  # no new wave once the budget refused a request
             if opts.early_stop and len(outcomes) < n:
-                from .early_stop import effective_thresholds, settle
+                from bandit_bench.core.early_stop import effective_thresholds, settle
 
                 trajs = [o[0] for o in outcomes]
                 if any(t.error for t in trajs):

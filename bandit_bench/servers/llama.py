@@ -372,7 +372,9 @@ def find_repo_root(start: Path | None = None) -> Path:
     """The bandit-bench checkout (``pyproject.toml`` beside ``bandit_bench/``): from ``start`` upwards."""
     start = (start or Path.cwd()).absolute()
     for folder in (start, *start.parents):
-        if (folder / "bandit_bench" / "plugin.py").is_file() and (folder / "pyproject.toml").is_file():
+        if (folder / "bandit_bench" / "plugin" / "hooks.py").is_file() and (
+            folder / "pyproject.toml"
+        ).is_file():
             return folder
     raise LocalServerError(
         f"no bandit-bench checkout above {start}: run record-local from the repository "
@@ -501,9 +503,9 @@ def record_local(
 
 def _check_configs(repo: Path, configs: Sequence[str]) -> None:
     """Stop before installing or starting anything when a config name, suite or pattern is unknown."""
-    from .cases import expand_config_names
-    from .settings import load_settings
-    from .specs import SpecError
+    from bandit_bench.core.specs import SpecError
+    from bandit_bench.plugin.cases import expand_config_names
+    from bandit_bench.plugin.settings import load_settings
 
     try:
         expand_config_names(configs, load_settings(repo / "pyproject.toml"))

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bandit_bench.simulator import cycle
+from bandit_bench.servers.simulator import cycle
 
 PYPROJECT = """
 [tool.bandit_bench.configs.quick]
@@ -91,7 +91,7 @@ min_format_compliance = 0.9
 
 
 def _no_tag(body, call):
-    from bandit_bench.simulator import SimReply
+    from bandit_bench.servers.simulator import SimReply
 
     return SimReply(content="I would press the blue button.")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.simulator import always, cycle
+from bandit_bench.servers.simulator import always, cycle
 
 PYPROJECT = """
 [tool.bandit_bench.configs.quick]
@@ -140,7 +140,7 @@ def test_ini_keys_add_the_benchmark_to_a_plain_run(bench_project):
     result.stdout.fnmatch_lines_random(
         [
             "test_other.py::test_other PASSED*",
-            "bandit_bench/benchmark.py::test_bandit[[]baseline/ucb-quick[]] PASSED*",
+            "bandit_bench/plugin/benchmark.py::test_bandit[[]baseline/ucb-quick[]] PASSED*",
         ]
     )
 
@@ -149,7 +149,9 @@ def test_model_option_alone_runs_the_benchmark_not_the_project_tests(project):
     project.makepyfile(test_other=OTHER_TEST)
     result = project.runpytest("--model", "baseline/ucb", "--bandit-config", "quick", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["bandit_bench/benchmark.py::test_bandit[[]baseline/ucb-quick[]] PASSED*"])
+    result.stdout.fnmatch_lines(
+        ["bandit_bench/plugin/benchmark.py::test_bandit[[]baseline/ucb-quick[]] PASSED*"]
+    )
 
 
 def test_model_option_with_test_paths_runs_both(project):
@@ -220,12 +222,12 @@ def test_a_threshold_failure_is_one_line_without_a_traceback(project, simulator)
     result.stdout.fnmatch_lines(
         [
             "sim/always-picky: best-arm rate 0.* < 0.90 (95% CI [[]0.*, 0.*[]]) on 18 steps",
-            "FAILED bandit_bench/benchmark.py::test_bandit[[]sim/always-picky[]] - ThresholdNotMet: "
+            "FAILED bandit_bench/plugin/benchmark.py::test_bandit[[]sim/always-picky[]] - ThresholdNotMet: "
             "sim/always-picky: best-arm rate 0.00 < 0.90 (95% CI [[]0.00, 0.18[]]) on 18 steps",
         ]
     )
     out = result.stdout.str()
-    assert "Traceback" not in out and "plugin.py" not in out and "def test_bandit" not in out
+    assert "Traceback" not in out and "hooks.py" not in out and "def test_bandit" not in out
 
 
 def test_an_xfail_names_the_metric_and_an_xpass_the_entry_to_remove(project, simulator):

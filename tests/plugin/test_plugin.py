@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.simulator import always, cycle
+from bandit_bench.servers.simulator import always, cycle
 
 PYPROJECT = """
 [tool.bandit_bench.configs.quick]
@@ -86,8 +86,8 @@ def test_item_ids_are_model_dash_config(project):
     )
     result.stdout.fnmatch_lines(
         [
-            "bandit_bench/benchmark.py::test_bandit[openai/gpt-4o-mini-quick]",
-            "bandit_bench/benchmark.py::test_bandit[baseline/ucb-quick]",
+            "bandit_bench/plugin/benchmark.py::test_bandit[openai/gpt-4o-mini-quick]",
+            "bandit_bench/plugin/benchmark.py::test_bandit[baseline/ucb-quick]",
         ]
     )
 
@@ -212,7 +212,7 @@ def test_without_model_the_cases_are_what_the_cassettes_hold(project, simulator)
     sim = simulator(cycle())
     _record(project, sim.base_url).assert_outcomes(passed=1)
     result = project.runpytest("--collect-only", "-q", "--cassette-dir=cassettes")
-    result.stdout.fnmatch_lines(["bandit_bench/benchmark.py::test_bandit[sim/cycle-quick]"])
+    result.stdout.fnmatch_lines(["bandit_bench/plugin/benchmark.py::test_bandit[sim/cycle-quick]"])
     # A project's own bandit_case test, with no option at all, runs the recorded cases too.
     project.makepyfile(test_bench_case="def test_bandit(bandit_case):\n    bandit_case.run_and_check()\n")
     result = project.runpytest("--collect-only", "-q")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.evaluation import case_record
-from bandit_bench.runner import CaseResult, RunOptions, run_case
-from bandit_bench.simulator import SimReply, Simulator, scripted
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.running.runner import CaseResult, RunOptions, run_case
+from bandit_bench.servers.simulator import SimReply, Simulator, scripted
 
 MODEL = "sim/faulty"
 OK_BLUE = SimReply("<Answer>blue</Answer>")

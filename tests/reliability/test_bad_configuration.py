@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.runner import RunOptions, run_case, validate_model
-from bandit_bench.settings import load_settings
-from bandit_bench.specs import BUILTIN_CONFIGS, SpecError
+from bandit_bench.core.specs import BUILTIN_CONFIGS, SpecError
+from bandit_bench.plugin.settings import load_settings
+from bandit_bench.running.runner import RunOptions, run_case, validate_model
 
 CODE = (
     "a five-part code: scenario B|A, framing N|S, history R|S, chain of thought N|C|C~ (ASCII: Ct), "
@@ -323,7 +323,9 @@ def test_any_provider_name_is_a_model(project: pytest.Pytester, model: str) -> N
     project.makefile(".toml", pyproject="")
     result = project.runpytest("--model", model, "--bandit-config", "BNRN0-hard-T25", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    result.stdout.fnmatch_lines([f"bandit_bench/benchmark.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"])
+    result.stdout.fnmatch_lines(
+        [f"bandit_bench/plugin/benchmark.py::test_bandit[[]{model}-BNRN0-hard-T25[]]"]
+    )
 
 
 def test_outside_pytest_the_library_raises_the_same_errors() -> None:
@@ -339,8 +341,8 @@ def test_outside_pytest_the_library_raises_the_same_errors() -> None:
 def test_outside_pytest_values_that_would_fail_at_run_time_are_refused_up_front() -> None:
     """k beyond a scenario's names, a horizon whose reward table cannot be drawn, a timeout
     that overflows a socket: each refused where it is given, not in the middle of a run."""
-    from bandit_bench.prompts import BUTTON_COLOURS, arm_names
-    from bandit_bench.specs import ARM_NAME_COUNTS, CaseConfig, DesignSpec, InstanceSpec
+    from bandit_bench.core.prompts import BUTTON_COLOURS, arm_names
+    from bandit_bench.core.specs import ARM_NAME_COUNTS, CaseConfig, DesignSpec, InstanceSpec
 
     assert ARM_NAME_COUNTS == {"B": len(BUTTON_COLOURS), "A": len(arm_names("A", 26))}
     assert CaseConfig("ok", DesignSpec.parse("BNRN0"), InstanceSpec(k=20, delta=0.2, horizon=5))

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from bandit_bench.cases import resolve_configs, split_models
-from bandit_bench.evaluation import case_record
-from bandit_bench.recording import cassette_path
-from bandit_bench.report import write_reports
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.seeding import api_seed
-from bandit_bench.settings import settings_from_table
-from bandit_bench.simulator import SimReply, Simulator, cycle
-from bandit_bench.specs import BUILTIN_CONFIGS, CaseConfig, DesignSpec, InstanceSpec, RunSpec, SpecError
+from bandit_bench.core.seeding import api_seed
+from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, DesignSpec, InstanceSpec, RunSpec, SpecError
+from bandit_bench.plugin.cases import resolve_configs, split_models
+from bandit_bench.plugin.settings import settings_from_table
+from bandit_bench.recording.transport import cassette_path
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.reporting.writer import write_reports
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import SimReply, Simulator, cycle
 
 WAIT = 60.0  # upper bound for the barrier; reaching it is what the test checks, never how fast
 EPISODES, HORIZON = 6, 4

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_bench.bandit import draw_instance
-from bandit_bench.episode import Trajectory
-from bandit_bench.evaluation import case_record
-from bandit_bench.recording import cassette_path
-from bandit_bench.report import write_reports
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.seeding import api_seed
-from bandit_bench.simulator import SimReply, Simulator, always, scripted
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.bandit import draw_instance
+from bandit_bench.core.episode import Trajectory
+from bandit_bench.core.seeding import api_seed
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.recording.transport import cassette_path
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.reporting.writer import write_reports
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import SimReply, Simulator, always, scripted
 
 RAMBLE = "Let me weigh exploration against exploitation once more. " * 1800
 assert len(RAMBLE) > 100_000

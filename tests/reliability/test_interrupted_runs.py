@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from bandit_bench.evaluation import case_record
-from bandit_bench.recording import cassette_path
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.seeding import api_seed
-from bandit_bench.simulator import SimReply, Simulator, always
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.seeding import api_seed
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.recording.transport import cassette_path
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import SimReply, Simulator, always
 
 MODEL = "sim/interrupted"
 EPISODES, HORIZON = 4, 3
@@ -43,8 +43,8 @@ WAIT = 60.0  # generous upper bound for a state to be reached; never a timing as
 CHILD = """
 import sys
 from pathlib import Path
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 
 config = CaseConfig(
     name="interrupted",
@@ -235,9 +235,9 @@ def test_ctrl_c_drops_requests_in_flight_without_waiting_for_the_server(tmp_path
 DRIP_CHILD = """
 import sys
 from pathlib import Path
-import bandit_bench.runner as runner
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+import bandit_bench.running.runner as runner
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 
 runner.CANCEL_GRACE = 3600.0  # only a second Ctrl-C can end the wait
 config = CaseConfig(
@@ -521,7 +521,7 @@ def test_rewrite_replaces_a_damaged_cassette(recorded: Path, tmp_path: Path, dam
 
 def test_a_leftover_temporary_file_is_ignored(recorded: Path, tmp_path: Path) -> None:
     """A process killed inside save_cassette can leave ``.NNN.json.XXXX.tmp``: replay ignores it."""
-    from bandit_bench.cases import discover_models
+    from bandit_bench.plugin.cases import discover_models
 
     cassettes = _copy(recorded, tmp_path)
     folder = cassette_path(cassettes, MODEL, CONFIG.name, 0).parent

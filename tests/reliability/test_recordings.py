@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.casefolder import MANIFEST, adopt_recordings, public_url, read_manifest
-from bandit_bench.cases import discover_models
-from bandit_bench.recording import case_dir, cassette_path
-from bandit_bench.runner import RunOptions, run_case
-from bandit_bench.simulator import always, cycle
-from bandit_bench.specs import BUILTIN_CONFIGS, CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.plugin.cases import discover_models
+from bandit_bench.recording.casefolder import MANIFEST, adopt_recordings, public_url, read_manifest
+from bandit_bench.recording.transport import case_dir, cassette_path
+from bandit_bench.running.runner import RunOptions, run_case
+from bandit_bench.servers.simulator import always, cycle
 
 REPO = Path(__file__).parents[2]
 SHIPPED_MODEL = "local/smollm2-135m-instruct"

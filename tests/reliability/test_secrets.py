@@ -1,6 +1,6 @@
 """Secrets: a key reaches its own endpoint and nothing else; no file or line of output holds it.
 
-Which key goes where (bandit_bench.credentials): ``--api-key``, else the variable named by
+Which key goes where (bandit_bench.running.credentials): ``--api-key``, else the variable named by
 ``--api-key-env``, else ``OPENROUTER_API_KEY`` for https://openrouter.ai and ``OPENAI_API_KEY``
 for https://api.openai.com, else none. Recordings run through pytester against the simulator,
 which echoes what it was sent (in a 200 body, a response header, a 401 message); every byte
@@ -17,12 +17,12 @@ from typing import Any, cast
 
 import pytest
 
-from bandit_bench.credentials import key_problem, select_api_key
-from bandit_bench.recording import make_transport
-from bandit_bench.redaction import Secret
-from bandit_bench.runner import RunOptions, record_command, run_case
-from bandit_bench.simulator import SimReply, Simulator, always
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.recording.redaction import Secret
+from bandit_bench.recording.transport import make_transport
+from bandit_bench.running.credentials import key_problem, select_api_key
+from bandit_bench.running.runner import RunOptions, record_command, run_case
+from bandit_bench.servers.simulator import SimReply, Simulator, always
 
 PYPROJECT = """
 [tool.bandit_bench.configs.tiny]
@@ -243,7 +243,7 @@ def test_no_repr_shows_the_key_even_under_show_locals(
     # A bug deep in a step (here: the parser raising) must not print the key with the locals.
     pytester.makeconftest(
         "import pytest\n"
-        "import bandit_bench.agents.llm as llm\n"
+        "import bandit_bench.running.llm as llm\n"
         "def boom(*a, **k):\n    raise RuntimeError('parser bug')\n"
         "@pytest.fixture(autouse=True)\n"
         "def _parser_bug(monkeypatch):\n    monkeypatch.setattr(llm, 'parse_reply', boom)\n"

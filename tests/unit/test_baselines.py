@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bandit_bench import Agent, BanditInstance, InstanceSpec, draw_instance, run_episode
-from bandit_bench.agents.baselines import BASELINES, BaselineAgent, run_baseline_batch
-from bandit_bench.metrics import EpisodeBatch, best_arm_rate
+from bandit_bench.core.agents.baselines import BASELINES, BaselineAgent, run_baseline_batch
+from bandit_bench.core.metrics import EpisodeBatch, best_arm_rate
 
 # K=4, delta=0.2, T=20, base seed 3, episode 0: best arm 1. Arm sequences with
 # default_rng(2024), computed once and pasted: any change to a chooser's logic or to the
@@ -142,8 +142,8 @@ def test_ts_greedy_frac_matches_the_paper(k: int, delta: float, seed: int, greed
     """The paper's TS (Figure 11, 1000 replicates, T = 100) reads GreedyFrac 0.62 on the hard
     instance and 0.88 on the easy one; only the one-pull start reproduces them (without it TS
     gives 0.578-0.580 and 0.849-0.851)."""
-    from bandit_bench.agents.baselines import run_on_instances
-    from bandit_bench.metrics import point_values
+    from bandit_bench.core.agents.baselines import run_on_instances
+    from bandit_bench.core.metrics import point_values
 
     run = run_on_instances("ts", InstanceSpec(k=k, delta=delta, horizon=100), seed, 1000)
     batch = EpisodeBatch.from_arrays(run.arms, run.rewards, run.best_arm, k, delta)

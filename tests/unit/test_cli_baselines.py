@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bandit_bench.cli import baseline_rows, main
+from bandit_bench.cli.commands import baseline_rows, main
 
 KEYS = {
     "algorithm",
@@ -95,9 +95,9 @@ def test_unparseable_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_cli_rows_equal_the_reports_reference_rows_on_the_same_instances():
-    from bandit_bench.evaluation import case_record
-    from bandit_bench.runner import run_case
-    from bandit_bench.specs import BUILTIN_CONFIGS
+    from bandit_bench.core.specs import BUILTIN_CONFIGS
+    from bandit_bench.reporting.evaluation import case_record
+    from bandit_bench.running.runner import run_case
 
     cfg = BUILTIN_CONFIGS["BNRN0-hard-T25"]
     rows = {r["algorithm"]: r for r in baseline_rows(cfg.instance, cfg.run)}

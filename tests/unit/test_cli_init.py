@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bandit_bench.cli import main
-from bandit_bench.scaffold import CI_TEST_COMMAND, WORKFLOW_PATH
-from bandit_bench.simulator import cycle
+from bandit_bench.cli.commands import main
+from bandit_bench.cli.scaffold import CI_TEST_COMMAND, WORKFLOW_PATH
+from bandit_bench.servers.simulator import cycle
 
 PROJECT = """[project]
 name = "my-model"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_bench.cli import main
-from bandit_bench.compare import compare_dirs, sign_flip_p_value, two_sample_p_value
+from bandit_bench.cli.commands import main
+from bandit_bench.reporting.compare import compare_dirs, sign_flip_p_value, two_sample_p_value
 
 K, DELTA, T, N = 3, 0.5, 10, 8
 MODEL, CONFIG = "sim/test-model", "tiny"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bandit_bench.runner as runner
-from bandit_bench.evaluation import case_record
-from bandit_bench.recording import load_cassette
-from bandit_bench.runner import RateLimiter, RunOptions, run_case
-from bandit_bench.simulator import cycle
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+import bandit_bench.running.runner as runner
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.recording.transport import load_cassette
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.running.runner import RateLimiter, RunOptions, run_case
+from bandit_bench.servers.simulator import cycle
 
 CFG = CaseConfig(
     name="conc",

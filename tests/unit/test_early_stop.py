@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_bench.early_stop import effective_thresholds, settle, wave_size
-from bandit_bench.episode import StepRecord, Trajectory
-from bandit_bench.evaluation import case_record
-from bandit_bench.runner import CaseResult
-from bandit_bench.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.early_stop import effective_thresholds, settle, wave_size
+from bandit_bench.core.episode import StepRecord, Trajectory
+from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.running.runner import CaseResult
 
 
 def _config(episodes: int, horizon: int, fc: float, bar: float) -> CaseConfig:

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_bench.evaluation import case_record
-from bandit_bench.html_report import (
+from bandit_bench.core.metrics import EpisodeBatch
+from bandit_bench.core.specs import BUILTIN_CONFIGS
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.reporting.html import (
     BASELINE_COLOURS,
     EPSILON_SWEEP,
     MODEL_PALETTE,
@@ -30,10 +32,9 @@ from bandit_bench.html_report import (
     scatter_panels,
     wilson_band,
 )
-from bandit_bench.metrics import EpisodeBatch
-from bandit_bench.report import case_episodes, load_report_dir, write_reports
-from bandit_bench.runner import run_case
-from bandit_bench.specs import BUILTIN_CONFIGS
+from bandit_bench.reporting.tables import case_episodes, load_report_dir
+from bandit_bench.reporting.writer import write_reports
+from bandit_bench.running.runner import run_case
 
 CONFIGS = [
     BUILTIN_CONFIGS["BNRN0-hard-T25"].with_overrides(episodes=4, horizon=12),

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from bandit_bench.agents.base import Decision
-from bandit_bench.bandit import draw_instance
-from bandit_bench.episode import run_episode
-from bandit_bench.specs import (
+from bandit_bench.core.agents.base import Decision
+from bandit_bench.core.bandit import draw_instance
+from bandit_bench.core.episode import run_episode
+from bandit_bench.core.specs import (
     BUILTIN_CONFIGS,
     DesignSpec,
     InstanceSpec,
@@ -36,8 +36,8 @@ def test_episode_instances_are_pinned():
 
 def test_same_episode_same_draws_in_any_process_and_order():
     code = (
-        "from bandit_bench.bandit import draw_instance\n"
-        "from bandit_bench.specs import instance_preset\n"
+        "from bandit_bench.core.bandit import draw_instance\n"
+        "from bandit_bench.core.specs import instance_preset\n"
         "i, h, p = draw_instance(instance_preset('hard', 10), 0, 2)\n"
         "print(i.best_arm, i.seed, i.rewards.tolist(), h.integers(5, size=4).tolist())"
     )

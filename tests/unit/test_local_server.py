@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench import local_server
-from bandit_bench.local_server import (
+from bandit_bench.servers import llama as local_server
+from bandit_bench.servers.llama import (
     MODEL_ID,
     PYTHON_ENV_VAR,
     LlamaServer,
@@ -223,7 +223,7 @@ def test_install_runtime_installs_only_what_is_missing(
 
 
 def test_record_local_refuses_an_unknown_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bandit_bench.cli import main
+    from bandit_bench.cli.commands import main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     # Checked before anything is installed or started.
@@ -251,9 +251,9 @@ def llama_runtime() -> tuple[str, Path]:
 
 
 def test_live_episode_through_llama_cpp(llama_runtime: tuple[str, Path], tmp_path: Path) -> None:
-    from bandit_bench.recording import cassette_path, load_cassette
-    from bandit_bench.runner import RunOptions, run_case
-    from bandit_bench.specs import BUILTIN_CONFIGS
+    from bandit_bench.core.specs import BUILTIN_CONFIGS
+    from bandit_bench.recording.transport import cassette_path, load_cassette
+    from bandit_bench.running.runner import RunOptions, run_case
 
     python, weights = llama_runtime
     config = BUILTIN_CONFIGS["BNSN0-hard-T25-constrained"].with_overrides(episodes=1, horizon=3)
@@ -280,7 +280,7 @@ def test_live_episode_through_llama_cpp(llama_runtime: tuple[str, Path], tmp_pat
 def test_record_local_threads_reach_the_server_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from bandit_bench.cli import main
+    from bandit_bench.cli.commands import main
 
     seen: dict[str, object] = {}
     real_server = local_server.LlamaServer

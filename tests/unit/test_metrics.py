@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bandit_bench import StepRecord, Trajectory
-from bandit_bench import metrics as m
-from bandit_bench.metrics import EpisodeBatch, Estimate, wilson
+from bandit_bench.core import metrics as m
+from bandit_bench.core.metrics import EpisodeBatch, Estimate, wilson
 
 
 def three_episodes() -> EpisodeBatch:

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_bench.parsing import REASONS, ParsedReply, parse_reply
+from bandit_bench.core.parsing import REASONS, ParsedReply, parse_reply
 
 COLOURS5 = ("blue", "green", "red", "yellow", "purple")
 COLOURS10 = COLOURS5 + ("orange", "pink", "brown", "gray", "black")

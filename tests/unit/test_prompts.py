@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.prompts import BUTTON_COLOURS, answer_grammar, arm_names, render_messages
-from bandit_bench.specs import DesignSpec
+from bandit_bench.core.prompts import BUTTON_COLOURS, answer_grammar, arm_names, render_messages
+from bandit_bench.core.specs import DesignSpec
 
 COLOURS5 = ("blue", "green", "red", "yellow", "purple")
 # The history of all three examples of the paper's appendix B.1 (K = 5, T = 10): the first arm
@@ -476,12 +476,12 @@ def test_answer_grammar() -> None:
 
 
 def test_templates_ship_with_the_package() -> None:
-    import bandit_bench.prompts as prompts
+    import bandit_bench.core.prompts as prompts
 
     folder = Path(prompts.__file__).parent
     assert (folder / "system.j2").is_file() and (folder / "user.j2").is_file()
 
 
 def test_importing_prompts_does_not_import_jinja2() -> None:
-    code = "import sys, bandit_bench.prompts; sys.exit('jinja2' in sys.modules)"
+    code = "import sys, bandit_bench.core.prompts; sys.exit('jinja2' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from bandit_bench.published import PUBLISHED_KIND, published_records, published_rows
-from bandit_bench.specs import BUILTIN_CONFIGS
+from bandit_bench.core.specs import BUILTIN_CONFIGS
+from bandit_bench.reporting.published import PUBLISHED_KIND, published_records, published_rows
 
 
 def _one(model: str, design: str, instance: str, horizon: int = 100):
@@ -124,9 +124,10 @@ def test_a_constrained_config_gets_the_rows_of_its_prompt_design() -> None:
 
 
 def test_published_rows_in_every_report_output(tmp_path) -> None:
-    from bandit_bench.evaluation import case_record
-    from bandit_bench.report import summary_rows, text_table, write_reports
-    from bandit_bench.runner import run_case
+    from bandit_bench.reporting.evaluation import case_record
+    from bandit_bench.reporting.tables import summary_rows, text_table
+    from bandit_bench.reporting.writer import write_reports
+    from bandit_bench.running.runner import run_case
 
     cfg = BUILTIN_CONFIGS["BSSC~0-hard-T100"].with_overrides(episodes=2)
     records = [case_record(run_case("baseline/ucb", cfg)), *published_records(cfg)]

@@ -9,14 +9,14 @@ import httpx2
 import openai
 import vcr
 
-from bandit_bench.recording import (
+from bandit_bench.recording.transport import (
     canonical_body,
     cassette_path,
     load_cassette,
     make_transport,
     safe_component,
 )
-from bandit_bench.simulator import always
+from bandit_bench.servers.simulator import always
 
 SHIPPED = Path(__file__).parents[2] / "cassettes/local/smollm2-135m-instruct/BNRN0-hard-T25/000.json"
 

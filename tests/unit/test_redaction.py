@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import secrets
 
-from bandit_bench.redaction import Secret, redact, redact_bytes, redact_obj, register_url, strip_userinfo
+from bandit_bench.recording.redaction import (
+    Secret,
+    redact,
+    redact_bytes,
+    redact_obj,
+    register_url,
+    strip_userinfo,
+)
 
 
 def test_registered_secrets_and_url_credentials_are_replaced_wherever_they_appear() -> None:

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_bench.cli import main
-from bandit_bench.episode import Trajectory
-from bandit_bench.evaluation import case_record
-from bandit_bench.provenance import git_commit, public_url, run_metadata
-from bandit_bench.report import (
+from bandit_bench.cli.commands import main
+from bandit_bench.core.episode import Trajectory
+from bandit_bench.core.specs import BUILTIN_CONFIGS
+from bandit_bench.plugin.settings import Price
+from bandit_bench.reporting.evaluation import case_record
+from bandit_bench.reporting.provenance import git_commit, public_url, run_metadata
+from bandit_bench.reporting.tables import (
     SUMMARY_COLUMNS,
     ReportDirError,
     case_episodes,
@@ -29,11 +31,9 @@ from bandit_bench.report import (
     table_blocks,
     text_table,
     threshold_text,
-    write_reports,
 )
-from bandit_bench.runner import CaseResult, run_case
-from bandit_bench.settings import Price
-from bandit_bench.specs import BUILTIN_CONFIGS
+from bandit_bench.reporting.writer import write_reports
+from bandit_bench.running.runner import CaseResult, run_case
 
 CONFIGS = [
     BUILTIN_CONFIGS["BNRN0-hard-T25"].with_overrides(episodes=4, horizon=12),

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.recording import pending_requests, safe_component
-from bandit_bench.settings import Price, load_settings
-from bandit_bench.spend import (
+from bandit_bench.plugin.settings import Price, load_settings
+from bandit_bench.plugin.spend import (
     Budget,
     BudgetExhausted,
     approx_tokens,
@@ -18,6 +17,7 @@ from bandit_bench.spend import (
     reply_cost,
     request_bound,
 )
+from bandit_bench.recording.transport import pending_requests, safe_component
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOL = "local/smollm2-135m-instruct"

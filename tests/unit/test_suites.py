@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from bandit_bench.cases import expand_config_names, resolve_configs
-from bandit_bench.published import published_records
-from bandit_bench.settings import ProjectSettings
-from bandit_bench.specs import BEST_ARM_THRESHOLDS, BUILTIN_CONFIGS, SUITES, SpecError, config_from_table
+from bandit_bench.core.specs import BEST_ARM_THRESHOLDS, BUILTIN_CONFIGS, SUITES, SpecError, config_from_table
+from bandit_bench.plugin.cases import expand_config_names, resolve_configs
+from bandit_bench.plugin.settings import ProjectSettings
+from bandit_bench.reporting.published import published_records
 
 PAPER_NINE = ["BNRN0", "BNRN1", "BNRND", "BNRC0", "BNSN0", "BSRN0", "BSSC0", "BSSC1", "BSSCD"]
 
@@ -60,9 +60,9 @@ def test_every_paper_config_has_the_papers_gpt4_row() -> None:
 
 @pytest.mark.parametrize(("instance", "horizon"), list(BEST_ARM_THRESHOLDS))
 def test_thresholds_are_the_classic_algorithms_lowest_rate_rounded_down(instance: str, horizon: int) -> None:
-    from bandit_bench.agents.baselines import run_on_instances
-    from bandit_bench.metrics import EpisodeBatch, point_values
-    from bandit_bench.specs import instance_preset
+    from bandit_bench.core.agents.baselines import run_on_instances
+    from bandit_bench.core.metrics import EpisodeBatch, point_values
+    from bandit_bench.core.specs import instance_preset
 
     spec = instance_preset(instance, horizon)
     rates = []

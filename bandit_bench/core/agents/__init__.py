@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .base import Agent, AgentError, Decision, EpisodeContext
+from bandit_bench.core.agents.base import Agent, AgentError, Decision, EpisodeContext
 
 __all__ = ["Agent", "AgentError", "Decision", "EpisodeContext"]

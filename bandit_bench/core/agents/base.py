@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..bandit import BanditInstance
+    from bandit_bench.core.bandit import BanditInstance
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each algorithm is one *chooser*: ``choose_<name>(counts, sums, t, rng, **params)`` maps the
 per-arm pull counts and reward sums of N episodes, shapes (N, K), to the N arms to pull next.
 The CLI runs N episodes at once through :func:`run_baseline_batch`; :class:`BaselineAgent`
-runs the very same chooser with N = 1 behind the per-step :class:`~bandit_bench.agents.Agent`
+runs the very same chooser with N = 1 behind the per-step :class:`~bandit_bench.core.agents.Agent`
 protocol, so both paths choose identical arms from identical generator states.
 
 Every chooser draws the same amount of randomness at every step, whatever the data, so a
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import Decision, EpisodeContext
+from bandit_bench.core.agents.base import Decision, EpisodeContext
 
 if TYPE_CHECKING:
-    from ..specs import InstanceSpec
+    from bandit_bench.core.specs import InstanceSpec
 
 BASELINES: tuple[str, ...] = ("ucb", "ts", "greedy", "eps_greedy", "uniform")
 
@@ -175,7 +175,7 @@ def run_on_instances(
     :data:`BASELINES`, so the CLI, the report's reference rows and ``--model baseline/...``
     give the same numbers for the same seed, instance and episode count.
     """
-    from ..bandit import draw_instance
+    from bandit_bench.core.bandit import draw_instance
 
     instances = [draw_instance(spec, seed, i)[0] for i in range(episodes)]
     tables = np.stack([inst.rewards for inst in instances])
@@ -187,7 +187,7 @@ def run_on_instances(
 
 
 class BaselineAgent:
-    """A baseline behind the per-step :class:`~bandit_bench.agents.Agent` protocol.
+    """A baseline behind the per-step :class:`~bandit_bench.core.agents.Agent` protocol.
 
     Draws from ``ctx.rng``, the episode's policy generator, so a baseline's episode is as
     reproducible as the instance it runs on.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..specs import DesignSpec
+from bandit_bench.core.specs import DesignSpec
 
 if TYPE_CHECKING:
     import jinja2

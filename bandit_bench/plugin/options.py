@@ -1,0 +1,249 @@
+"""Every bandit-bench option: its flag, ini twin, parsing, validation and default, in one place.
+
+Adding an option touches this file: a line in :func:`add_options`, a field of :class:`Options`
+and its reading in :func:`read_options` (and :class:`~bandit_bench.running.runner.RunOptions`
+when the runner needs it). The hooks only consume :class:`Options`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bandit_bench.core.specs import DEFAULT_CONFIGS, SpecError
+from bandit_bench.plugin.cases import split_models
+
+MAX_REQUEST_TIMEOUT = 86400.0
+# Options whose presence asks for the benchmark (issue: "options in use"), and their ini twins.
+CASE_OPTIONS = ("model", "bandit_config", "cassette_dir")
+CASE_INIS = ("bandit_models", "bandit_configs", "bandit_cassette_dir")
+# Every bandit-bench option that takes a value: a value written after a space can be taken by
+# pytest for a test path before the plugin's options are known (see _space_form_error).
+VALUE_FLAGS: set[str] = set()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Every bandit-bench option and its ini twin (the one table of them)."""
+    group = parser.getgroup("bandit-bench", "bandit-bench: does the model explore in context?")
+
+    def add(flag: str, ini: str | None, help: str, **kw: Any) -> None:
+        group.addoption(flag, dest=flag.lstrip("-").replace("-", "_"), help=help, **kw)
+        if kw.get("action") not in ("store_true", "store_false", "count"):
+            VALUE_FLAGS.add(flag)
+        if ini and kw.get("action") == "append":
+            parser.addini(ini, help=f"default for {flag}", type="linelist")
+        elif ini:
+            parser.addini(ini, help=f"default for {flag}", type="string")
+
+    add(
+        "--model",
+        "bandit_models",
+        "model id (repeatable or comma-separated); baseline/ucb|ts|greedy|"
+        "eps_greedy|uniform run classic algorithms. Default: the models with cassettes.",
+        action="append",
+        default=[],
+    )
+    add(
+        "--bandit-config",
+        "bandit_configs",
+        "named config (repeatable); `bandit-bench configs` lists them. Default: the configs the "
+        f"model has cassettes for, else {', '.join(DEFAULT_CONFIGS)}",
+        action="append",
+        default=[],
+    )
+    add("--episodes", None, "override the configs' number of episodes", type=int)
+    add("--horizon", None, "override the configs' horizon T", type=int)
+    add(
+        "--api-key",
+        None,
+        "API key, sent to any --base-url. Default by endpoint: $OPENROUTER_API_KEY for "
+        "https://openrouter.ai, $OPENAI_API_KEY for https://api.openai.com, none for others. "
+        "Prefer the environment: an option shows in process lists and shell history",
+    )
+    add(
+        "--api-key-env",
+        "bandit_api_key_env",
+        "name of the environment variable holding the key for --base-url (for a server that is "
+        "neither OpenRouter nor OpenAI; no key is sent to it otherwise)",
+    )
+    add("--base-url", "bandit_base_url", "OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)")
+    add("--cassette-dir", "bandit_cassette_dir", "cassette folder (default cassettes/)")
+    add("--report-dir", "bandit_report_dir", "report folder (default reports/)")
+    add("--min-format-compliance", None, "override the configs' format-compliance threshold", type=float)
+    add("--min-best-arm-rate", None, "override the configs' best-arm-rate threshold", type=float)
+    add("--concurrency", "bandit_concurrency", "episodes in flight per case (default 8)", type=int)
+    add("--max-retries", "bandit_max_retries", "retries of a failed request (default 2)", type=int)
+    add(
+        "--request-timeout",
+        "bandit_request_timeout",
+        "seconds for each whole request, the reply's body included (default 60, at most 86400). "
+        "Worst case per step: timeout x (retries + 1) + backoff, the backoff being the client's "
+        "0.5, 1, 2, 4, 8, 8, ... s between tries, or a server's Retry-After up to 120 s each",
+        type=float,
+    )
+    add(
+        "--max-rps",
+        "bandit_max_rps",
+        "requests per second per case while recording (default: no limit)",
+        type=float,
+    )
+    add("--compare-to", None, "report folder of an earlier run: fail the session on a significant regression")
+    add(
+        "--max-cost",
+        "bandit_max_cost",
+        "USD: stop starting requests once the cost so far plus the next request's upper bound would "
+        "exceed it (needs a price in [tool.bandit_bench.prices] for each model)",
+        type=float,
+    )
+    group.addoption(
+        "--early-stop",
+        dest="early_stop",
+        action="store_true",
+        default=None,
+        help="run each case's episodes in waves and stop once the remaining ones cannot change the verdict",
+    )
+    parser.addini("bandit_early_stop", help="default for --early-stop", type="bool")
+
+
+def opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: Any = str) -> Any:
+    value = config.getoption(name)
+    if value is None and ini:
+        raw = config.getini(ini)
+        try:
+            value = cast(raw) if raw not in ("", None, []) else None
+        except ValueError:
+            allowed = "an integer" if cast is int else "a number"
+            raise SpecError(f"[tool.pytest.ini_options] {ini}", raw, allowed) from None
+    return default if value is None else value
+
+
+def check_range(name: str, value: float | int | None, low: float, high: float | None = None) -> None:
+    if value is None:
+        return
+    if not value >= low or (high is not None and value > high):  # NaN fails the first test
+        allowed = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
+        raise SpecError(name, value, allowed)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's options after parsing, validation and defaults (command line, else ini twin)."""
+
+    models: list[str]  # validated ids; empty: the models with cassettes
+    config_names: list[str]  # as given; resolved against the settings by the hooks
+    episodes: int | None
+    horizon: int | None
+    thresholds: dict[str, float | None]
+    cassette_dir: Path
+    report_dir: Path
+    base_url: str
+    api_key: Any  # credentials.Secret | None: its repr never shows the key
+    api_key_env: str | None
+    record_mode: str
+    concurrency: int
+    max_retries: int
+    request_timeout: float
+    max_rps: float | None
+    compare_to: Path | None
+    max_cost: float | None
+    early_stop: bool
+
+
+def read_options(config: pytest.Config) -> Options:
+    """Read and check every option; a bad value raises :class:`SpecError` naming it."""
+    from bandit_bench.recording.redaction import register_url
+    from bandit_bench.running.credentials import key_problem, select_api_key
+    from bandit_bench.running.runner import DEFAULT_BASE_URL
+
+    root = config.rootpath
+    for flag in ("cassette_dir", "report_dir"):
+        if config.getoption(flag) == "":
+            # An unset shell variable (--report-dir=$DIR) would otherwise mean the project root.
+            raise SpecError(
+                f"--{flag.replace('_', '-')}", "", "a folder path (it was empty; was a variable unset?)"
+            )
+    cassette_dir = Path(opt(config, "cassette_dir", "bandit_cassette_dir", "cassettes"))
+    if not cassette_dir.is_absolute():
+        cassette_dir = root / cassette_dir
+    report_dir = Path(opt(config, "report_dir", "bandit_report_dir", "reports"))
+    if not report_dir.is_absolute():
+        report_dir = root / report_dir
+    episodes, horizon = config.getoption("episodes"), config.getoption("horizon")
+    check_range("--episodes", episodes, 1)
+    check_range("--horizon", horizon, 1)
+    thresholds = {
+        "min_format_compliance": config.getoption("min_format_compliance"),
+        "min_best_arm_rate": config.getoption("min_best_arm_rate"),
+    }
+    for key, value in thresholds.items():
+        check_range("--" + key.replace("_", "-"), value, 0.0, 1.0)
+    concurrency = opt(config, "concurrency", "bandit_concurrency", 8, int)
+    max_retries = opt(config, "max_retries", "bandit_max_retries", 2, int)
+    timeout = opt(config, "request_timeout", "bandit_request_timeout", 60.0, float)
+    max_rps = opt(config, "max_rps", "bandit_max_rps", None, float)
+    check_range("--concurrency", concurrency, 1)
+    check_range("--max-retries", max_retries, 0)
+    # Beyond a day a socket timeout overflows (inf, 1e300): refused here, not mid-run.
+    check_range("--request-timeout", timeout, 0.001, MAX_REQUEST_TIMEOUT)
+    check_range("--max-rps", max_rps, 0.001)
+
+    models = split_models(config.getoption("model") or config.getini("bandit_models"))
+    config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
+
+    early_stop = config.getoption("early_stop")
+    if early_stop is None:
+        early_stop = bool(config.getini("bandit_early_stop"))
+    max_cost = opt(config, "max_cost", "bandit_max_cost", None, float)
+    if max_cost is not None and (not max_cost > 0 or max_cost == float("inf")):  # NaN fails `> 0`
+        raise SpecError("--max-cost", max_cost, "a positive, finite amount of USD, e.g. --max-cost=5")
+
+    record_mode = config.getoption("record_mode", default=None) or "none"
+    base_url = opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL)
+    register_url(base_url)
+    api_key_env = opt(config, "api_key_env", "bandit_api_key_env", None)
+    if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise SpecError("--api-key-env", api_key_env, "the name of an environment variable, e.g. MY_API_KEY")
+    api_key = select_api_key(base_url, api_key=config.getoption("api_key"), api_key_env=api_key_env)
+    problem = key_problem(api_key)
+    if problem and api_key is not None and record_mode != "none":
+        raise SpecError(
+            f"the API key ({api_key.source})",
+            "[redacted]",
+            "printable ASCII with no spaces",
+            hint=problem[0].upper() + problem[1:],
+        )
+    compare_to = config.getoption("compare_to")
+    if compare_to and not (Path(compare_to) / "summary.json").is_file():
+        raise SpecError("--compare-to", compare_to, "the report folder of an earlier run (with summary.json)")
+    if compare_to and Path(compare_to).resolve() == report_dir.resolve():
+        # This run's report replaces that folder before the comparison: it would compare with itself.
+        raise SpecError(
+            "--compare-to",
+            compare_to,
+            "a folder other than --report-dir",
+            hint=f"Keep the earlier run elsewhere (cp -r {compare_to} previous-reports) and compare to that",
+        )
+    return Options(
+        models=models,
+        config_names=config_names,
+        episodes=episodes,
+        horizon=horizon,
+        thresholds=thresholds,
+        cassette_dir=cassette_dir,
+        report_dir=report_dir,
+        base_url=base_url,
+        api_key=api_key,
+        api_key_env=api_key_env,
+        record_mode=record_mode,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        request_timeout=timeout,
+        max_rps=max_rps,
+        compare_to=Path(compare_to) if compare_to else None,
+        max_cost=max_cost,
+        early_stop=early_stop,
+    )
