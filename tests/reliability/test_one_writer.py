@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,8 +18,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bandit_bench.servers.simulator import SimReply, cycle
 
@@ -149,3 +146,45 @@ def test_two_processes_recording_one_case_pay_for_it_once(tmp_path: Path, simula
     summaries = {name: (project / name / "summary.csv").read_bytes() for name in ("reports-a", "reports-b")}
     replayed = (project / "reports-c" / "summary.csv").read_bytes()
     assert summaries == {"reports-a": replayed, "reports-b": replayed}
+
+
+# ---------------------------------------------------------------------------- 8. one writer
+
+
+def test_workers_with_their_own_checkout_send_cassettes_to_the_controller(tmp_path: Path, simulator) -> None:
+    """``--tx popen//chdir=<folder>``: each worker runs in another copy of the project, as
+    ``ssh=`` or ``socket=`` workers on other machines do; what they record lands in the
+    controller's cassette folder, and nothing in theirs."""
+    sim = simulator(cycle(), latency=0.01)
+    controller = _project(tmp_path / "controller")
+    workers = [_project(tmp_path / f"worker{i}") for i in (1, 2)]
+    run = _pytest(
+        controller, "-p", "xdist", "--dist=load", *(f"--tx=popen//chdir={w}" for w in workers),
+        "--model", "sim/a,sim/b", "--bandit-config", "quick", "--base-url", sim.base_url,
+        "--record-mode=once", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = run.communicate(timeout=WAIT)
+    assert run.returncode == 0, out
+    assert "2 passed" in out
+    assert sim.calls == 2 * EPISODES * HORIZON
+    assert _cassettes(controller / "cassettes") == [
+        f"sim/{m}/quick/{f}"
+        for m in "ab"
+        for f in (".lock", "000.json", "001.json", "002.json", "manifest.json")
+    ]
+    for worker in workers:
+        # xdist copies pytest itself into a chdir worker's folder; nothing of the run lands there.
+        assert not (worker / "cassettes").exists() and not (worker / "reports").exists()
+        assert [f for f in _cassettes(worker) if f.endswith(".json")] == []
+    for m in "ab":
+        folder = controller / "cassettes" / "sim" / m / "quick"
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["model"] == f"sim/{m}"
+        assert sorted(manifest["episodes"]) == ["000.json", "001.json", "002.json"]
+        models = {
+            json.loads(i["request"]["body"])["model"]
+            for e in range(EPISODES)
+            for i in json.loads((folder / f"{e:03d}.json").read_text(encoding="utf-8"))["interactions"]
+        }
+        assert models == {f"sim/{m}"}
+    assert (controller / "reports" / "summary.csv").is_file()
