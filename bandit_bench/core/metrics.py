@@ -205,11 +205,16 @@ def episode_k_min_frac(batch: EpisodeBatch) -> np.ndarray:
 
 
 def episode_greedy_frac(batch: EpisodeBatch) -> np.ndarray:
-    """Share of rounds whose chosen arm had the highest average reward so far.
+    """Share of rounds whose chosen arm had the highest average reward so far (the paper's
+    GreedyFrac, Section 3.1).
 
-    An arm not pulled yet counts as having the highest average (+inf), and ties count as
-    highest: trying a new arm is always greedy, while re-pulling a seen arm when another is still
-    untried never is (so an agent stuck on one arm from t=0 scores low, not high).
+    "Highest" is taken among the arms pulled so far, ties included, and pulling an arm not tried
+    yet counts as greedy (so round 1 always does). This is the one reading that fits every
+    published number: an agent stuck on one arm scores 1.00, as the paper's rows with K*MinFrac
+    0.00 and GreedyFrac 1.00 need (Figures 12 and 16, BNSN0), and on 1000 replicates at T = 100
+    UCB reads 0.76 (hard) / 0.94 (easy) and Greedy 1.00 / 1.00, the paper's baseline rows. The
+    other reading, an untried arm standing at +inf, caps a replicate that never tries some arm
+    at (K-1)/T and contradicts 76 of the paper's 151 model rows (51 with K*MinFrac 0.00).
     """
     n, k = batch.n, batch.k
     counts = np.zeros((n, k), dtype=np.int64)
@@ -218,9 +223,11 @@ def episode_greedy_frac(batch: EpisodeBatch) -> np.ndarray:
     rows = np.arange(n)
     for t in range(batch.horizon):
         # Exact ties are safe: equal fractions of integers divide to the identical float.
-        avg = np.divide(sums, counts, out=np.full((n, k), np.inf), where=counts > 0)
+        # Unpulled arms sit at -inf, so the row maximum is the maximum over pulled arms.
+        avg = np.divide(sums, counts, out=np.full((n, k), -np.inf), where=counts > 0)
         arm = batch.arms[:, t]
-        greedy += avg[rows, arm] >= avg.max(axis=1)
+        untried = counts[rows, arm] == 0
+        greedy += untried | (avg[rows, arm] >= avg.max(axis=1))
         counts[rows, arm] += 1
         sums[rows, arm] += batch.rewards[:, t]
     return greedy / batch.horizon

@@ -31,8 +31,10 @@ def test_per_episode_values() -> None:
     assert m.episode_suffix_failure(b).tolist() == [False, True, False]
     # counts (4,0,0), (0,3,1), (2,1,1): K * min / T
     assert m.episode_k_min_frac(b).tolist() == [0.0, 0.0, 0.75]
-    # e0: only t=0 (all unpulled); e1: t=0 and t=1 (arm 2 unpulled); e2: t=0..2 (each new arm).
-    assert m.episode_greedy_frac(b).tolist() == [0.25, 0.5, 0.75]
+    # e0: t=0 untried, then arm 0 is the only pulled arm: all greedy. e1: t=0, t=1 untried, t=2
+    # arm 1 ties arm 2 at 0, t=3 arm 1 (1/2) beats arm 2 (0). e2: t=0..2 untried, t=3 arm 0 (0)
+    # below arms 1 and 2 (1): not greedy.
+    assert m.episode_greedy_frac(b).tolist() == [1.0, 1.0, 0.75]
     # mean rewards 0.75, 0.25, 0.75 with 0.25 -> 0 and 0.75 -> 1
     assert m.episode_rescaled_reward(b).tolist() == [1.0, 0.0, 1.0]
     assert m.episode_regret(b).tolist() == [0.0, 2.0, 1.5]
@@ -56,7 +58,7 @@ def test_summary_values_and_units() -> None:
         "best_arm_rate_second_half": (3 / 6, 6),
         "suffix_failure_freq": (1 / 3, 3),
         "k_min_frac": (0.25, 3),
-        "greedy_frac": (0.5, 3),
+        "greedy_frac": (2.75 / 3, 3),
         "median_reward": (1.0, 3),
         "mean_regret": (3.5 / 3, 3),
     }
@@ -97,11 +99,19 @@ def test_always_best_arm_episode() -> None:
     assert s["median_reward"].value == pytest.approx(0.5)
 
 
-def test_greedy_frac_counts_unpulled_arms_as_the_highest_average() -> None:
-    # t=0: everything unpulled, greedy. t=1: arm 0 (avg 1) against unpulled arm 1 (+inf): not
-    # greedy although arm 0 has the best observed mean. t=2: the unpulled arm itself: greedy.
-    b = EpisodeBatch.from_arrays([[0, 0, 1]], [[1, 1, 0]], [1], k=2, delta=0.2)
-    assert m.episode_greedy_frac(b).tolist() == pytest.approx([2 / 3])
+def test_greedy_frac_takes_the_highest_average_among_pulled_arms() -> None:
+    # t=0: untried, greedy. t=1: arm 0 is the only pulled arm, so the highest: greedy although
+    # arm 1 is untried. t=2: the untried arm 1 itself: greedy. t=3: arm 1 (0/1) below arm 0 (2/2).
+    b = EpisodeBatch.from_arrays([[0, 0, 1, 1]], [[1, 1, 0, 0]], [1], k=2, delta=0.2)
+    assert m.episode_greedy_frac(b).tolist() == [0.75]
+
+
+def test_an_agent_stuck_on_one_arm_is_fully_greedy() -> None:
+    # The paper's stuck rows (Figure 16, BNRN0: K*MinFrac 0.00, GreedyFrac 1.00): one arm
+    # pressed throughout, whatever it pays, is greedy at every round.
+    b = EpisodeBatch.from_arrays([[0] * 100, [3] * 100], [[0] * 100, [1, 0] * 50], [1, 3], k=5, delta=0.2)
+    assert m.episode_greedy_frac(b).tolist() == [1.0, 1.0]
+    assert m.episode_k_min_frac(b).tolist() == [0.0, 0.0]
 
 
 def test_greedy_frac_ties_count_as_highest() -> None:

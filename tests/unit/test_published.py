@@ -155,3 +155,84 @@ def test_published_rows_in_every_report_output(tmp_path) -> None:
     assert '<tr class="published">' in html
     assert "published in the paper: Figure 11(a), row BSSC~0" in html
     assert "No complete episode for paper/gpt-4" not in html
+
+
+# The paper's own impossible values: no N replicates give them, whatever the definitions.
+PAPERS_OWN = {
+    "Figure 13, row ASRN1": ["SuffFailFreq 0.42 is no multiple of 1/20 (N = 20)"],
+    "Figure 13, row ASSN1": ["SuffFailFreq 0.42 is no multiple of 1/20 (N = 20)"],
+}
+
+
+def test_no_published_row_is_impossible_under_our_definitions() -> None:
+    """Every published model row is reachable by N replicates of T rounds under this package's
+    SuffFailFreq, K*MinFrac and GreedyFrac, except two SuffFailFreq values of Figure 13 that no
+    N = 20 replicates can give (0.42 is neither 8/20 nor 9/20): those are the paper's."""
+    from bandit_bench.reporting.published import inconsistencies
+
+    found = {r.source: inconsistencies(r) for r in published_rows() if inconsistencies(r)}
+    assert found == PAPERS_OWN
+
+
+def test_the_old_greedy_rule_contradicts_a_third_of_the_papers_rows() -> None:
+    # An untried arm at +inf caps a replicate that never tries some arm at (K-1)/T greedy
+    # rounds: 51 rows with K*MinFrac 0.00 and GreedyFrac 0.47-1.00 (Figure 16 BNRN0 0.00/1.00),
+    # and 25 more with K*MinFrac 0.01-0.03, could not be.
+    from bandit_bench.reporting.published import inconsistencies
+
+    old = [
+        r
+        for r in published_rows()
+        if any("GreedyFrac" in x for x in inconsistencies(r, greedy_rule="untried-inf"))
+    ]
+    stuck = [r for r in old if r.metrics["k_min_frac"] == 0.0]
+    assert (len(old), len(stuck)) == (76, 51)
+    assert min(r.metrics["greedy_frac"] for r in stuck) == 0.47
+    assert "Figure 16, row BNRN0" in {r.source for r in stuck}
+    assert not [x for r in published_rows() for x in inconsistencies(r) if "GreedyFrac" in x]
+
+
+def test_the_consistency_checks_can_fail() -> None:
+    from bandit_bench.reporting.published import PublishedRow, inconsistencies
+
+    row = PublishedRow(
+        model="paper/x",
+        design="BNRN0",
+        instance="hard",
+        k=5,
+        delta=0.2,
+        horizon=100,
+        replicates=3,
+        source="made up",
+        metrics={"median_reward": 0.1, "suffix_failure_freq": 0.5, "k_min_frac": 0.04, "greedy_frac": 0.0},
+    )
+    assert inconsistencies(row) == [
+        "SuffFailFreq 0.50 is no multiple of 1/3 (N = 3)",
+        "K*MinFrac 0.04 is no multiple of K/(T N) = 5/300",
+        "GreedyFrac 0.00 is below 1/T, round 1 being always greedy",
+    ]
+
+
+@pytest.mark.parametrize(("k", "delta", "horizon"), [(5, 0.2, 100), (4, 0.5, 100), (5, 0.2, 200)])
+def test_our_baselines_match_the_papers_baseline_rows(k: int, delta: float, horizon: int) -> None:
+    """UCB, TS and Greedy over 1000 episodes (seed 0) against the paper's 1000-replicate rows
+    (Figure 11(a), 11(c)/14, 7): shares within 3 standard errors plus rounding, K*MinFrac and
+    GreedyFrac within 0.01, MedianReward within 0.1 (a median of a bimodal spread: Greedy's)."""
+    from bandit_bench.core.agents.baselines import run_on_instances
+    from bandit_bench.core.metrics import EpisodeBatch, point_values
+    from bandit_bench.core.specs import InstanceSpec
+    from bandit_bench.reporting.published import published_baselines
+
+    spec = InstanceSpec(k=k, delta=delta, horizon=horizon)
+    paper = {b.algorithm: b.metrics for b in published_baselines(k=k, horizon=horizon)}
+    assert set(paper) == {"ts", "ucb", "greedy"}
+    for name, published in paper.items():
+        run = run_on_instances(name, spec, 0, 1000)
+        ours = point_values(EpisodeBatch.from_arrays(run.arms, run.rewards, run.best_arm, k, delta))
+        p = published["suffix_failure_freq"]
+        assert abs(ours["suffix_failure_freq"] - p) <= 3 * (max(p, 0.01) * (1 - p) / 1000) ** 0.5 + 0.005, (
+            name
+        )
+        assert abs(ours["k_min_frac"] - published["k_min_frac"]) <= 0.01, name
+        assert abs(ours["greedy_frac"] - published["greedy_frac"]) <= 0.01, name
+        assert abs(ours["median_reward"] - published["median_reward"]) <= 0.1, name
