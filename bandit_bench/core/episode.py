@@ -23,6 +23,9 @@ class StepRecord:
     completion_tokens: int = 0
     latency: float = 0.0
     cost: float | None = None
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -89,6 +92,9 @@ def run_episode(
                 completion_tokens=d.completion_tokens,
                 latency=d.latency,
                 cost=d.cost,
+                reasoning=d.reasoning,
+                reasoning_tokens=d.reasoning_tokens,
+                finish_reason=d.finish_reason,
             )
         )
         if on_step is not None:

@@ -29,6 +29,14 @@ The rules, in the order they are applied:
    ``"malformed-distribution"``; all weights zero: ``"zero-distribution"``. Otherwise the
    weights are normalised to sum to 1, in ``names`` order.
 
+Replies of reasoning models are read first by :func:`parse_completion_reply`: the answer is
+parsed from the final answer text only (outside ``<think>``, besides ``reasoning`` fields and
+thinking parts; see :mod:`bandit_bench.core.replies`). A reply with no answer text that ended
+inside an unfinished thought, or that ran into the token limit (``finish_reason == "length"``)
+while its reasoning was all it had written, is ``"reasoning-cut-off"``: it could not answer in the
+budget, which says nothing of its format. A refusal with no text (``message.refusal``) is
+``"refusal"``.
+
 A valid reply has ``reason == ""``; an invalid one has neither ``arm`` nor ``distribution``.
 ``"parse-error"`` is reserved for a bug in this module: any exception is caught and reported
 with it, so one odd reply can never end a benchmark run (seed defect 3).
@@ -39,8 +47,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["REASONS", "ParsedReply", "parse_reply"]
+if TYPE_CHECKING:
+    from bandit_bench.core.replies import Reply
+
+__all__ = ["CUT_OFF_REASONS", "REASONS", "ParsedReply", "parse_completion_reply", "parse_reply"]
 
 REASONS: tuple[str, ...] = (
     "empty",
@@ -51,8 +63,12 @@ REASONS: tuple[str, ...] = (
     "negative-weight",
     "zero-distribution",
     "truncated",
+    "reasoning-cut-off",
+    "refusal",
     "parse-error",
 )
+# Reasons of a reply the token limit cut off before it could answer, not a format fault.
+CUT_OFF_REASONS: tuple[str, ...] = ("reasoning-cut-off",)
 
 _TAG_RE = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _OPEN_TAG = "<answer>"
@@ -178,3 +194,21 @@ def parse_reply(
         return _parse(text, names, distribution, finish_reason)
     except Exception:
         return _invalid("parse-error")
+
+
+def parse_completion_reply(
+    reply: Reply, names: tuple[str, ...], *, distribution: bool = False
+) -> ParsedReply:
+    """Judge a read reply: cut off while reasoning, refused, or its answer text by the rules above."""
+    try:
+        if not (reply.text or "").strip():
+            still_thinking = reply.unfinished_thought or (
+                reply.finish_reason == "length" and bool(reply.reasoning)
+            )
+            if still_thinking:
+                return _invalid("reasoning-cut-off")
+            if reply.refusal:
+                return _invalid("refusal")
+    except Exception:
+        return _invalid("parse-error")
+    return parse_reply(reply.text, names, distribution=distribution, finish_reason=reply.finish_reason)

@@ -25,15 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Price lives with the one cost rule (core.replies.cost_usd), which the report uses too.
+from bandit_bench.core.replies import Price
 from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, SpecError, config_from_table
 
 _KNOWN_TABLES = {"configs", "xfail", "prices"}
-
-
-@dataclass(frozen=True)
-class Price:
-    prompt: float
-    completion: float
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bandit_bench.plugin.settings import Price
+from bandit_bench.core.replies import Price, cost_usd, read_usage
 from bandit_bench.recording.transport import CassetteError, cassette_path, pending_requests, safe_component
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ def approx_tokens(text: str) -> int:
 
 def price_of(price: Price, prompt_tokens: float, completion_tokens: float) -> float:
     """USD for the tokens at a ``[tool.bandit_bench.prices]`` entry (USD per million tokens)."""
-    return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1e6
+    cost = cost_usd(None, prompt_tokens, completion_tokens, price)
+    assert cost is not None  # a price is given
+    return cost
 
 
 def prompt_tokens_by_step(config: CaseConfig) -> list[int]:
@@ -244,42 +246,43 @@ def request_bound(body: bytes, price: Price) -> float:
 
     Prompt: one token per byte of the request body (a token is never shorter than a byte of the
     text it encodes, and the JSON around the messages outweighs a chat template's few tokens).
-    Completion: the request's own ``max_tokens``.
+    Completion: the request's own ``max_tokens`` (or ``max_completion_tokens``, which reasoning
+    models take and which bounds reasoning and answer together).
     """
     try:
-        max_tokens = json.loads(body).get("max_tokens") or 0
+        data = json.loads(body)
+        limits = [data.get("max_tokens"), data.get("max_completion_tokens")]
     except (ValueError, AttributeError):
-        max_tokens = 0
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
-        max_tokens = 0
+        limits = []
+    counts = [n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n >= 0]
+    max_tokens = max(counts, default=0)
     return price_of(price, len(body), max_tokens)
 
 
-def _usage_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
-
-
 def reply_cost(content: bytes, price: Price) -> float | None:
-    """What a reply cost: the provider's ``usage.cost`` when it says, else its token counts at
-    ``price``; None when the body reports neither (the caller then charges the bound)."""
+    """What a reply cost, by the report's own rule (:func:`~bandit_bench.core.replies.cost_usd`):
+    the provider's ``usage.cost`` (BYOK upstream cost included) when it says, else its tokens,
+    reasoning included, at ``price``; None when the body reports neither (the caller then charges
+    the bound). Any 2xx body is read, so a paid reply that is then retried as malformed is charged.
+    """
     try:
-        usage = json.loads(content).get("usage")
-    except (ValueError, AttributeError):
+        raw = json.loads(content).get("usage")
+    except (ValueError, AttributeError, RecursionError):
         return None
-    if not isinstance(usage, dict):
+    if not isinstance(raw, dict):
         return None
-    cost = _usage_number(usage.get("cost"))
-    if cost is not None:
-        return cost
-    prompt, completion = (
-        _usage_number(usage.get("prompt_tokens")),
-        _usage_number(usage.get("completion_tokens")),
-    )
-    if prompt is None or completion is None:
+    try:
+        usage = read_usage(raw)
+    except ValueError:
+        try:  # a nonsensical cost: the tokens still say what was used
+            usage = read_usage({k: v for k, v in raw.items() if k not in ("cost", "cost_details")})
+        except ValueError:
+            return None
+    if usage.provider_cost is None and (
+        raw.get("prompt_tokens") is None or raw.get("completion_tokens") is None
+    ):
         return None
-    return price_of(price, prompt, completion)
+    return cost_usd(usage.provider_cost, usage.prompt_tokens, usage.completion_tokens, price)
 
 
 class Budget:

@@ -25,11 +25,21 @@ import os
 import re
 import stat
 import tempfile
+import threading
+import time
 from collections import defaultdict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from bandit_bench.core.replies import (
+    cap_advice,
+    completion_error,
+    content_problem,
+    daily_cap_reset,
+    read_usage,
+    should_not_retry,
+)
 from bandit_bench.recording.redaction import redact, redact_bytes, strip_userinfo
 
 if TYPE_CHECKING:
@@ -181,6 +191,10 @@ def completion_problem(data: Any) -> str | None:
     """
     if not isinstance(data, dict):
         return f"the body is not a JSON object (got {_show(data)})"
+    error = completion_error(data)
+    if error is not None:
+        # OpenRouter: an error while the model was answering comes as a 200 (see core.replies).
+        return f"{ERROR_INSIDE_200}: {_short_text(error)}"
     choices = data.get("choices")
     if not choices:
         return "no 'choices' in the body"
@@ -193,8 +207,9 @@ def completion_problem(data: Any) -> str | None:
     if message is not None and not isinstance(message, dict):
         return f"choices[0].message is not an object (got {_show(message)})"
     message = message or {}
-    if not isinstance(message.get("content"), (str, type(None))):
-        return f"choices[0].message.content is not text (got {_show(message.get('content'))})"
+    content = content_problem(message.get("content"))
+    if content is not None:
+        return redact(content)
     calls = message.get("tool_calls")
     if calls is not None:
         if not isinstance(calls, list):
@@ -220,7 +235,90 @@ def completion_problem(data: Any) -> str | None:
         isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
     ):
         return f"usage.cost is not a finite number >= 0 (got {_show(cost)})"
+    try:
+        read_usage(usage)
+    except ValueError as err:
+        return _short_text(str(err))
     return None
+
+
+# How a 200 that carries a provider's error is described (retried, never recorded).
+ERROR_INSIDE_200 = "the provider reported an error inside the answer"
+
+
+def _short_text(text: str, limit: int = 300) -> str:
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def paid_tokens(content: bytes) -> int:
+    """Output tokens (or any cost) a 2xx body says it was billed for; 0 when it says nothing."""
+    try:
+        usage = read_usage(json.loads(content).get("usage"))
+    except (ValueError, AttributeError, RecursionError):
+        return 0
+    if usage.provider_cost:
+        return max(1, usage.completion_tokens)
+    return usage.completion_tokens
+
+
+class EndpointStopped(CassetteError):
+    """The endpoint said this model's daily request cap is used up: the request is not sent."""
+
+
+# (host, model) -> (reset time, message): a daily cap used up, for this process, until it resets.
+_STOPPED: dict[tuple[str, str], tuple[float, str]] = {}
+_STOPPED_LOCK = threading.Lock()
+
+
+def _stop_key(request: httpx2.Request, body: bytes) -> tuple[str, str]:
+    try:
+        model = str(json.loads(body).get("model"))
+    except (ValueError, AttributeError, RecursionError):
+        model = ""
+    return (f"{request.url.scheme}://{request.url.host}:{request.url.port}", model)
+
+
+def stop_endpoint(
+    request: httpx2.Request, status: int, content: bytes, headers: dict[str, str], now: float
+) -> None:
+    """Remember a daily cap used up, so that no further request of the run is sent before its reset."""
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        body = None
+    reset = daily_cap_reset(status, body, headers, now)
+    if reset is None:
+        return
+    key = _stop_key(request, request.content)
+    message = (
+        f"request not sent: {key[0]} answered an earlier request for {key[1]} with HTTP {status}, "
+        f"{cap_advice(reset)}"
+    )
+    with _STOPPED_LOCK:
+        _STOPPED[key] = (reset, message)
+
+
+def endpoint_stopped(request: httpx2.Request, body: bytes, now: float) -> str | None:
+    """Why this request must not be sent (a daily cap used up), or None."""
+    key = _stop_key(request, body)
+    with _STOPPED_LOCK:
+        stop = _STOPPED.get(key)
+        if stop is not None and now >= stop[0]:
+            del _STOPPED[key]
+            stop = None
+    return stop[1] if stop else None
+
+
+def clear_endpoint_stops() -> None:
+    """Forget every daily cap seen (tests; a long-lived process after topping up)."""
+    with _STOPPED_LOCK:
+        _STOPPED.clear()
+
+
+class MalformedPaidReply(CassetteError):
+    """A paid 200 in a shape no documented provider sends: asking again would pay again for the
+    same answer, so it is not retried (the budget has charged it)."""
 
 
 class UnusableResponse(Exception):
@@ -494,6 +592,9 @@ class CassetteTransport:
                 )
         if self.inner is None:
             raise CassetteError(f"cassette {self.path}: recording needs a network transport")
+        stopped = endpoint_stopped(request, body_bytes, time.time())
+        if stopped is not None:
+            raise EndpointStopped(stopped)
         bound = self.guard.before(body_bytes) if self.guard is not None else None
         try:
             response = self.inner.handle_request(request)
@@ -510,8 +611,15 @@ class CassetteTransport:
         if _is_recordable(response.status_code, content):
             self._append(request, body_bytes, response, content)
         elif 200 <= response.status_code < 300:
-            why = _unusable_reason(content)
+            why = _unusable_reason(content) or ""
             excerpt = content[:200].decode("utf-8", "replace")
+            paid = paid_tokens(content)
+            if paid and not why.startswith(ERROR_INSIDE_200):
+                raise MalformedPaidReply(
+                    f"HTTP {response.status_code} from {request.url} is not a chat completion ({why}), "
+                    f"yet it was billed ({paid} output tokens): not retried, since asking again would "
+                    f"pay again for the same answer (--max-cost charges it): {excerpt!r}"
+                )
             raise _unusable_response(
                 f"HTTP {response.status_code} from {request.url} is not a chat completion "
                 f"({why}): {excerpt!r}",
@@ -520,6 +628,12 @@ class CassetteTransport:
         headers = [
             (k, redact(v)) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS
         ]
+        now = time.time()
+        if should_not_retry(response.status_code, content, dict(response.headers.items()), now):
+            # Out of credits, or a daily cap hours from its reset: the openai client obeys this
+            # header, so no retry pays a backoff for an answer that cannot change.
+            headers.append(("x-should-retry", "false"))
+            stop_endpoint(request, response.status_code, content, dict(response.headers.items()), now)
         return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
 
     def _append(

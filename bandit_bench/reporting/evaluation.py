@@ -53,6 +53,24 @@ def _error_lines(errors: list[str], limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+# How to give a model more tokens; the request profile's setting (docs/providers.md).
+RAISE_LIMIT_HINT = (
+    "To give it room, raise the token limit: --request-profile reasoning_allowance=N (or "
+    "reasoning_allowance / token_limit in its [tool.bandit_bench.models] table; docs/providers.md)"
+)
+
+
+def cut_off_text(n: int, n_steps: int, steps: list[Any]) -> str:
+    """What the token limit did to a case: replies that could not answer in the budget."""
+    still = sum(1 for s in steps if s.reason == "reasoning-cut-off")
+    how = f", {still} of them still reasoning" if still else ""
+    return (
+        f"{n} of {n_steps} replies ran out of tokens before a valid answer (finish_reason 'length'"
+        f"{how}): they could not answer in the budget, which is not answering in the wrong format. "
+        + RAISE_LIMIT_HINT
+    )
+
+
 def _stopped(result: CaseResult) -> dict[str, Any] | None:
     if result.budget_stopped:
         n, ran = result.config.run.episodes, len(result.trajectories)
@@ -83,6 +101,9 @@ def case_record(
         }
     steps = [s for t in result.trajectories for s in t.steps]
     costs = [s.cost for s in steps if s.cost is not None]
+    unreported = [s for s in steps if s.cost is None]
+    measured = [s for t in complete for s in t.steps]
+    cut_off = [s for s in measured if not s.valid and s.finish_reason == "length"]
     failures: list[str] = []
     errors = result.errors
     if errors:
@@ -98,10 +119,13 @@ def case_record(
             m = metrics[key]
             if m["value"] < threshold:
                 value, limit = _distinct(m["value"], threshold)
-                failures.append(
+                line = (
                     f"{LABELS[key]} {value} < {limit} (95% CI [{m['low']:.2f}, {m['high']:.2f}]) "
                     f"on {n_steps} steps"
                 )
+                if key == "format_compliance" and cut_off:
+                    line += "; " + cut_off_text(len(cut_off), n_steps, cut_off)
+                failures.append(line)
     return {
         "model": result.model,
         "config": cfg.name,
@@ -118,6 +142,13 @@ def case_record(
         "prompt_tokens": sum(s.prompt_tokens for s in steps),
         "completion_tokens": sum(s.completion_tokens for s in steps),
         "provider_cost": sum(costs) if costs else None,
+        # Tokens of the steps whose provider reported no cost: priced at the price table
+        # (reporting.tables: one cost rule with --max-cost, core.replies.cost_usd).
+        "unreported_prompt_tokens": sum(s.prompt_tokens for s in unreported),
+        "unreported_completion_tokens": sum(s.completion_tokens for s in unreported),
+        "reasoning_tokens": sum(s.reasoning_tokens for s in steps),
+        # Steps of complete episodes whose reply hit the token limit before a valid answer.
+        "cut_off_steps": len(cut_off),
         "errors": errors,
         "failures": failures,
         "passed": not failures,

@@ -42,12 +42,16 @@ SUMMARY_COLUMNS = (
     *METRICS,
     "format_compliance_low",
     "format_compliance_high",
+    # Share of steps whose reply ran out of tokens (finish_reason "length") before a valid
+    # answer: could not answer in the budget, as opposed to answering in the wrong format.
+    "cut_off_rate",
     "best_arm_rate_low",
     "best_arm_rate_high",
     "min_format_compliance",
     "min_best_arm_rate",
     "prompt_tokens",
     "completion_tokens",
+    "reasoning_tokens",
     "cost_usd",
     "passed",
     "expected_failure",
@@ -68,6 +72,12 @@ STEP_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "best_arm",
+    # Added for reasoning models (issue 19): why the reply ended, its thoughts and their tokens
+    # (included in completion_tokens), the provider's reported cost of the step.
+    "finish_reason",
+    "reasoning",
+    "reasoning_tokens",
+    "cost",
 )
 
 
@@ -88,11 +98,24 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _cost(record: Mapping[str, Any], prices: Mapping[str, Any]) -> float | None:
+    """The case's cost by the one rule --max-cost uses too (core.replies.cost_usd), step by step:
+    the provider's reported cost where it gave one, the rest of the tokens at the price table."""
+    from bandit_bench.core.replies import cost_usd
+
     price = prices.get(record["model"])
-    if price is not None:
-        return (record["prompt_tokens"] * price.prompt + record["completion_tokens"] * price.completion) / 1e6
-    cost = record.get("provider_cost")
-    return float(cost) if cost is not None else None
+    reported = record.get("provider_cost")
+    if "unreported_prompt_tokens" in record:
+        prompt, completion = record["unreported_prompt_tokens"], record["unreported_completion_tokens"]
+    elif reported is None:  # a record of an older version: no step said a cost
+        prompt, completion = record["prompt_tokens"], record["completion_tokens"]
+    else:
+        prompt = completion = 0
+    if reported is not None and not (prompt or completion):
+        return float(reported)
+    rest = cost_usd(None, prompt, completion, price)
+    if rest is None:
+        return None  # some steps have no reported cost and the model no price: unknown
+    return rest + float(reported or 0.0)
 
 
 def row_kind(model: str) -> str:
@@ -132,6 +155,11 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     row["min_best_arm_rate"] = thresholds.get("best_arm_rate")
     row["prompt_tokens"] = record["prompt_tokens"]
     row["completion_tokens"] = record["completion_tokens"]
+    row["reasoning_tokens"] = record.get("reasoning_tokens")
+    # Over the steps format compliance counts (those of complete episodes); None for old records.
+    measured = (metrics.get("format_compliance") or {}).get("n")
+    cut = record.get("cut_off_steps")
+    row["cut_off_rate"] = cut / measured if cut is not None and measured else None
     row["cost_usd"] = _cost(record, prices or {})
     row["passed"] = record["passed"]
     row["expected_failure"] = record.get("expected_failure", False)
@@ -181,6 +209,10 @@ def step_rows(records: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
                     "prompt_tokens": s["prompt_tokens"],
                     "completion_tokens": s["completion_tokens"],
                     "best_arm": traj["best_arm"],
+                    "finish_reason": s.get("finish_reason"),
+                    "reasoning": s.get("reasoning"),
+                    "reasoning_tokens": s.get("reasoning_tokens", 0),
+                    "cost": s.get("cost"),
                 }
 
 
@@ -364,6 +396,20 @@ def episodes_text(row: Mapping[str, Any]) -> str:
     return str(row["episodes"])
 
 
+def cut_off_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per model row whose replies ran out of tokens before answering."""
+    notes = []
+    for r in rows:
+        rate = r.get("cut_off_rate")
+        if kind_of(r) == "model" and isinstance(rate, float) and rate == rate and rate > 0:
+            notes.append(
+                f"{r['model']} x {r['config']}: {rate:.2f} of the steps ran out of tokens before a valid "
+                "answer (finish_reason `length`): could not answer in the budget, not a wrong format "
+                "(`cut_off_rate`; steps.jsonl has each reply's `finish_reason` and `reasoning`)."
+            )
+    return notes
+
+
 def stopped_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per case that --early-stop ended before its last episode."""
     return [
@@ -514,8 +560,8 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | 
         + "\n\n"
         + markdown_table(rows)
         + "\n\n"
-        + "".join(f"- {note}\n" for note in stopped_notes(rows))
-        + ("\n" if stopped_notes(rows) else "")
+        + "".join(f"- {note}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
+        + ("\n" if stopped_notes(rows) + cut_off_notes(rows) else "")
         + totals_line(rows)
         + "\n\n## Where these numbers came from\n\n"
         + metadata_markdown(run or {})

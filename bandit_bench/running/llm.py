@@ -8,17 +8,25 @@ counted as a format failure.
 
 from __future__ import annotations
 
-import math
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bandit_bench.core.agents.base import AgentError, Decision, EpisodeContext
-from bandit_bench.core.parsing import parse_reply
+from bandit_bench.core.parsing import parse_completion_reply
 from bandit_bench.core.prompts import answer_grammar, render_messages
+from bandit_bench.core.replies import (
+    cap_advice,
+    completion_error,
+    daily_cap_reset,
+    describe_error_body,
+    out_of_credits,
+    read_reply,
+)
 from bandit_bench.core.specs import DesignSpec
 from bandit_bench.recording.redaction import Secret, redact
-from bandit_bench.recording.transport import CassetteError, UnusableResponse
+from bandit_bench.recording.transport import CassetteError, MalformedPaidReply, UnusableResponse
 
 if TYPE_CHECKING:
     import httpx2
@@ -107,38 +115,37 @@ class LLMAgent:
             self.before_request()
         start = time.perf_counter()
         try:
-            completion = self._create(params)
+            data = self._create(params)
         except AgentError as err:
             # Error bodies are quoted in the message, and some servers echo the key they were sent.
             raise AgentError(redact(str(err))) from None
         latency = time.perf_counter() - start
         try:
-            choice, content, raw, prompt_tokens, completion_tokens, cost = _read_completion(completion)
+            reply = read_reply(data)
         except (AttributeError, TypeError, IndexError, KeyError, ValueError) as err:
             # The cassette transport validates every answer first; another client may not.
             raise AgentError(
                 redact(f"model {self.model}: malformed chat completion ({type(err).__name__}: {err})")
             ) from None
-        parsed = parse_reply(
-            content,
-            ctx.arm_names,
-            distribution=self.design.distribution,
-            finish_reason=choice.finish_reason if isinstance(choice.finish_reason, str) else None,
-        )
+        parsed = parse_completion_reply(reply, ctx.arm_names, distribution=self.design.distribution)
+        usage = reply.usage
         return Decision(
             valid=parsed.valid,
             arm=parsed.arm,
             distribution=parsed.distribution,
-            raw=raw,
+            raw=reply.raw,
             reason=parsed.reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             latency=latency,
-            cost=cost,
+            cost=usage.provider_cost,
+            reasoning=reply.reasoning,
+            reasoning_tokens=usage.reasoning_tokens,
+            finish_reason=reply.finish_reason,
         )
 
-    def _create(self, params: dict[str, Any]) -> Any:
-        """A completion with at least one choice, or :class:`AgentError` naming status and model."""
+    def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The decoded body of a completion with at least one choice, or :class:`AgentError`."""
         import openai
 
         def clean(text: str, limit: int = 300) -> str:
@@ -146,22 +153,17 @@ class LLMAgent:
             return _short(redact(text), limit)
 
         try:
-            completion = self.client.chat.completions.create(**params)
+            # The raw body: reasoning fields, lists of parts and provider extras are read as sent,
+            # not as the client's typed model reshapes them.
+            response = self.client.chat.completions.with_raw_response.create(**params)
+            body = response.http_response.content
+        except MalformedPaidReply as err:
+            raise AgentError(f"model {self.model}: {clean(str(err), 600)}") from None
         except CassetteError as err:
             # The transport's own errors reach us unwrapped: they are not network faults.
             raise AgentError(str(err)) from None
         except openai.APIStatusError as err:
-            retried = err.status_code in _RETRIED_STATUSES or err.status_code >= 500
-            raise AgentError(
-                f"model {self.model}: HTTP {err.status_code} from {err.request.url}"
-                + (f" after {_retries_made(err)} retries" if retried else " (not retried)")
-                + f": {clean(err.message)}"
-                + (
-                    f". {self.key_advice}"
-                    if err.status_code == 401 and self.key_advice
-                    else _ADVICE.get(err.status_code, "")
-                )
-            ) from None
+            raise AgentError(self._status_message(err, clean)) from None
         except openai.APIConnectionError as err:
             cause = err.__cause__
             if isinstance(cause, CassetteError):
@@ -178,41 +180,64 @@ class LLMAgent:
             ) from None
         except openai.OpenAIError as err:
             raise AgentError(f"model {self.model}: {type(err).__name__}: {clean(str(err))}") from None
-        except ValueError as err:
-            # The client failed to decode a 200 whose body is not JSON.
-            raise AgentError(f"model {self.model}: the response was not JSON: {clean(str(err))}") from None
-        if isinstance(completion, str):
-            # The client hands back the text of a 200 that is not JSON (an HTML error page).
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            # An HTML error page with status 200 (when no cassette transport checked it first).
+            text = body.decode("utf-8", "replace")
             raise AgentError(
-                f"model {self.model}: HTTP 200 whose body is not JSON: {clean(completion, 200)!r}"
-            )
-        if not getattr(completion, "choices", None):
+                f"model {self.model}: HTTP 200 whose body is not JSON: {clean(text, 200)!r}"
+            ) from None
+        if not isinstance(data, dict) or not data.get("choices"):
+            error = completion_error(data)
+            if error is not None:
+                raise AgentError(f"model {self.model}: HTTP 200 carrying an error: {clean(error)}")
             raise AgentError(
                 f"model {self.model}: HTTP 200 without 'choices' (the provider returned no answer)"
             )
-        return completion
+        error = completion_error(data)
+        if error is not None:
+            raise AgentError(f"model {self.model}: HTTP 200 carrying an error: {clean(error)}")
+        return data
+
+    def _status_message(self, err: Any, clean: Callable[..., str]) -> str:
+        """An HTTP error in the provider's own words, with what to do about it."""
+        status = err.status_code
+        try:
+            body: Any = json.loads(err.response.text)
+        except (ValueError, RecursionError, AttributeError, TypeError):
+            body = None
+        detail = describe_error_body(body) if body is not None else ""
+        # The client's own text quotes only a string message; an object (Mistral's 422) or
+        # OpenRouter's metadata (moderation reasons, the provider's raw error) would be lost.
+        words = clean(f"Error code: {status} - {detail}" if detail else err.message)
+        head = f"model {self.model}: HTTP {status} from {err.request.url}"
+        headers = dict(err.response.headers.items()) if getattr(err, "response", None) is not None else {}
+        reset = daily_cap_reset(status, body, headers, time.time())
+        if reset is not None:
+            return f"{head} (not retried): {words}. {cap_advice(reset)}"
+        if out_of_credits(status, body):
+            return f"{head} (not retried): out of credits: {words}. {_OUT_OF_CREDITS}"
+        retried = status in _RETRIED_STATUSES or status >= 500
+        head += f" after {_retries_made(err)} retries" if retried else " (not retried)"
+        if status == 401 and self.key_advice:
+            advice = f". {self.key_advice}"
+        elif status == 403 and "flagged for" in detail:
+            advice = _MODERATION_ADVICE
+        else:
+            advice = _ADVICE.get(status, "")
+        return f"{head}: {words}{advice}"
 
 
-def _read_completion(completion: Any) -> tuple[Any, str | None, str | None, int, int, float | None]:
-    """(choice, content, raw, prompt tokens, completion tokens, cost); raises on a wrong shape."""
-    choice = completion.choices[0]
-    content = choice.message.content if choice.message is not None else None
-    if content is not None and not isinstance(content, str):
-        raise TypeError(f"message content is {type(content).__name__}, not text")
-    if isinstance(content, str):
-        content = _valid_unicode(content)
-    raw = content if content is not None else _describe_missing(choice)
-    usage = completion.usage
-    counts = [getattr(usage, n, None) or 0 for n in ("prompt_tokens", "completion_tokens")]
-    for n in counts:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"token count {n!r} is not a whole number >= 0")
-    cost = getattr(usage, "cost", None) if usage is not None else None
-    if cost is not None and (
-        isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
-    ):
-        raise ValueError(f"usage.cost {cost!r} is not a finite number >= 0")
-    return choice, content, raw, counts[0], counts[1], None if cost is None else float(cost)
+_OUT_OF_CREDITS = (
+    "No retry can succeed: add credits to the account behind the key (or raise the key's credit "
+    "limit), then run again with --record-mode=once: complete episodes are kept and only the "
+    "missing ones are recorded"
+)
+_MODERATION_ADVICE = (
+    ". The provider's moderation refused this prompt: the bandit prompt cannot be changed to pass "
+    "it, so choose another provider or model"
+)
 
 
 def _describe_cause(cause: BaseException | None) -> str:
@@ -239,24 +264,10 @@ def _retries_made(err: Any) -> int:
 _RETRIED_STATUSES = (408, 409, 429)
 
 
-def _valid_unicode(text: str) -> str:
-    """Lone surrogates (a reply cut inside an emoji by a UTF-16 server) become U+FFFD.
-
-    JSON carries them as escapes, but no UTF-8 file can hold them: left as they are, they would
-    crash the report writer at the end of a paid run.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
 _ADVICE = {
     400: ". The endpoint refused the request: check that it accepts the config's parameters "
     "(a constrained config sends llama.cpp's 'grammar' field)",
     401: ". Check the API key (--api-key, OPENROUTER_API_KEY or OPENAI_API_KEY)",
-    402: ". The account has no credit left",
     403: ". The key may not use this model: check the key and the model id",
     404: ". Check the model id and --base-url",
     429: ". Rate limited even after retries: lower --concurrency or set --max-rps",
@@ -265,11 +276,3 @@ _ADVICE = {
 
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _describe_missing(choice: Any) -> str | None:
-    """Keep a trace of what came instead of text (a tool call), so the raw reply is not lost."""
-    calls = getattr(choice.message, "tool_calls", None) if choice.message is not None else None
-    if calls:
-        return "[tool call] " + "; ".join(f"{c.function.name}({c.function.arguments})" for c in calls)
-    return None

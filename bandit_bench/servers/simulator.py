@@ -42,6 +42,16 @@ class SimReply:
     # Send the body one byte at a time, this many seconds apart (a server that never stalls long
     # enough for a per-read timeout, yet never finishes).
     drip: float = 0.0
+    # Provider shapes (see the personalities below): fields merged into the message (reasoning,
+    # reasoning_content, refusal), into choices[0] (error, native_finish_reason) and into the
+    # body (a top-level error); content as a list of parts; a usage block sent as given.
+    message_extra: dict[str, Any] = field(default_factory=dict)
+    choice_extra: dict[str, Any] = field(default_factory=dict)
+    body_extra: dict[str, Any] = field(default_factory=dict)
+    parts: list[Any] | None = None
+    usage: dict[str, Any] | None = None
+    # The whole JSON body of an error status (default: {"error": {"message", "code"}}).
+    error_body: Any = None
 
 
 Policy = Callable[[dict[str, Any], int], SimReply]
@@ -91,6 +101,304 @@ def scripted(replies: Sequence[SimReply | str]) -> Policy:
         return SimReply(content=r) if isinstance(r, str) else r
 
     return policy
+
+
+# ---------------------------------------------------------------------------- provider personalities
+#
+# Each answers the way its provider documents (cited at each); tests/reliability/test_providers.py
+# drives every one through the real openai client. Token counts are words, as everywhere in the
+# simulator. A reasoning personality thinks THOUGHT (its words are its reasoning tokens) before it
+# answers ``<Answer>{first arm}</Answer>``; the request's token limit (``max_completion_tokens``,
+# else ``max_tokens``) covers thoughts and answer together, so a limit below their sum ends the
+# reply inside the thought with ``finish_reason: "length"`` and no answer.
+
+THOUGHT = (
+    "The buttons have paid nothing yet, so every one is as good as another. "
+    "I should try one I have not pressed. I will answer <Answer>red</Answer> maybe, "
+    "but first let me count the rewards of each button again carefully."
+)
+
+
+def _limit(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _words(text: str, n: int) -> str:
+    return " ".join(text.split()[:n])
+
+
+def _prompt_words(body: dict[str, Any]) -> int:
+    return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+
+
+def _thinking(body: dict[str, Any], index: int) -> tuple[str, str, bool]:
+    """(thought, answer, finished): the thought cut at the token limit when it runs out first."""
+    names = arm_names_from_request(body)
+    answer = f"<Answer>{names[index % len(names)]}</Answer>" if names else "no names"
+    limit = _limit(body)
+    need = len(THOUGHT.split()) + len(answer.split())
+    if limit is None or limit >= need:
+        return THOUGHT, answer, True
+    return _words(THOUGHT, limit), "", False
+
+
+def openrouter_reasoning(index: int = 0, cost_per_token: float = 1e-6, byok: bool = False) -> Policy:
+    """OpenRouter routing a reasoning model: ``message.reasoning`` beside the content
+    (https://openrouter.ai/docs/use-cases/reasoning-tokens), usage with
+    ``completion_tokens_details.reasoning_tokens`` inside ``completion_tokens`` and ``cost``
+    (https://openrouter.ai/docs/use-cases/usage-accounting); reasoning that fills the token limit
+    leaves ``content`` empty with ``finish_reason: "length"``. With ``byok``, ``cost`` is only
+    OpenRouter's fee (5 % here) and the provider's charge is ``cost_details.upstream_inference_cost``.
+    """
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        reasoning, completion = len(thought.split()), len(thought.split()) + len(answer.split())
+        prompt = _prompt_words(body)
+        charge = (prompt + completion) * cost_per_token
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+            "cost": charge * 0.05 if byok else charge,
+            "is_byok": byok,
+            "cost_details": {"upstream_inference_cost": charge},
+        }
+        return SimReply(
+            content=answer,
+            finish_reason="stop" if done else "length",
+            message_extra={"reasoning": thought, "refusal": None},
+            choice_extra={"native_finish_reason": "stop" if done else "max_tokens"},
+            usage=usage,
+        )
+
+    return policy
+
+
+def deepseek_reasoner(index: int = 0) -> Policy:
+    """DeepSeek's ``deepseek-reasoner``: the chain of thought in ``message.reasoning_content``,
+    the final answer in ``content`` (https://api-docs.deepseek.com/guides/reasoning_model), with
+    ``completion_tokens_details.reasoning_tokens``; ``max_tokens`` counts the chain of thought."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        reasoning, completion = len(thought.split()), len(thought.split()) + len(answer.split())
+        prompt = _prompt_words(body)
+        return SimReply(
+            content=answer,
+            finish_reason="stop" if done else "length",
+            message_extra={"reasoning_content": thought},
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "completion_tokens_details": {"reasoning_tokens": reasoning},
+            },
+        )
+
+    return policy
+
+
+def gemini_thinking(index: int = 0) -> Policy:
+    """Gemini's OpenAI-compatible endpoint on a thinking model: the thoughts are not returned,
+    ``completion_tokens`` counts only the answer and ``total_tokens`` counts the thoughts too
+    (https://ai.google.dev/gemini-api/docs/openai; the gap others fixed downstream: e.g.
+    crewAIInc/crewAI#5699); a limit spent on thoughts gives ``content: null``, ``finish_reason: "length"``."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        prompt = _prompt_words(body)
+        shown = len(answer.split())
+        return SimReply(
+            content=answer if done else None,
+            finish_reason="stop" if done else "length",
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": shown,
+                "total_tokens": prompt + shown + len(thought.split()),
+            },
+        )
+
+    return policy
+
+
+def think_in_content(index: int = 0, opened: bool = True) -> Policy:
+    """Reasoning inside the content: Groq's default ``reasoning_format: "raw"`` for Qwen3
+    ("Includes reasoning within think tags", https://console.groq.com/docs/reasoning) and Together's
+    DeepSeek-R1 (``<think>...</think>`` then the answer). ``opened=False``: the reply holds only the
+    closing tag, as when the model's chat template opens ``<think>`` in the prompt (DeepSeek-R1).
+    At a small limit the reply ends inside the thought - which quotes an ``<Answer>`` tag."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        head = "<think>\n" if opened else ""
+        content = f"{head}{thought}\n</think>\n\n{answer}" if done else f"{head}{thought}"
+        return SimReply(content=content, finish_reason="stop" if done else "length")
+
+    return policy
+
+
+def mistral_parts(index: int = 0) -> Policy:
+    """Mistral's Magistral (-2507 and later): ``content`` is a list of chunks, a ``thinking``
+    chunk (its own list of text chunks) then a ``text`` chunk
+    (https://docs.mistral.ai/capabilities/reasoning/native)."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        parts: list[Any] = [{"type": "thinking", "thinking": [{"type": "text", "text": thought}]}]
+        if done:
+            parts.append({"type": "text", "text": answer})
+        prompt = _prompt_words(body)
+        completion = len(thought.split()) + len(answer.split())
+        return SimReply(
+            parts=parts,
+            finish_reason="stop" if done else "length",
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        )
+
+    return policy
+
+
+def _then(fault: SimReply, after: int, index: int) -> Policy:
+    """``after`` plain answers of arm ``index``, then ``fault`` for every later call."""
+    plain = always(index)
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        return plain(body, call) if call < after else fault
+
+    return policy
+
+
+def error_inside_200(
+    kind: str = "finish_reason", after: int = 0, index: int = 0, times: int = 10**9
+) -> Policy:
+    """OpenRouter's errors after the model started: status 200 with the error in the body
+    (https://openrouter.ai/docs/api/reference/errors-and-debugging): ``kind`` "finish_reason"
+    (``finish_reason: "error"`` and ``choices[0].error``), "choice" (``choices[0].error`` only) or
+    "top-level" (an ``error`` object and no choices). ``times`` faults, then plain answers again."""
+    error = {"code": 502, "message": "Provider returned error", "metadata": {"raw": "upstream overloaded"}}
+    if kind == "top-level":
+        fault = SimReply(body={"error": error, "user_id": "user_sim"})
+    elif kind == "choice":
+        fault = SimReply(content="", choice_extra={"error": error})
+    else:
+        fault = SimReply(content="", finish_reason="error", choice_extra={"error": error})
+    plain = always(index)
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        return fault if after <= call < after + times else plain(body, call)
+
+    return policy
+
+
+def out_of_credits(provider: str = "openai", after: int = 0, index: int = 0) -> Policy:
+    """No credit left: OpenAI's 429 ``insufficient_quota``
+    (https://platform.openai.com/docs/guides/error-codes: "You exceeded your current quota, please
+    check your plan and billing details") or OpenRouter's 402 ("Your account or API key has
+    insufficient credits", https://openrouter.ai/docs/api/reference/errors-and-debugging)."""
+    body: dict[str, Any]
+    if provider == "openai":
+        body = {
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        }
+        fault = SimReply(status=429, error_body=body)
+    else:
+        body = {
+            "error": {
+                "code": 402,
+                "message": "Insufficient credits. Add more using https://openrouter.ai/credits",
+            }
+        }
+        fault = SimReply(status=402, error_body=body)
+    return _then(fault, after, index)
+
+
+def daily_cap(reset_ms: int, after: int = 0, index: int = 0) -> Policy:
+    """OpenRouter's free-model daily cap: 429 with ``X-RateLimit-Remaining: 0`` and
+    ``X-RateLimit-Reset`` in milliseconds, as headers and in ``error.metadata.headers``
+    (https://openrouter.ai/docs/api/reference/limits)."""
+    limits = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)}
+    body = {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model "
+            "requests per day",
+            "code": 429,
+            "metadata": {"headers": limits, "provider_name": None},
+        }
+    }
+    return _then(SimReply(status=429, headers=limits, error_body=body), after, index)
+
+
+def moderation_403(after: int = 0) -> Policy:
+    """OpenRouter's moderation refusal: 403 whose ``error.metadata`` holds ``reasons``,
+    ``flagged_input``, ``provider_name`` and ``model_slug``
+    (https://openrouter.ai/docs/api/reference/errors-and-debugging, "Moderation Errors")."""
+    body = {
+        "error": {
+            "code": 403,
+            "message": "sim/moderated requires moderation on OpenRouter. "
+            'Your input was flagged for "violence"',
+            "metadata": {
+                "reasons": ["violence"],
+                "flagged_input": "You are in a room with five buttons...",
+                "provider_name": "Sim",
+                "model_slug": "sim/moderated",
+            },
+        }
+    }
+    return _then(SimReply(status=403, error_body=body), after, 0)
+
+
+def mistral_422() -> Policy:
+    """Mistral's validation refusal: 422 whose ``message`` is an object of pydantic ``detail``
+    items, e.g. for ``seed`` (reported in mistralai client issues; Mistral names it ``random_seed``:
+    https://docs.mistral.ai/api/#tag/chat)."""
+    body = {
+        "object": "error",
+        "message": {
+            "detail": [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ["body", "seed"],
+                    "msg": "Extra inputs are not permitted",
+                    "input": 0,
+                }
+            ]
+        },
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    return _then(SimReply(status=422, error_body=body), 0, 0)
+
+
+PERSONALITIES: dict[str, Callable[[], Policy]] = {
+    "openrouter-reasoning": openrouter_reasoning,
+    "deepseek-reasoner": deepseek_reasoner,
+    "gemini-thinking": gemini_thinking,
+    "groq-qwen3-think": think_in_content,
+    "together-r1-think": lambda: think_in_content(opened=False),
+    "mistral-parts": mistral_parts,
+    "openrouter-error-in-200": error_inside_200,
+    "openai-out-of-credits": out_of_credits,
+    "openrouter-out-of-credits": lambda: out_of_credits("openrouter"),
+    "openrouter-moderation": moderation_403,
+    "mistral-422": mistral_422,
+}
 
 
 NAMED_POLICIES: dict[str, Callable[[], Policy]] = {
@@ -199,11 +507,12 @@ class Simulator:
                     self._send_raw(200, b"<html>upstream error</html>", "text/html", reply.headers)
                     return
                 if reply.status != 200:
-                    self._send(
-                        reply.status,
-                        {"error": {"message": reply.content or "simulated fault", "code": reply.status}},
-                        reply.headers,
-                    )
+                    error = reply.error_body
+                    if error is None:
+                        error = {
+                            "error": {"message": reply.content or "simulated fault", "code": reply.status}
+                        }
+                    self._send(reply.status, error, reply.headers)
                     return
                 if reply.body is not None:
                     self._send(200, reply.body, reply.headers, drip=reply.drip)
@@ -211,7 +520,8 @@ class Simulator:
                 if reply.fault == "no-choices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []}, reply.headers)
                     return
-                message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+                content: Any = reply.content if reply.parts is None else reply.parts
+                message: dict[str, Any] = {"role": "assistant", "content": content, **reply.message_extra}
                 if reply.tool_call:
                     message = {
                         "role": "assistant",
@@ -234,6 +544,8 @@ class Simulator:
                 if sim.cost_per_million is not None:
                     per_prompt, per_completion = sim.cost_per_million
                     usage["cost"] = (prompt_tokens * per_prompt + completion_tokens * per_completion) / 1e6
+                if reply.usage is not None:
+                    usage = reply.usage
                 self._send(
                     200,
                     {
@@ -243,8 +555,16 @@ class Simulator:
                         "created": 1_700_000_000,
                         "model": sim.model_name or body.get("model", "sim"),
                         "system_fingerprint": "bandit-bench-simulator",
-                        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": message,
+                                "finish_reason": reply.finish_reason,
+                                **reply.choice_extra,
+                            }
+                        ],
                         "usage": usage,
+                        **reply.body_extra,
                     },
                     reply.headers,
                     drip=reply.drip,

@@ -272,7 +272,11 @@ def test_hostile_replies_through_the_real_client_record_and_replay(tmp_path: Pat
     assert record["passed"] is False
     [failure] = [f for f in record["failures"] if f.startswith("format compliance")]
     assert failure.startswith(f"format compliance {n_valid / len(corpus):.2f} < 0.90 (95% CI [")
-    assert failure.endswith(f"]) on {len(corpus)} steps")
+    # The replies the token limit cut off before a valid answer are named apart from the format.
+    cut = sum(1 for h in corpus if not h.valid and h.reply.finish_reason == "length")
+    assert cut > 0
+    assert failure.split("; ")[0].endswith(f"]) on {len(corpus)} steps")
+    assert f"; {cut} of {len(corpus)} replies ran out of tokens before a valid answer" in failure
 
     # The cassette alone gives back every reply, byte for byte, and the same decisions.
     replayed = run_case("sim/hostile", config, RunOptions(base_url=UNREACHABLE, cassette_dir=cassettes))
@@ -315,7 +319,10 @@ MALFORMED: dict[str, tuple[object, str]] = {
     "choices-numbers": (_completion(choice=[1, 2]), "choices[0] is not an object (got 1)"),
     "choices-an-object": (_completion(choice={"0": {"message": {}}}), "'choices' is not a list (got {'0': "),
     "message-a-string": (_completion(choice=[{"message": "hi"}]), "choices[0].message is not an object"),
-    "content-a-number": (_completion(content=42), "choices[0].message.content is not text (got 42)"),
+    "content-a-number": (
+        _completion(content=42),
+        "choices[0].message.content is not text (got 42), nor a list",
+    ),
     "finish-reason-a-number": (
         _completion(choice=[{"message": {"content": "x"}, "finish_reason": 3}]),
         "choices[0].finish_reason is not text (got 3)",
@@ -368,8 +375,9 @@ def test_a_malformed_completion_errors_its_episode_only_and_is_never_recorded(
     tmp_path: Path, shape: str
 ) -> None:
     """Episode 0's server answers with a malformed 200 (retried once, then the episode errors
-    with the reason); episode 1, running beside it, completes and is saved. A cassette that
-    holds the same shape (edited by hand) is refused naming the file, the interaction and the fix."""
+    with the reason; not retried when its usage says it was billed, since asking again would pay
+    again); episode 1, running beside it, completes and is saved. A cassette that holds the same
+    shape (edited by hand) is refused naming the file, the interaction and the fix."""
     body, reason = MALFORMED[shape]
     bad_seed = api_seed(0, TWO.instance.key, 0)
     good = always(0)
@@ -391,11 +399,22 @@ def test_a_malformed_completion_errors_its_episode_only_and_is_never_recorded(
         result = run_case("sim/malformed", TWO, opts)
         assert sim.errors == []
         url = f"{sim.base_url}/chat/completions"
+        bad_calls = sum(1 for r in sim.requests if r["seed"] == bad_seed)
     bad, ok = result.trajectories
     assert bad.error is not None and bad.error.startswith(
         f"step 1 of 2: model sim/malformed: HTTP 200 from {url} is not a chat completion ({reason}"
     )
-    assert bad.error.endswith(" after 1 retries") and "Traceback" not in bad.error
+    # The body's own usage (3 completion tokens) says it was paid, unless the usage is the fault.
+    paid = (
+        isinstance(body, dict)
+        and isinstance(body.get("usage"), dict)
+        and not shape.startswith(("usage-", "tokens-", "cost-"))
+    )
+    if paid:
+        assert "yet it was billed (3 output tokens): not retried" in bad.error and bad_calls == 1
+    else:
+        assert bad.error.endswith(" after 1 retries") and bad_calls == 2
+    assert "Traceback" not in bad.error
     assert ok.error is None and [s.raw for s in ok.steps] == ["<Answer>blue</Answer>"] * 2
     assert [p.name for p in cassettes.rglob("[0-9]*.json")] == ["001.json"]
     record = case_record(result)

@@ -246,7 +246,7 @@ def test_no_repr_shows_the_key_even_under_show_locals(
         "import bandit_bench.running.llm as llm\n"
         "def boom(*a, **k):\n    raise RuntimeError('parser bug')\n"
         "@pytest.fixture(autouse=True)\n"
-        "def _parser_bug(monkeypatch):\n    monkeypatch.setattr(llm, 'parse_reply', boom)\n"
+        "def _parser_bug(monkeypatch):\n    monkeypatch.setattr(llm, 'parse_completion_reply', boom)\n"
     )
     with Simulator(always(0)) as sim:
         url = sim.base_url.replace("http://", f"http://bench:{password}@")

@@ -49,7 +49,15 @@ def make_records() -> list[dict[str, Any]]:
         for model in ("baseline/ucb", "baseline/greedy"):
             records.append(case_record(run_case(model, cfg)))
         fake = case_record(run_case("baseline/uniform", cfg), min_best_arm_rate=0.9)
-        fake.update(model=FAKE, prompt_tokens=2_000_000, completion_tokens=1_000_000, provider_cost=0.0123)
+        # No step reported a cost: every token is priced at the price table.
+        fake.update(
+            model=FAKE,
+            prompt_tokens=2_000_000,
+            completion_tokens=1_000_000,
+            provider_cost=None,
+            unreported_prompt_tokens=2_000_000,
+            unreported_completion_tokens=1_000_000,
+        )
         records.append(fake)
     return records
 
@@ -98,11 +106,35 @@ def test_cost_from_the_price_table(report_dir: Path) -> None:
     assert "$0.9000" in html and "Cost: $1.80 over 2 of 6 rows" in html
 
 
-def test_cost_falls_back_to_the_providers_figure(tmp_path: Path, records: list[dict[str, Any]]) -> None:
-    write_reports(records, tmp_path)
-    md = (tmp_path / "report.md").read_text()
-    assert "| $0.0123 | FAIL |" in md
+def test_the_providers_figure_comes_first_and_the_price_covers_the_rest(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    """The rule --max-cost charges by (core.replies.cost_usd): the provider's reported cost where
+    a step has one, the price table for the tokens of the steps without."""
+    reported = [
+        dict(r, provider_cost=0.0123, unreported_prompt_tokens=0, unreported_completion_tokens=0)
+        if r["model"] == FAKE
+        else r
+        for r in records
+    ]
+    prices = {FAKE: Price(prompt=0.15, completion=0.60)}
+    write_reports(reported, tmp_path / "a", prices)
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "| $0.0123 | FAIL |" in md  # the price table does not override the provider
     assert "| 0+0 | - | reference |" in md
+    # Half the tokens came with no reported cost: priced, and added to the reported part.
+    mixed = [
+        dict(r, provider_cost=0.0123, unreported_prompt_tokens=1_000_000, unreported_completion_tokens=0)
+        if r["model"] == FAKE
+        else r
+        for r in records
+    ]
+    write_reports(mixed, tmp_path / "b", prices)
+    rows = json.loads((tmp_path / "b" / "summary.json").read_text())["rows"]
+    assert next(r for r in rows if r["model"] == FAKE)["cost_usd"] == pytest.approx(0.15 + 0.0123)
+    # Without a price, a part nobody priced makes the cost unknown rather than too low.
+    write_reports(mixed, tmp_path / "c")
+    assert "| - | FAIL |" in (tmp_path / "c" / "report.md").read_text()
 
 
 def test_report_command_rerenders_identically(report_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,6 +29,11 @@ class Decision:
     completion_tokens: int = 0
     latency: float = 0.0
     cost: float | None = None
+    # Reasoning models: the thoughts (reasoning fields, thinking parts, <think>) and their tokens,
+    # which completion_tokens includes; why the reply ended ("stop", "length", ...).
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
