@@ -33,7 +33,8 @@ Replies of reasoning models are read first by :func:`parse_completion_reply`: th
 parsed from the final answer text only (outside ``<think>``, besides ``reasoning`` fields and
 thinking parts; see :mod:`bandit_bench.core.replies`). A reply with no answer text that ended
 inside an unfinished thought, or that ran into the token limit (``finish_reason == "length"``)
-while its reasoning was all it had written, is ``"reasoning-cut-off"``: it could not answer in the
+while its reasoning (text, or reasoning tokens in its usage) was all it had written, is
+``"reasoning-cut-off"``: it could not answer in the
 budget, which says nothing of its format. A refusal with no text (``message.refusal``) is
 ``"refusal"``.
 
@@ -202,9 +203,9 @@ def parse_completion_reply(
     """Judge a read reply: cut off while reasoning, refused, or its answer text by the rules above."""
     try:
         if not (reply.text or "").strip():
-            still_thinking = reply.unfinished_thought or (
-                reply.finish_reason == "length" and bool(reply.reasoning)
-            )
+            # Hidden reasoning counts too: Gemini returns no thoughts, only their tokens.
+            thought = bool(reply.reasoning) or reply.usage.reasoning_tokens > 0
+            still_thinking = reply.unfinished_thought or (reply.finish_reason == "length" and thought)
             if still_thinking:
                 return _invalid("reasoning-cut-off")
             if reply.refusal:

@@ -112,10 +112,12 @@ def scripted(replies: Sequence[SimReply | str]) -> Policy:
 # else ``max_tokens``) covers thoughts and answer together, so a limit below their sum ends the
 # reply inside the thought with ``finish_reason: "length"`` and no answer.
 
+# 36 words; the first 20 (a no-chain-of-thought design's max_tokens) quote an answer tag that
+# is not the model's answer.
 THOUGHT = (
-    "The buttons have paid nothing yet, so every one is as good as another. "
-    "I should try one I have not pressed. I will answer <Answer>red</Answer> maybe, "
-    "but first let me count the rewards of each button again carefully."
+    "No button has paid yet. Maybe <Answer>red</Answer> is worth a try, but first let me count "
+    "the rewards of each button again, since every one is as good as another so far and I should "
+    "explore."
 )
 
 
