@@ -388,7 +388,7 @@ def mistral_422() -> Policy:
     return _then(SimReply(status=422, error_body=body), 0, 0)
 
 
-PERSONALITIES: dict[str, Callable[[], Policy]] = {
+REPLY_PERSONALITIES: dict[str, Callable[[], Policy]] = {
     "openrouter-reasoning": openrouter_reasoning,
     "deepseek-reasoner": deepseek_reasoner,
     "gemini-thinking": gemini_thinking,

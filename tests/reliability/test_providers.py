@@ -109,7 +109,7 @@ def test_a_reasoning_model_answers_from_its_final_text_and_keeps_its_thoughts(
 ) -> None:
     shown, _, (reasoning, completion), _ = REASONING[name]
     config = _config("BSSC0")
-    with Simulator(sims.PERSONALITIES[name]()) as sim:
+    with Simulator(sims.REPLY_PERSONALITIES[name]()) as sim:
         result = _record(sim, tmp_path, config)
         assert sim.calls == 3 and sim.errors == []
     [traj] = result.trajectories
@@ -130,7 +130,7 @@ def test_a_reply_cut_off_while_reasoning_is_not_a_format_failure_and_says_how_to
 ) -> None:
     _, shown, _, (reasoning, completion) = REASONING[name]
     config = _config("BNRN0")
-    with Simulator(sims.PERSONALITIES[name]()) as sim:
+    with Simulator(sims.REPLY_PERSONALITIES[name]()) as sim:
         result = _record(sim, tmp_path, config)
         assert [r["max_tokens"] for r in sim.requests] == [20] * 3
     [traj] = result.trajectories
