@@ -110,6 +110,8 @@ class Collector:
                 f"cassettes of {sent['model']} x {sent['config']} came from a worker for no case of this run"
             ]
         written = []
+        if sent.get("request"):
+            folder.request = sent["request"]
         try:
             for episode, (text, requests) in sent["episodes"].items():
                 written.append(str(folder.write_episode(int(episode), text, int(requests))))

@@ -105,6 +105,8 @@ def _build(config: pytest.Config) -> Bench:
         progress=_progress_printer(config) if o.record_mode != "none" else None,
         early_stop=o.early_stop,
         budget=budget,
+        profiles=settings.profiles.with_cli(o.request_profile),
+        base_url_given=o.base_url_given,
         # The controller writes every cassette; a worker (maybe on another machine) sends them.
         write_cassettes=not hasattr(config, "workerinput"),
         notify=lambda message: _write_stderr(config, f"[bandit-bench] {message}\n"),
@@ -372,7 +374,12 @@ class BenchCase:
             # Recorded on an xdist worker: the cassettes travel with the result to the controller,
             # which writes them (the worker may not share its disk).
             episodes = {str(e): list(v) for e, v in sorted(result.cassettes.items())}
-            sent = {"model": self.case.model, "config": self.case.config.name, "episodes": episodes}
+            sent = {
+                "model": self.case.model,
+                "config": self.case.config.name,
+                "episodes": episodes,
+                "request": result.request,
+            }
             self.node.user_properties.append((CASSETTES_KEY, sent))
         return record
 

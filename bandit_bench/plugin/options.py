@@ -71,6 +71,14 @@ def add_options(parser: pytest.Parser) -> None:
         "neither OpenRouter nor OpenAI; no key is sent to it otherwise)",
     )
     add("--base-url", "bandit_base_url", "OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)")
+    add(
+        "--request-profile",
+        "bandit_request_profile",
+        "what every request of the run carries besides the prompt, over the built-in and pyproject "
+        "profiles: comma-separated key=value, e.g. 'token_limit_field=max_completion_tokens,"
+        "temperature=omit' or 'server=vllm' or 'extra_body.reasoning_effort=low' "
+        "(keys: docs/providers.md)",
+    )
     add("--cassette-dir", "bandit_cassette_dir", "cassette folder (default cassettes/)")
     add("--report-dir", "bandit_report_dir", "report folder (default reports/)")
     add("--min-format-compliance", None, "override the configs' format-compliance threshold", type=float)
@@ -141,6 +149,10 @@ class Options:
     cassette_dir: Path
     report_dir: Path
     base_url: str
+    # True when --base-url or its ini twin chose the endpoint (not the default).
+    base_url_given: bool
+    # --request-profile, parsed and validated (running.profiles.parse_cli).
+    request_profile: dict[str, Any]
     api_key: Any  # credentials.Secret | None: its repr never shows the key
     api_key_env: str | None
     record_mode: str
@@ -202,7 +214,12 @@ def read_options(config: pytest.Config) -> Options:
         raise SpecError("--max-cost", max_cost, "a positive, finite amount of USD, e.g. --max-cost=5")
 
     record_mode = config.getoption("record_mode", default=None) or "none"
-    base_url = opt(config, "base_url", "bandit_base_url", DEFAULT_BASE_URL)
+    base_url = opt(config, "base_url", "bandit_base_url", None)
+    base_url_given = base_url is not None
+    base_url = base_url or DEFAULT_BASE_URL
+    from bandit_bench.running.profiles import parse_cli
+
+    request_profile = parse_cli(opt(config, "request_profile", "bandit_request_profile", ""))
     register_url(base_url)
     api_key_env = opt(config, "api_key_env", "bandit_api_key_env", None)
     if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
@@ -236,6 +253,8 @@ def read_options(config: pytest.Config) -> Options:
         cassette_dir=cassette_dir,
         report_dir=report_dir,
         base_url=base_url,
+        base_url_given=base_url_given,
+        request_profile=request_profile,
         api_key=api_key,
         api_key_env=api_key_env,
         record_mode=record_mode,

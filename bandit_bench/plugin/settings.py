@@ -15,6 +15,9 @@
 
     [tool.bandit_bench.prices]              # USD per million tokens
     "openai/gpt-4o-mini" = { prompt = 0.15, completion = 0.60 }
+
+    [tool.bandit_bench.models."o4-mini"]    # request profile (running/profiles.py, docs/providers.md)
+    token_limit = 6000
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from bandit_bench.core.replies import Price
 from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, SpecError, config_from_table
 
-_KNOWN_TABLES = {"configs", "xfail", "prices"}
+_KNOWN_TABLES = {"configs", "xfail", "prices", "models"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,14 @@ class ProjectSettings:
     xfail: dict[str, frozenset[str]] = field(default_factory=dict)
     prices: dict[str, Price] = field(default_factory=dict)
     source: Path | None = None
+    # [tool.bandit_bench.models."<id or pattern>"]: request profiles (running.profiles).
+    profiles: Any = None
+
+    def __post_init__(self) -> None:
+        if self.profiles is None:
+            from bandit_bench.running.profiles import ProfileSettings
+
+            object.__setattr__(self, "profiles", ProfileSettings())
 
     def expected_failure(self, model: str, config: CaseConfig) -> bool:
         return model in config.xfail_models or config.name in self.xfail.get(model, frozenset())
@@ -114,4 +125,7 @@ def settings_from_table(table: Any, source: Path | None = None) -> ProjectSettin
                 "{ prompt = USD per 1M tokens, completion = USD per 1M tokens }",
             )
         prices[model] = Price(float(p["prompt"]), float(p["completion"]))
-    return ProjectSettings(configs=configs, xfail=xfail, prices=prices, source=source)
+    from bandit_bench.running.profiles import ProfileSettings
+
+    profiles = ProfileSettings.from_tables(table.get("models", {}))
+    return ProjectSettings(configs=configs, xfail=xfail, prices=prices, source=source, profiles=profiles)

@@ -86,7 +86,9 @@ def _version() -> str:
     return __version__
 
 
-def new_manifest(model: str, config: CaseConfig, base_url: str, record_mode: str) -> dict[str, Any]:
+def new_manifest(
+    model: str, config: CaseConfig, base_url: str, record_mode: str, request: dict[str, Any] | None = None
+) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "bandit_bench_manifest": MANIFEST_FORMAT,
         "model": model,
@@ -100,6 +102,10 @@ def new_manifest(model: str, config: CaseConfig, base_url: str, record_mode: str
     }
     if config.origin:
         manifest["derived_from"] = {"config": config.origin, "T": config.instance.horizon}
+    if request:
+        # What each request carried besides the prompt (running.profiles.effective_request). A
+        # manifest without it was recorded with the request bandit-bench always sent.
+        manifest["request"] = request
     return manifest
 
 
@@ -214,6 +220,8 @@ class CaseFolder:
         self.path = case_dir(cassette_dir, model, config.name)
         self._written: set[str] = set()
         self._created: Path | None = None  # the topmost folder check_writable created
+        # The case's effective request, written into the manifest with each episode.
+        self.request: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ checks
 
@@ -332,7 +340,7 @@ class CaseFolder:
             manifest = read_manifest(self.path)
             if manifest is not None:
                 self.check_identity(manifest)
-            fresh = new_manifest(self.model, self.config, self.base_url, self.record_mode)
+            fresh = new_manifest(self.model, self.config, self.base_url, self.record_mode, self.request)
             if manifest is None or (self.record_mode == "rewrite" and not self._written):
                 # rewrite: this run's episodes are the folder's recording; files it did not
                 # write are no longer listed, so a replay refuses them instead of blending.

@@ -157,5 +157,8 @@ def case_record(
         "budget_stopped": list(result.budget_stopped),
         "recorded": result.recorded,
         "replayed": result.replayed,
+        # What each request carried besides the prompt, and what of the design it did not honour.
+        "request": dict(result.request),
+        "request_notes": list(result.request_notes),
         "trajectories": [t.to_dict() for t in result.trajectories],
     }

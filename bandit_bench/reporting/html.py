@@ -567,7 +567,13 @@ def _model_cell(r: Mapping[str, Any]) -> Cell:
         return Cell(r["model"], "text model", f"published in the paper: {r.get('source') or ''}", sub)
     if isinstance(r.get("stopped"), str):
         return Cell(r["model"], "text model", str(r["stopped"]), f"{episodes_text(r)} episodes")
-    return Cell(r["model"], "text model", "constrained decoding" if r.get("constrained") else "")
+    if isinstance(r.get("request_note"), str):
+        # The design's defining parameter was not sent as designed: marked, never silently compared.
+        return Cell(f"{r['model']} *", "text model", str(r["request_note"]), "not as designed")
+    title = "constrained decoding" if r.get("constrained") else ""
+    if isinstance(r.get("request"), str):
+        title = f"{title}; sent: {r['request']}" if title else f"sent: {r['request']}"
+    return Cell(r["model"], "text model", title)
 
 
 def _cells(r: Mapping[str, Any]) -> list[Cell]:
@@ -640,6 +646,10 @@ def render_html(
         with_data = [cases[(r["model"], config)] for r in rows if (r["model"], config) in cases]
         missing = [r["model"] for r in rows if (r["model"], config) not in cases]
         note = f"No complete episode for {', '.join(missing)}: left out of the plots." if missing else ""
+        marked = [
+            f"* {r['model']}: {r['request_note']}" for r in rows if isinstance(r.get("request_note"), str)
+        ]
+        note = " ".join([note, *marked]).strip()
         image = png_data_uri(config_figure(with_data, colours)) if with_data else None
         sections.append(ConfigSection(config, config_facts(rows[0]), image, note))
     panels = scatter_panels(summary)

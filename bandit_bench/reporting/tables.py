@@ -58,6 +58,10 @@ SUMMARY_COLUMNS = (
     "errors",
     "episodes_run",
     "stopped",
+    # What each request carried besides the prompt (running.profiles.describe), and where the
+    # design's defining parameters were not honoured (the case is then marked "*").
+    "request",
+    "request_note",
 )
 STEP_COLUMNS = (
     "model",
@@ -168,6 +172,15 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     row["episodes_run"] = record.get("episodes_run", record["episodes"])
     stopped = record.get("stopped")
     row["stopped"] = stopped.get("note") if isinstance(stopped, Mapping) else None
+    request = record.get("request")
+    if isinstance(request, Mapping) and request:
+        from bandit_bench.running.profiles import describe
+
+        row["request"] = describe(request)
+    else:
+        row["request"] = None
+    notes = record.get("request_notes") or []
+    row["request_note"] = "; ".join(str(n) for n in notes) or None
     return row
 
 
@@ -370,9 +383,10 @@ def model_text(row: Mapping[str, Any]) -> str:
     stopped early how many of its episodes ran."""
     if kind_of(row) == "published":
         return f"{row['model']} (N={row['episodes']})"
+    mark = " *" if isinstance(row.get("request_note"), str) else ""
     if isinstance(row.get("stopped"), str):
-        return f"{row['model']} ({episodes_text(row)})"
-    return str(row["model"])
+        return f"{row['model']}{mark} ({episodes_text(row)})"
+    return f"{row['model']}{mark}"
 
 
 def verdict(row: Any) -> str:
@@ -411,9 +425,23 @@ def cut_off_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def stopped_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per case that --early-stop ended before its last episode."""
+    """One line per case that --early-stop ended before its last episode, and per case ("*")
+    whose design's defining parameter the request could not carry."""
     return [
         f"{r['model']} x {r['config']}: {r['stopped']}" for r in rows if isinstance(r.get("stopped"), str)
+    ] + [
+        f"* {r['model']} x {r['config']}: {r['request_note']}"
+        for r in rows
+        if isinstance(r.get("request_note"), str)
+    ]
+
+
+def request_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What each measured case's requests carried besides the prompt."""
+    return [
+        f"{r['model']} x {r['config']}: {r['request']}"
+        for r in rows
+        if kind_of(r) == "model" and isinstance(r.get("request"), str)
     ]
 
 
@@ -563,6 +591,12 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | 
         + "".join(f"- {note}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
         + ("\n" if stopped_notes(rows) + cut_off_notes(rows) else "")
         + totals_line(rows)
+        + (
+            "\n\n## What each case sent\n\nBesides the prompt, from its request profile "
+            "(docs/providers.md):\n\n" + "".join(f"- {line}\n" for line in request_lines(rows))
+            if request_lines(rows)
+            else ""
+        )
         + "\n\n## Where these numbers came from\n\n"
         + metadata_markdown(run or {})
         + "\n"

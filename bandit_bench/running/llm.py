@@ -8,6 +8,7 @@ counted as a format failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bandit_bench.core.agents.base import AgentError, Decision, EpisodeContext
 from bandit_bench.core.parsing import parse_completion_reply
-from bandit_bench.core.prompts import answer_grammar, render_messages
+from bandit_bench.core.prompts import render_messages
 from bandit_bench.core.replies import (
     cap_advice,
     completion_error,
@@ -27,6 +28,7 @@ from bandit_bench.core.replies import (
 from bandit_bench.core.specs import DesignSpec
 from bandit_bench.recording.redaction import Secret, redact
 from bandit_bench.recording.transport import CassetteError, MalformedPaidReply, UnusableResponse
+from bandit_bench.running.profiles import LEGACY_PROFILE, RequestProfile, answer_from_json, build_request
 
 if TYPE_CHECKING:
     import httpx2
@@ -43,6 +45,17 @@ def _drop_placeholder_auth(request: httpx2.Request) -> None:
         del request.headers["authorization"]
 
 
+def _key_to_api_key_header(request: httpx2.Request) -> None:
+    """Azure's classic data plane reads the key from an ``api-key`` header, not a Bearer token
+    (https://learn.microsoft.com/azure/ai-foundry/openai/reference#authentication)."""
+    auth = request.headers.get("authorization", "")
+    if auth.startswith("Bearer "):
+        del request.headers["authorization"]
+        key = auth[len("Bearer ") :]
+        if key != NO_KEY_PLACEHOLDER:
+            request.headers["api-key"] = key
+
+
 def make_client(
     base_url: str,
     api_key: Secret | str | None,
@@ -50,6 +63,7 @@ def make_client(
     *,
     max_retries: int = 2,
     timeout: float = 60.0,
+    key_header: str = "authorization",
 ) -> OpenAI:
     import httpx2
     from openai import OpenAI
@@ -61,7 +75,11 @@ def make_client(
         transport=transport,
         headers={"Accept-Encoding": "gzip"},
         timeout=timeout,
-        event_hooks={"request": [] if api_key else [_drop_placeholder_auth]},
+        event_hooks={
+            "request": [_key_to_api_key_header]
+            if key_header == "api-key"
+            else ([] if api_key else [_drop_placeholder_auth])
+        },
     )
     return OpenAI(
         base_url=base_url,
@@ -86,9 +104,13 @@ class LLMAgent:
         constrained: bool = False,
         before_request: Callable[[], None] | None = None,
         key_advice: str | None = None,
+        profile: RequestProfile | None = None,
     ) -> None:
-        """``key_advice`` replaces the generic advice on a 401: where this run's key came from."""
+        """``key_advice`` replaces the generic advice on a 401: where this run's key came from.
+        ``profile`` decides what each request carries besides the prompt (see running.profiles);
+        None sends what bandit-bench always sent."""
         self.key_advice = key_advice
+        self.profile = profile or LEGACY_PROFILE
         self.name = model
         self.model = model
         self.design = design
@@ -97,17 +119,17 @@ class LLMAgent:
         self.before_request = before_request
 
     def request_params(self, history: Sequence[tuple[int, int]], ctx: EpisodeContext) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self.model,
-            "messages": render_messages(self.design, ctx.arm_names, ctx.instance.horizon, history),
-            "temperature": self.design.temperature,
-            "max_tokens": self.design.max_tokens,
-            "seed": ctx.instance.seed,
-        }
-        if self.constrained:
-            # llama.cpp's server reads a GBNF grammar from the body; recorded like any other field.
-            params["extra_body"] = {"grammar": answer_grammar(ctx.arm_names)}
-        return params
+        messages = render_messages(self.design, ctx.arm_names, ctx.instance.horizon, history)
+        built = build_request(
+            self.profile,
+            self.model,
+            self.design,
+            messages,
+            ctx.instance.seed,
+            ctx.arm_names,
+            constrained=self.constrained,
+        )
+        return built.params
 
     def choose(self, history: Sequence[tuple[int, int]], ctx: EpisodeContext) -> Decision:
         params = self.request_params(history, ctx)
@@ -127,6 +149,11 @@ class LLMAgent:
             raise AgentError(
                 redact(f"model {self.model}: malformed chat completion ({type(err).__name__}: {err})")
             ) from None
+        if self.constrained and self.profile.constrained == "json_schema":
+            # A JSON-schema reply is {"answer": NAME}; the raw reply keeps the JSON as it came.
+            answer = answer_from_json(reply.text)
+            if answer is not None:
+                reply = dataclasses.replace(reply, text=answer)
         parsed = parse_completion_reply(reply, ctx.arm_names, distribution=self.design.distribution)
         usage = reply.usage
         return Decision(
@@ -225,7 +252,7 @@ class LLMAgent:
         elif status == 403 and "flagged for" in detail:
             advice = _MODERATION_ADVICE
         else:
-            advice = _ADVICE.get(status, "")
+            advice = _profile_advice(status, body, words) or _ADVICE.get(status, "")
         return f"{head}: {words}{advice}"
 
 
@@ -238,6 +265,17 @@ _MODERATION_ADVICE = (
     ". The provider's moderation refused this prompt: the bandit prompt cannot be changed to pass "
     "it, so choose another provider or model"
 )
+
+
+def _profile_advice(status: int, body: Any, words: str) -> str:
+    """For a refused parameter (400 unsupported_parameter / unsupported_value, 422
+    extra_forbidden): the request-profile setting that fixes it."""
+    from bandit_bench.running.profiles import profile_fix
+
+    if status not in (400, 422):
+        return ""
+    fix = profile_fix(status, body, words)
+    return f". {fix}" if fix else ""
 
 
 def _describe_cause(cause: BaseException | None) -> str:

@@ -76,6 +76,13 @@ class RunOptions:
     early_stop: bool = False
     # --max-cost: a spend.Budget shared by the session's workers (None: no limit).
     budget: Any = None
+    # The user's request profiles ([tool.bandit_bench.models], --request-profile): a
+    # profiles.ProfileSettings, or None for the built-in ones alone.
+    profiles: Any = None
+    # False: base_url is the default, not the user's choice; a case folder recorded elsewhere
+    # then gets the request profile of the endpoint its manifest names (its replay must send
+    # what was recorded). True: base_url decides.
+    base_url_given: bool = False
 
     def __post_init__(self) -> None:
         timeout = self.request_timeout
@@ -175,6 +182,10 @@ class CaseResult:
     replayed: int = 0
     # Set when --early-stop ended the case before its last episode.
     settled: Settlement | None = None
+    # What each request carried besides the prompt (profiles.effective_request), and where a
+    # design's defining parameter was not honoured (profiles.honour_notes).
+    request: dict[str, Any] = field(default_factory=dict)
+    request_notes: list[str] = field(default_factory=list)
     # Episodes --max-cost left unfinished (never started, or stopped mid-way and not saved).
     budget_stopped: list[int] = field(default_factory=list)
     budget_note: str = ""
@@ -197,6 +208,7 @@ def _episode(
     cancel: threading.Event | None = None,
     sink: Callable[[int, str, int], object] | None = None,
     refused: str | None = None,
+    profile: Any = None,
 ) -> tuple[Trajectory, int, int]:
     # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
     from bandit_bench.core.bandit import draw_instance
@@ -248,6 +260,7 @@ def _episode(
         transport,  # type: ignore[arg-type]
         max_retries=0 if transport.replay_only else opts.max_retries,
         timeout=opts.request_timeout,
+        key_header=profile.key_header if profile is not None else "authorization",
     )
     agent = LLMAgent(
         model,
@@ -260,6 +273,7 @@ def _episode(
             if opts.api_key
             else f"No API key was sent: {key_help(opts.base_url, opts.api_key_env)}"
         ),
+        profile=profile,
     )
     seen = [0]
 
@@ -445,6 +459,9 @@ def _run_case_in(
         if unlisted
         else None
     )
+    profile, problem = _case_profile(model, config, opts, manifest, result)
+    folder.request = result.request
+    refused = refused or problem
 
     def sink(episode: int, text: str, requests: int) -> None:
         if opts.write_cassettes:
@@ -487,7 +504,7 @@ def _run_case_in(
     outcomes: list[tuple[Trajectory, int, int]] = []
 
     def one(i: int) -> tuple[Trajectory, int, int]:
-        return _episode(model, config, i, opts, limiter, counter, cancel, sink, why_refused(i))
+        return _episode(model, config, i, opts, limiter, counter, cancel, sink, why_refused(i), profile)
 
     try:
         for wave in waves:
@@ -511,6 +528,47 @@ def _run_case_in(
         cancel.set()
         raise
     return outcomes
+
+
+def _case_profile(
+    model: str, config: CaseConfig, opts: RunOptions, manifest: dict[str, Any] | None, result: CaseResult
+) -> tuple[Any, str | None]:
+    """The case's request profile, its effective request (kept in ``result``), and why the case
+    cannot run with it: a constrained config the server cannot constrain, or a recording made
+    with another request (a replay would otherwise be stale request by request, or blend two)."""
+    from bandit_bench.recording.casefolder import REPLAYING_MODES
+    from bandit_bench.running.profiles import (
+        comparable,
+        constrained_refusal,
+        effective_request,
+        honour_notes,
+        legacy_request,
+        request_diff,
+        resolve_profile,
+    )
+
+    endpoint = opts.base_url
+    if not opts.base_url_given and manifest is not None and manifest.get("base_url"):
+        endpoint = manifest["base_url"]
+    profile = resolve_profile(model, endpoint, opts.profiles)
+    result.request = effective_request(profile, config.design, constrained=config.constrained)
+    result.request_notes = honour_notes(profile, config.design)
+    if config.constrained:
+        refusal = constrained_refusal(profile, model)
+        if refusal is not None:
+            return profile, refusal
+    if manifest is not None and opts.record_mode in REPLAYING_MODES and manifest.get("episodes"):
+        # A manifest from before request profiles was recorded with the one request there was.
+        recorded = manifest.get("request") or legacy_request(config.design, constrained=config.constrained)
+        if comparable(recorded) != comparable(result.request):
+            return profile, (
+                f"stale: the request profile changed since {model} x {config.name} was recorded "
+                f"({request_diff(recorded, result.request)}; profile from {', '.join(profile.sources)}). "
+                "Replaying would send requests the cassettes do not hold. Re-record with "
+                f"{record_command(model, config, opts, mode='rewrite')}, or restore the profile it was "
+                'recorded with (its manifest.json, "request")'
+            )
+    return profile, None
 
 
 def _gather(result: CaseResult, outcomes: list[tuple[Trajectory, int, int]], opts: RunOptions) -> CaseResult:
