@@ -512,7 +512,9 @@ class ProfileSettings:
         where = "[tool.bandit_bench.models]"
         if not isinstance(tables, Mapping):
             raise SpecError(where, tables, 'a table of "<model id or pattern>" = { settings }')
-        checked = tuple((str(p), check_table(f"{where}.{json.dumps(p)}", t)) for p, t in tables.items())
+        checked = tuple(
+            (str(p), check_table(f"[tool.bandit_bench.models.{json.dumps(p)}]", t)) for p, t in tables.items()
+        )
         return cls(checked, dict(cli or {}))
 
     def with_cli(self, cli: Mapping[str, Any] | None) -> ProfileSettings:
@@ -818,7 +820,9 @@ def profile_fix(status: int, body: Any, message: str) -> str | None:
             loc = item.get("loc") if isinstance(item, Mapping) else None
             if isinstance(loc, list) and len(loc) >= 2 and loc[0] == "body" and isinstance(loc[1], str):
                 params.append(loc[1])
-    for name in _FIXES:
+    # The body's own field names the parameter; only without one is the message read (its
+    # advice, "Use 'max_completion_tokens' instead", names the cure, not the fault).
+    for name in [] if params else _FIXES:
         if re.search(rf"['`\"]{re.escape(name)}['`\"]", message):
             params.append(name)
     if re.search(r"system.{0,40}(not supported|role)|roles? must alternate", message, re.IGNORECASE):

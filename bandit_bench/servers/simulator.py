@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,8 +60,12 @@ _NAMES_RE = re.compile(r"must be exactly one of ([^.]+?)\.|named ([^.]+?)\. When
 
 
 def arm_names_from_request(body: dict[str, Any]) -> list[str]:
-    """The arm names a design's system prompt lists (buttons or advertisements)."""
-    system = next((m.get("content", "") for m in body.get("messages", []) if m.get("role") == "system"), "")
+    """The arm names a design's system prompt lists (buttons or advertisements); where the
+    request profile folded the system prompt into the first user message, from there."""
+    messages = body.get("messages", [])
+    system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+    if not system:
+        system = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
     m = _NAMES_RE.search(system or "")
     if not m:
         return []
@@ -410,8 +414,242 @@ NAMED_POLICIES: dict[str, Callable[[], Policy]] = {
 }
 
 
+# ---------------------------------------------------------------------------- personalities
+#
+# A personality answers the request side the way one provider documents it: what it refuses
+# (and with which error body), where it wants the key and the api-version, and which
+# constrained-decoding fields it honours (the reply is then forced into the allowed answers) or
+# silently ignores. The reply itself still comes from the policy.
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    body: Any
+
+
+_ANSWER_RE = re.compile(r"<Answer>\s*(.*?)\s*</Answer>", re.IGNORECASE | re.DOTALL)
+
+
+def _policy_choice(content: str | None, allowed: Sequence[str]) -> str:
+    """The arm the policy's reply names when it is allowed, else the first allowed one."""
+    m = _ANSWER_RE.search(content or "")
+    name = m.group(1) if m else None
+    return name if isinstance(name, str) and name in allowed else allowed[0]
+
+
+def _forced(body: dict[str, Any], reply: SimReply, honours: Sequence[str]) -> SimReply:
+    """What a server that honours the ``honours`` constraint fields replies: only allowed answers."""
+    if reply.status != 200 or reply.fault or reply.body is not None:
+        return reply
+    extra = body.get("structured_outputs")
+    if "structured_outputs" in honours and isinstance(extra, dict) and isinstance(extra.get("regex"), str):
+        allowed = re.findall(r"\(([^()]*)\)", extra["regex"])
+        names = [re.sub(r"\\(.)", r"\1", n) for n in allowed[0].split("|")] if allowed else []
+        if names:
+            return replace(reply, content=f"<Answer>{_policy_choice(reply.content, names)}</Answer>")
+    fmt = body.get("response_format")
+    if "response_format" in honours and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("json_schema", {}).get("schema", {})
+        names = schema.get("properties", {}).get("answer", {}).get("enum", [])
+        if names:
+            return replace(reply, content=json.dumps({"answer": _policy_choice(reply.content, names)}))
+    if "grammar" in honours and isinstance(body.get("grammar"), str):
+        names = re.findall(r'"((?:[^"\\]|\\.)*)"', body["grammar"].split("(", 1)[-1])
+        names = [n for n in names if n != "</Answer>"]
+        if names:
+            return replace(reply, content=f"<Answer>{_policy_choice(reply.content, names)}</Answer>")
+    return reply
+
+
+def _openai_error(message: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+# https://platform.openai.com/docs/api-reference/chat/create: the fields the API knows.
+_OPENAI_FIELDS = {
+    "model", "messages", "max_completion_tokens", "max_tokens", "temperature", "seed", "top_p", "stop",
+    "n", "stream", "stream_options", "response_format", "reasoning_effort", "tools", "tool_choice",
+    "parallel_tool_calls", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
+    "frequency_penalty", "user", "metadata", "store", "service_tier", "verbosity", "prediction",
+}  # fmt: skip
+
+
+def _openai_reasoning(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """A strict OpenAI reasoning model (o-series, gpt-5): the 400s of
+    https://platform.openai.com/docs/guides/reasoning, worded as the API words them."""
+    unknown = sorted(set(body) - _OPENAI_FIELDS)
+    if unknown:
+        message = f"Unrecognized request argument supplied: {unknown[0]}"
+        return Refusal(400, _openai_error(message, None, None))
+    if "max_tokens" in body:
+        return Refusal(
+            400,
+            _openai_error(
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                "max_tokens",
+                "unsupported_parameter",
+            ),
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        return Refusal(
+            400,
+            _openai_error(
+                f"Unsupported value: 'temperature' does not support {temperature:g} with this model. "
+                "Only the default (1) value is supported.",
+                "temperature",
+                "unsupported_value",
+            ),
+        )
+    return None
+
+
+# https://docs.mistral.ai/api/#tag/chat/operation/chat_completion_v1_chat_completions_post
+_MISTRAL_FIELDS = {
+    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
+    "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n",
+    "prediction", "parallel_tool_calls", "prompt_mode", "safe_prompt",
+}  # fmt: skip
+
+
+def _mistral(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """Mistral's API validates the body strictly: an unknown field (``seed``: Mistral's is
+    ``random_seed``) is a 422 whose ``message`` is an object (pydantic's extra_forbidden)."""
+    unknown = sorted(set(body) - _MISTRAL_FIELDS)
+    if not unknown:
+        return None
+    detail = [
+        {"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted", "input": v}
+        for k, v in ((k, body[k]) for k in unknown)
+    ]
+    return Refusal(
+        422,
+        {
+            "object": "error",
+            "message": {"detail": detail},
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        },
+    )
+
+
+_OPUS_47 = re.compile(r"claude-(opus-4[-.][7-9]|opus-5|4\.[7-9]-opus)")
+
+
+def _anthropic(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """Anthropic's OpenAI SDK compatibility (https://docs.anthropic.com/en/api/openai-sdk):
+    seed and response_format are ignored; Claude Opus 4.7 and later refuse temperature with
+    400 "`temperature` is deprecated for this model"."""
+    if "temperature" in body and _OPUS_47.search(str(body.get("model", ""))):
+        return Refusal(
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "`temperature` is deprecated for this model.",
+                },
+            },
+        )
+    return None
+
+
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/[^/]+/chat/completions$")
+
+
+def _azure_classic(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """Azure OpenAI's classic data plane
+    (https://learn.microsoft.com/azure/ai-foundry/openai/reference): POST
+    /openai/deployments/{deployment}/chat/completions?api-version=..., key in an ``api-key``
+    header (a Bearer token is an Entra ID token, not the key)."""
+    route, _, query = path.partition("?")
+    if not _AZURE_DEPLOYMENT.search(route.rstrip("/")):
+        return Refusal(404, {"error": {"code": "404", "message": "Resource not found"}})
+    if "api-version=" not in query:
+        return Refusal(404, {"error": {"code": "404", "message": "Resource not found"}})
+    lower = {k.lower(): v for k, v in headers.items()}
+    if not lower.get("api-key"):
+        return Refusal(
+            401,
+            {
+                "error": {
+                    "code": "401",
+                    "message": "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                    "sure to provide a valid key for an active subscription and use a correct regional API "
+                    "endpoint for your resource.",
+                }
+            },
+        )
+    return _openai_reasoning(path, headers, body) if _is_reasoning(body) else None
+
+
+def _azure_v1(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """Azure OpenAI's v1 API (https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle):
+    /openai/v1/chat/completions with no api-version; the key as a Bearer token or an api-key header."""
+    route = path.partition("?")[0].rstrip("/")
+    if not route.endswith("/openai/v1/chat/completions"):
+        return Refusal(404, {"error": {"code": "404", "message": "Resource not found"}})
+    lower = {k.lower(): v for k, v in headers.items()}
+    if not (lower.get("api-key") or lower.get("authorization", "").startswith("Bearer ")):
+        return Refusal(401, {"error": {"code": "401", "message": "Access denied due to missing key."}})
+    return _openai_reasoning(path, headers, body) if _is_reasoning(body) else None
+
+
+def _is_reasoning(body: dict[str, Any]) -> bool:
+    return bool(re.match(r"(o[134]|gpt-5)", str(body.get("model", "")).rsplit("/", 1)[-1]))
+
+
+def _no_system_role(path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Refusal | None:
+    """A chat template with no system role (Gemma's raises "System role not supported"), as vLLM
+    reports a template error: 400 with its own error object."""
+    if any(m.get("role") == "system" for m in body.get("messages", []) if isinstance(m, dict)):
+        return Refusal(
+            400,
+            {
+                "object": "error",
+                "message": "System role not supported",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Personality:
+    """How one provider treats the request: ``check`` refuses (None: accepted); ``honours``
+    lists the constrained-decoding fields it applies (others are ignored, as unknown fields)."""
+
+    check: Callable[[str, Mapping[str, str], dict[str, Any]], Refusal | None] | None = None
+    honours: tuple[str, ...] = ()
+
+
+PERSONALITIES: dict[str, Personality] = {
+    # llama.cpp's server: GBNF in "grammar" (tools/server/README.md).
+    "llamacpp": Personality(honours=("grammar",)),
+    "openai-reasoning": Personality(_openai_reasoning, honours=("response_format",)),
+    "mistral": Personality(_mistral, honours=("response_format",)),
+    "anthropic": Personality(_anthropic),
+    "azure": Personality(_azure_classic, honours=("response_format",)),
+    "azure-v1": Personality(_azure_v1, honours=("response_format",)),
+    # https://docs.vllm.ai/en/latest/features/structured_outputs/: structured_outputs and
+    # response_format; "grammar" is not a vLLM field and changes nothing.
+    "vllm": Personality(honours=("structured_outputs", "response_format")),
+    # https://docs.ollama.com/api/openai-compatibility: response_format; no grammar.
+    "ollama": Personality(honours=("response_format",)),
+    "no-system-role": Personality(_no_system_role),
+}
+
+
 class Simulator:
-    """Context manager running the server on a free port of 127.0.0.1 in a background thread."""
+    """Context manager running the server on a free port of 127.0.0.1 in a background thread.
+
+    ``personality`` (a key of :data:`PERSONALITIES`) makes it treat requests as that provider does.
+    """
 
     def __init__(
         self,
@@ -419,8 +657,12 @@ class Simulator:
         latency: float = 0.0,
         model_name: str | None = None,
         cost_per_million: tuple[float, float] | None = None,
+        personality: str | None = None,
     ) -> None:
         self.policy: Policy = policy or always(0)
+        self.personality = PERSONALITIES[personality] if personality is not None else None
+        # The request paths (with their query) as they arrived.
+        self.paths: list[str] = []
         # (prompt, completion) USD per 1M tokens: replies then report usage.cost, as OpenRouter's do.
         self.cost_per_million = cost_per_million
         self.latency = latency
@@ -439,9 +681,13 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
+        return self.url("/v1")
+
+    def url(self, path: str) -> str:
+        """A base URL on this server with another path (``/openai/deployments/d`` for Azure)."""
         assert self._server is not None, "simulator not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"http://{host!s}:{port}{path}"
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -468,7 +714,7 @@ class Simulator:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                if not self.path.partition("?")[0].rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 body = json.loads(raw)
@@ -477,12 +723,24 @@ class Simulator:
                     sim.calls += 1
                     sim.requests.append(body)
                     sim.headers.append(dict(self.headers.items()))
+                    sim.paths.append(self.path)
                     sim.in_flight += 1
                     sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
                 try:
                     if sim.latency:
                         time.sleep(sim.latency)
+                    personality = sim.personality
+                    refusal = (
+                        personality.check(self.path, dict(self.headers.items()), body)
+                        if personality is not None and personality.check is not None
+                        else None
+                    )
+                    if refusal is not None:
+                        self._send(refusal.status, refusal.body)
+                        return
                     reply = sim.policy(body, call)
+                    if personality is not None:
+                        reply = _forced(body, reply, personality.honours)
                     if reply.delay:
                         time.sleep(reply.delay)
                     if reply.echo_auth:

@@ -117,7 +117,7 @@ BAD_TABLES: dict[str, tuple[str, str]] = {
     "table-is-a-string": ('[tool]\nbandit_bench = "x"\n', "[tool.bandit_bench]: got 'x'; expected a table"),
     "misspelt-subtable": (
         "[tool.bandit_bench.config.x]\ndesign = 'BNRN0'\n",
-        "[tool.bandit_bench] key: got 'config'; expected one of ['configs', 'prices', 'xfail']",
+        "[tool.bandit_bench] key: got 'config'; expected one of ['configs', 'models', 'prices', 'xfail']",
     ),
     "configs-is-a-list": (
         "[tool.bandit_bench]\nconfigs = [1, 2]\n",

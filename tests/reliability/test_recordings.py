@@ -92,6 +92,14 @@ def test_the_manifest_says_what_the_folder_is_a_recording_of(tmp_path, simulator
         "base_url": sim.base_url,
         "bandit_bench_version": "0.1.0",
         "record_mode": "once",
+        # What the requests carried besides the prompt (issue 19): the generic server's request.
+        "request": {
+            "server": "generic",
+            "token_limit": {"max_tokens": 20},
+            "temperature": 0.0,
+            "seed": "seed",
+            "system": "system message",
+        },
     }
     assert list(episodes) == ["000.json", "001.json", "002.json"]
     assert [{**e, "recorded_at": "-"} for e in episodes.values()] == [
