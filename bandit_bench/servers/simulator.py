@@ -641,6 +641,8 @@ PERSONALITIES: dict[str, Personality] = {
     "vllm": Personality(honours=("structured_outputs", "response_format")),
     # https://docs.ollama.com/api/openai-compatibility: response_format; no grammar.
     "ollama": Personality(honours=("response_format",)),
+    # https://lmstudio.ai/docs/advanced/structured-output: response_format json_schema only.
+    "lmstudio": Personality(honours=("response_format",)),
     "no-system-role": Personality(_no_system_role),
 }
 
