@@ -128,8 +128,14 @@ class Collector:
         if not collect_only and opts.record_mode == "none":
             return
         settings = self.bench.settings
+        from bandit_bench.running.profiles import resolve_profile
+
+        def token_limit(model: str, config: Any) -> int:
+            # The limit the request profile sends (a reasoning model's allowance included).
+            return resolve_profile(model, opts.base_url, opts.profiles).limit(config.design)
+
         estimates = estimate_cases(
-            cases, opts.cassette_dir, opts.record_mode, settings.prices, settings.configs
+            cases, opts.cassette_dir, opts.record_mode, settings.prices, settings.configs, token_limit
         )
         if not estimates or (not collect_only and not any(e.requests for e in estimates)):
             return

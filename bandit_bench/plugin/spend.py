@@ -129,8 +129,12 @@ def estimate_case(
     record_mode: str,
     prices: Mapping[str, Price],
     configs: Mapping[str, CaseConfig] | None = None,
+    token_limit: int | None = None,
 ) -> CaseEstimate:
-    """The requests a run would record for this case, their estimated tokens and cost."""
+    """The requests a run would record for this case, their estimated tokens and cost.
+
+    ``token_limit``: what each request's request profile allows (running.profiles), when it is
+    not the design's answer budget (a reasoning model's allowance on top)."""
     pending = pending_requests(
         cassette_dir, model, config.name, config.run.episodes, config.instance.horizon, record_mode
     )
@@ -140,7 +144,7 @@ def estimate_case(
         by_step = prompt_tokens_by_step(config)
         # An episode records its last steps: new_episodes resumes where its cassette stops.
         prompt = sum(sum(by_step[len(by_step) - n :]) for n in pending.values())
-    max_tokens = config.design.max_tokens
+    max_tokens = token_limit or config.design.max_tokens
     known = {**(configs or {}), config.name: config}
     observed = observed_completion(cassette_dir, model, config.design.code, known)
     per_reply = min(observed.mean, max_tokens) if observed else float(max_tokens)
@@ -216,19 +220,34 @@ def format_bill(estimates: Sequence[CaseEstimate], record_mode: str) -> str:
     lines.append(
         "prompt tokens ~ characters / 4 of the rendered prompts; completion tokens ~ the mean reply "
         "in earlier recordings of the design (this model's, else other models'), at most the "
-        "design's max_tokens; cost from [tool.bandit_bench.prices] (USD per 1M tokens)."
+        "request's token limit (the design's, plus a reasoning model's allowance: docs/providers.md); "
+        "cost from [tool.bandit_bench.prices] (USD per 1M tokens)."
     )
     return "\n".join(lines)
 
 
 def estimate_cases(
-    cases: Iterable[Any], cassette_dir: Path, record_mode: str, prices: Mapping[str, Price], configs: Any
+    cases: Iterable[Any],
+    cassette_dir: Path,
+    record_mode: str,
+    prices: Mapping[str, Price],
+    configs: Any,
+    token_limit: Callable[[str, CaseConfig], int] | None = None,
 ) -> list[CaseEstimate]:
-    """Estimates of the cases that call an API (baselines never do)."""
+    """Estimates of the cases that call an API (baselines never do); ``token_limit(model, config)``
+    gives each case's token limit from its request profile."""
     from bandit_bench.running.runner import is_baseline
 
     return [
-        estimate_case(c.model, c.config, cassette_dir, record_mode, prices, configs)
+        estimate_case(
+            c.model,
+            c.config,
+            cassette_dir,
+            record_mode,
+            prices,
+            configs,
+            token_limit(c.model, c.config) if token_limit is not None else None,
+        )
         for c in cases
         if not is_baseline(c.model)
     ]

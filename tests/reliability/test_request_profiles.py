@@ -423,3 +423,19 @@ def test_a_bad_profile_is_a_usage_error(bench_project, args: list, toml: str, me
     result = project.runpytest("--model", "sim/x", *args, "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"ERROR: bandit-bench: {message}" in result.stderr.lines, result.stderr.str()
+
+
+def test_the_bill_counts_the_profiles_token_limit(bench_project) -> None:  # noqa: ANN001
+    project = bench_project(QUICK_TOML)
+    result = project.runpytest(
+        "--collect-only",
+        "--model",
+        "o4-mini",
+        "--base-url",
+        "https://api.openai.com/v1",
+        "--bandit-config",
+        "quick",
+        "--record-mode=once",
+    )
+    # 3 requests of max_completion_tokens = 20 + 4000 each: the upper bound is the profile's.
+    result.stdout.fnmatch_lines(["o4-mini x quick * 3 *~12,060 (max 12,060)*"])
