@@ -81,7 +81,8 @@ class RunOptions:
     profiles: Any = None
     # False: base_url is the default, not the user's choice; a case folder recorded elsewhere
     # then gets the request profile of the endpoint its manifest names (its replay must send
-    # what was recorded). True: base_url decides.
+    # what was recorded). True: base_url decides, except in record mode "none", which always
+    # replays with the recording endpoint's profile.
     base_url_given: bool = False
 
     def __post_init__(self) -> None:
@@ -548,8 +549,11 @@ def _case_profile(
     )
 
     endpoint = opts.base_url
-    if not opts.base_url_given and manifest is not None and manifest.get("base_url"):
-        endpoint = manifest["base_url"]
+    # A replay sends nothing: its profile is the recording's endpoint's, whatever --base-url
+    # says (a replay does not depend on the base URL). So is a run given no --base-url.
+    recorded_at = manifest.get("base_url") if manifest is not None else None
+    if recorded_at and (opts.record_mode == "none" or not opts.base_url_given):
+        endpoint = recorded_at
     profile = resolve_profile(model, endpoint, opts.profiles)
     result.request = effective_request(profile, config.design, constrained=config.constrained)
     result.request_notes = honour_notes(profile, config.design)

@@ -439,3 +439,18 @@ def test_the_bill_counts_the_profiles_token_limit(bench_project) -> None:  # noq
     )
     # 3 requests of max_completion_tokens = 20 + 4000 each: the upper bound is the profile's.
     result.stdout.fnmatch_lines(["o4-mini x quick * 3 *~12,060 (max 12,060)*"])
+
+
+@pytest.mark.parametrize("sim", [_param(None)], indirect=True)
+def test_a_replay_takes_the_recording_endpoints_profile(tmp_path: Path, sim: Simulator) -> None:
+    # Recorded as on OpenRouter (max_tokens, no temperature); replayed with a dummy local
+    # --base-url, whose own profile would send max_completion_tokens: the recording's endpoint
+    # decides, so the replay does not depend on the base URL.
+    recorded = _run(tmp_path, sim, "openai/o4-mini", profile={"server": "openrouter"})
+    assert not recorded.errors and sim.requests[0]["max_tokens"] == 4020
+    manifest = tmp_path / "cassettes" / "openai" / "o4-mini" / "BNRN0-p" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["base_url"] = "https://openrouter.ai/api/v1"  # as if recorded from OpenRouter itself
+    manifest.write_text(json.dumps(data))
+    replay = _run(tmp_path, sim, "openai/o4-mini", base_url="http://127.0.0.1:9/v1", mode="none")
+    assert not replay.errors and replay.replayed == T
