@@ -628,7 +628,7 @@ class Personality:
     honours: tuple[str, ...] = ()
 
 
-PERSONALITIES: dict[str, Personality] = {
+REQUEST_PERSONALITIES: dict[str, Personality] = {
     # llama.cpp's server: GBNF in "grammar" (tools/server/README.md).
     "llamacpp": Personality(honours=("grammar",)),
     "openai-reasoning": Personality(_openai_reasoning, honours=("response_format",)),
@@ -650,7 +650,7 @@ PERSONALITIES: dict[str, Personality] = {
 class Simulator:
     """Context manager running the server on a free port of 127.0.0.1 in a background thread.
 
-    ``personality`` (a key of :data:`PERSONALITIES`) makes it treat requests as that provider does.
+    ``personality`` (a key of :data:`REQUEST_PERSONALITIES`) makes it treat requests as that provider does.
     """
 
     def __init__(
@@ -662,7 +662,7 @@ class Simulator:
         personality: str | None = None,
     ) -> None:
         self.policy: Policy = policy or always(0)
-        self.personality = PERSONALITIES[personality] if personality is not None else None
+        self.personality = REQUEST_PERSONALITIES[personality] if personality is not None else None
         # The request paths (with their query) as they arrived.
         self.paths: list[str] = []
         # (prompt, completion) USD per 1M tokens: replies then report usage.cost, as OpenRouter's do.
