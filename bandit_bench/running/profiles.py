@@ -791,21 +791,22 @@ def request_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 # Which profile setting fixes a parameter a server refused (OpenAI's 400 names it in "param";
 # Mistral's 422 in detail[].loc).
 _FIXES = {
-    "max_tokens": "token_limit_field=max_completion_tokens",
-    "max_completion_tokens": "token_limit_field=max_tokens",
-    "temperature": "temperature=omit",
-    "seed": "seed=omit (or seed=random_seed for Mistral)",
-    "random_seed": "seed=send (or seed=omit)",
-    "grammar": "constrained=json_schema (or structured_outputs for vLLM)",
-    "response_format": "constrained=grammar (llama.cpp) or structured_outputs (vLLM)",
-    "structured_outputs": "constrained=guided_regex (vLLM before 0.12)",
-    "messages[0].role": "system=user",
+    "max_tokens": ("token_limit_field=max_completion_tokens", ""),
+    "max_completion_tokens": ("token_limit_field=max_tokens", ""),
+    "temperature": ("temperature=omit", ""),
+    "seed": ("seed=omit", ""),
+    "random_seed": ("seed=send", "or seed=omit"),
+    "grammar": ("constrained=json_schema", "or constrained=structured_outputs for vLLM"),
+    "response_format": ("constrained=grammar", "llama.cpp; or constrained=structured_outputs for vLLM"),
+    "structured_outputs": ("constrained=guided_regex", "vLLM before 0.12"),
+    "messages[0].role": ("system=user", "the system prompt folded into the first user message"),
 }
 
 
 def profile_fix(status: int, body: Any, message: str) -> str | None:
     """The profile setting that fixes a refused parameter, read from an error body or message."""
     params: list[str] = []
+    validation = False  # a pydantic-style 422 (Mistral's): extra fields are refused by name
     error = body.get("error", body) if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):
         code = str(error.get("code") or "")
@@ -820,6 +821,7 @@ def profile_fix(status: int, body: Any, message: str) -> str | None:
             loc = item.get("loc") if isinstance(item, Mapping) else None
             if isinstance(loc, list) and len(loc) >= 2 and loc[0] == "body" and isinstance(loc[1], str):
                 params.append(loc[1])
+                validation = True
     # The body's own field names the parameter; only without one is the message read (its
     # advice, "Use 'max_completion_tokens' instead", names the cure, not the fault).
     for name in [] if params else _FIXES:
@@ -827,13 +829,17 @@ def profile_fix(status: int, body: Any, message: str) -> str | None:
             params.append(name)
     if re.search(r"system.{0,40}(not supported|role)|roles? must alternate", message, re.IGNORECASE):
         params.append("messages[0].role")
-    fixes = list(dict.fromkeys(_FIXES[p] for p in params if p in _FIXES))
+    fixes = {p: _FIXES[p] for p in params if p in _FIXES}
+    if validation and "seed" in fixes:
+        # Mistral's own name for the seed (https://docs.mistral.ai/api/#tag/chat).
+        fixes["seed"] = ("seed=random_seed", "Mistral's name for it; or seed=omit")
     if not fixes:
         return None
-    flags = ",".join(f.split(" ")[0] for f in fixes)
+    flags = ",".join(flag for flag, _ in fixes.values())
+    notes = "; ".join(f"{flag}: {note}" for flag, note in fixes.values() if note)
     return (
         f"The request profile can change what is sent: --request-profile '{flags}' (or the same keys "
-        f'in [tool.bandit_bench.models."MODEL"] in pyproject.toml; {"; ".join(fixes)})'
+        f'in [tool.bandit_bench.models."MODEL"] in pyproject.toml{"; " + notes if notes else ""})'
     )
 
 

@@ -171,7 +171,7 @@ def test_one_profile_line_sets_the_allowance_and_effort(tmp_path: Path, sim: Sim
 @pytest.mark.parametrize("sim", [_param("mistral")], indirect=True)
 def test_mistral_refuses_seed_with_422_naming_random_seed(tmp_path: Path, sim: Simulator) -> None:
     err = _error(_run(tmp_path, sim, "mistral-small-latest"))
-    assert "HTTP 422" in err and "seed=omit (or seed=random_seed for Mistral)" in err
+    assert "HTTP 422" in err and "--request-profile 'seed=random_seed'" in err
 
 
 @pytest.mark.parametrize("sim", [_param("mistral")], indirect=True)

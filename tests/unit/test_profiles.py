@@ -228,7 +228,8 @@ def test_honour_notes() -> None:
             "token_limit_field=max_completion_tokens",
         ),
         (400, {"error": {"param": "temperature", "code": "unsupported_value"}}, "temperature=omit"),
-        (422, {"object": "error", "message": {"detail": [{"loc": ["body", "seed"]}]}}, "seed=omit"),
+        (422, {"object": "error", "message": {"detail": [{"loc": ["body", "seed"]}]}}, "seed=random_seed"),
+        (400, {"error": {"param": "seed", "code": "unsupported_parameter"}}, "seed=omit"),
         (400, {"error": {"message": "`temperature` is deprecated for this model."}}, "temperature=omit"),
     ],
 )  # fmt: skip
