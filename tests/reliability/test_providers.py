@@ -345,7 +345,11 @@ def test_a_422_whose_message_is_an_object_shows_the_providers_detail(tmp_path: P
         url = f"{sim.base_url}/chat/completions"
     assert result.trajectories[0].error == (
         f"step 1 of 1: model sim/p: HTTP 422 from {url} (not retried): Error code: 422 - body.seed: "
-        "Extra inputs are not permitted (invalid_request_error)"
+        "Extra inputs are not permitted (invalid_request_error). "
+        # The refused field names the request-profile setting that fixes it (19a, point 4).
+        "The request profile can change what is sent: --request-profile 'seed=random_seed' (or the same "
+        'keys in [tool.bandit_bench.models."MODEL"] in pyproject.toml; seed=random_seed: Mistral\'s name '
+        "for it; or seed=omit)"
     )
 
 
