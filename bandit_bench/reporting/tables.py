@@ -560,7 +560,8 @@ def totals_line(rows: Sequence[Mapping[str, Any]]) -> str:
     if costs:
         line += (
             f" Cost: {format_cost(sum(costs))} over {len(costs)} of {len(rows)} rows "
-            "(from `[tool.bandit_bench.prices]`, else the provider's reported cost)."
+            "(the provider's reported cost, else the tokens at `[tool.bandit_bench.prices]`: the rule "
+            "`--max-cost` charges by)."
         )
     else:
         line += " Cost: unknown (set `[tool.bandit_bench.prices]` in pyproject.toml, USD per 1M tokens)."
