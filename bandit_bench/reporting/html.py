@@ -36,6 +36,7 @@ from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
     CaseEpisodes,
     case_episodes,
+    cut_off_notes,
     episodes_text,
     format_cost,
     table_blocks,
@@ -554,7 +555,7 @@ HEADERS = (
     ("Median Reward", MEDIAN_REWARD_SCALE),
     ("regret", "pseudo-regret over the episode (delta per pull off the best arm), mean"),
     ("tokens in+out", "prompt + completion tokens over all episodes"),
-    ("cost", "USD, from [tool.bandit_bench.prices] or the provider's figure"),
+    ("cost", "USD: the provider's reported cost, else the tokens at [tool.bandit_bench.prices]"),
     ("verdict", ""),
 )
 
@@ -675,5 +676,7 @@ def render_html(
             n_rows=len(summary),
             run=metadata_lines(run or {}),
             median_reward_scale=MEDIAN_REWARD_SCALE,
+            # The markdown notes, without their code marks.
+            cut_off_notes=[n.replace("`", "") for n in cut_off_notes(summary)],
         )
     )

@@ -379,3 +379,26 @@ def test_lists_of_parts_are_recorded_and_replayed(tmp_path: Path) -> None:
     text = _cassette_text(tmp_path)
     assert '\\"type\\": \\"thinking\\"' in text
     assert [s.arm for s in _replay(tmp_path, config).trajectories[0].steps] == [0, 0]
+
+
+def test_the_report_keeps_reasoning_per_step_and_separates_cut_off_from_format(tmp_path: Path) -> None:
+    from bandit_bench.reporting.writer import write_reports
+
+    config = _config("BNRN0", horizon=2)
+    with Simulator(sims.openrouter_reasoning()) as sim:
+        result = _record(sim, tmp_path, config)
+    folder = tmp_path / "reports"
+    write_reports([case_record(result)], folder)
+    steps = [json.loads(line) for line in (folder / "steps.jsonl").read_text().splitlines()]
+    assert [
+        (s["valid"], s["reason"], s["finish_reason"], s["reasoning"], s["reasoning_tokens"], s["raw"])
+        for s in steps
+    ] == [(False, "reasoning-cut-off", "length", CUT, 20, "")] * 2
+    [row] = json.loads((folder / "summary.json").read_text())["rows"]
+    assert (row["format_compliance"], row["cut_off_rate"], row["reasoning_tokens"]) == (0.0, 1.0, 40)
+    note = (
+        "sim/p x prov-BNRN0: 1.00 of the steps ran out of tokens before a valid answer (finish_reason "
+        "`length`): could not answer in the budget, not a wrong format"
+    )
+    assert f"- {note}" in (folder / "report.md").read_text()
+    assert note.replace("`", "") in (folder / "report.html").read_text()
