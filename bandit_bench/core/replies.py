@@ -21,8 +21,10 @@ The shapes read here, each as its provider documents it:
 * ``usage``: ``completion_tokens`` counts reasoning tokens on OpenAI and OpenRouter, with
   ``completion_tokens_details.reasoning_tokens`` as the breakdown
   (https://openrouter.ai/docs/use-cases/usage-accounting); Gemini's OpenAI-compatible endpoint
-  leaves its thoughts out of ``completion_tokens`` but counts them in ``total_tokens``, so the
-  difference is output the provider bills. ``usage.cost`` is OpenRouter's charge; for a BYOK
+  leaves its thoughts out of ``completion_tokens`` but counts them in ``total_tokens`` (Gemini's
+  usage metadata: ``thoughtsTokenCount`` is outside ``candidatesTokenCount``, inside
+  ``totalTokenCount``, https://ai.google.dev/api/generate-content#UsageMetadata; mozilla-ai/any-llm#1290),
+  so the difference is output the provider bills. ``usage.cost`` is OpenRouter's charge; for a BYOK
   request (``is_byok: true``) it is only OpenRouter's fee and the provider's own charge is
   ``cost_details.upstream_inference_cost`` (non-BYOK replies repeat ``cost`` there, so it is
   added only for BYOK).

@@ -211,10 +211,12 @@ def deepseek_reasoner(index: int = 0) -> Policy:
 
 
 def gemini_thinking(index: int = 0) -> Policy:
-    """Gemini's OpenAI-compatible endpoint on a thinking model: the thoughts are not returned,
-    ``completion_tokens`` counts only the answer and ``total_tokens`` counts the thoughts too
-    (https://ai.google.dev/gemini-api/docs/openai; the gap others fixed downstream: e.g.
-    crewAIInc/crewAI#5699); a limit spent on thoughts gives ``content: null``, ``finish_reason: "length"``."""
+    """Gemini's OpenAI-compatible endpoint on a thinking model: the thoughts are not returned and
+    count outside ``completion_tokens`` but inside ``total_tokens``, as Gemini's own usage
+    metadata counts ``thoughtsTokenCount`` outside ``candidatesTokenCount`` and inside
+    ``totalTokenCount`` (https://ai.google.dev/api/generate-content#UsageMetadata; the gap as
+    users met it: mozilla-ai/any-llm#1290, router-for-me/CLIProxyAPI#5733); a limit spent on
+    thoughts gives ``content: null``, ``finish_reason: "length"``."""
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
         thought, answer, done = _thinking(body, index)
