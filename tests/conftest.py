@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +14,40 @@ import pytest
 from bandit_bench.servers.simulator import Policy, Simulator
 
 pytest_plugins = ["pytester"]
+
+# The `slow` marker (registered in pyproject.toml) is put here on every test that runs a whole
+# pytest session inside itself (the `pytester` fixture, which `bench_project` uses) or starts
+# another process, sends a signal or opens a browser, in its own body or in a helper of its
+# module it calls: a new test of that kind is marked without anyone remembering to. The fast
+# loop, `pytest -m "not slow" tests`, is then the unit and in-process library tests.
+_STARTS_PROCESSES = re.compile(r"\b(subprocess|Popen|send_signal|os\.kill|sys\.executable|chromium)\b")
+
+
+def _starts_processes(fn: Any, module: types.ModuleType, seen: set[str]) -> bool:
+    """Whether ``fn``'s source, or that of a function of ``module`` it names, starts processes."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return False
+    if _STARTS_PROCESSES.search(source):
+        return True
+    for name in getattr(getattr(fn, "__code__", None), "co_names", ()):
+        helper = getattr(module, name, None)
+        if name not in seen and inspect.isfunction(helper) and helper.__module__ == module.__name__:
+            seen.add(name)
+            if _starts_processes(helper, module, seen):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fn, module = getattr(item, "function", None), getattr(item, "module", None)
+        if "pytester" in getattr(item, "fixturenames", ()) or (
+            fn is not None and module is not None and _starts_processes(fn, module, set())
+        ):
+            item.add_marker(pytest.mark.slow)
+
 
 # pytester's in-process runs drop the modules first imported inside them; libraries imported
 # anew in the same process then disagree with themselves (pandas' JSON writer, matplotlib's
