@@ -20,10 +20,12 @@ numbers it draws (tests check those and the figure objects, not pixels).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -211,11 +213,61 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+# Below this many figures the page is drawn in this process: starting workers costs more.
+PARALLEL_FROM = 4
+# The figure jobs of the render in progress, read by forked workers (fork copies them: nothing
+# is pickled on the way in, only each figure's data URI on the way back).
+_FIGURE_JOBS: Sequence[Callable[[], str]] = ()
+
+
+def _run_figure_job(index: int) -> str:
+    return _FIGURE_JOBS[index]()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def draw_figures(jobs: Sequence[Callable[[], str]]) -> list[str]:
+    """Each job draws one figure and returns its data URI; the results in job order.
+
+    matplotlib draws in Python under the GIL, so threads would not help: with several figures
+    and cores the jobs run in forked worker processes (one per core). Where fork is missing
+    (Windows, macOS's default is spawn and would import matplotlib again per worker) or only one
+    core is ours, they run here. Agg's output depends only on the figure, so the page is the
+    same byte for byte either way."""
+    import multiprocessing
+
+    global _FIGURE_JOBS
+    workers = min(len(jobs), _cores())
+    if workers < 2 or len(jobs) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return [job() for job in jobs]
+    _FIGURE_JOBS = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_run_figure_job, range(len(jobs)), chunksize=1)
+    finally:
+        _FIGURE_JOBS = ()
+
+
 def png_data_uri(fig: Figure) -> str:
     buf = io.BytesIO()
     # No "Software" key: the bytes then depend on the data and not on the matplotlib version.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _png_of(draw: Callable[..., Figure], *args: Any) -> str:
+    import matplotlib
+
+    # A title set at a fixed height skips matplotlib's search for decorations above the axes
+    # (a tight bounding box of every tick label, a sixth of a figure's drawing time); with no
+    # ticks or labels on top, the automatic height is this one, so the pixels do not change.
+    with matplotlib.rc_context({"axes.titley": 1.0}):
+        return png_data_uri(draw(*args))
 
 
 def _style(model: str, colours: Mapping[str, str]) -> dict[str, Any]:
@@ -640,7 +692,9 @@ def render_html(
 
     colours = colours_for(r["model"] for r in summary)
     cases = case_episodes(summary, steps)
-    sections = []
+    # Every figure of the page is a job; draw_figures runs them (in parallel where it pays).
+    jobs: list[Callable[[], str]] = []
+    parts = []
     for config in dict.fromkeys(r["config"] for r in summary if row_kind(r) != "published"):
         # Published rows have no steps by nature: they are in the table and the scatter only.
         rows = [r for r in summary if r["config"] == config and row_kind(r) != "published"]
@@ -651,10 +705,20 @@ def render_html(
             f"* {r['model']}: {r['request_note']}" for r in rows if isinstance(r.get("request_note"), str)
         ]
         note = " ".join([note, *marked]).strip()
-        image = png_data_uri(config_figure(with_data, colours)) if with_data else None
-        sections.append(ConfigSection(config, config_facts(rows[0]), image, note))
+        job = None
+        if with_data:
+            job = len(jobs)
+            jobs.append(functools.partial(_png_of, config_figure, with_data, colours))
+        parts.append((config, config_facts(rows[0]), job, note))
     panels = scatter_panels(summary)
-    scatter = png_data_uri(scatter_figure(panels, colours)) if panels else None
+    if panels:
+        jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
+    images = draw_figures(jobs)
+    sections = [
+        ConfigSection(config, facts, None if job is None else images[job], note)
+        for config, facts, job, note in parts
+    ]
+    scatter = images[-1] if panels else None
     prompt = sum(int(r.get("prompt_tokens") or 0) for r in summary)
     completion = sum(int(r.get("completion_tokens") or 0) for r in summary)
     costs = [float(r["cost_usd"]) for r in summary if r.get("cost_usd") is not None]

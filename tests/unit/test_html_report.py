@@ -117,6 +117,25 @@ def test_rendering_is_a_function_of_the_data_files(report_dir: Path, html: str) 
     assert render_html(data.summary, data.steps, data.run) == html
 
 
+def test_figures_drawn_in_worker_processes_make_the_same_page(
+    report_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bandit_bench.reporting.html as page
+
+    data = load_report_dir(report_dir)
+    monkeypatch.setattr(page, "PARALLEL_FROM", 10**9)
+    here = render_html(data.summary, data.steps, data.run)
+    monkeypatch.setattr(page, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(page, "_cores", lambda: 2)
+    # Each figure says which process drew it.
+    real = page._png_of
+    monkeypatch.setattr(page, "_png_of", lambda *a: f"{os.getpid()}|{real(*a)}")
+    parallel = render_html(data.summary, data.steps, data.run)
+    pids = set(re.findall(r'src="(\d+)\|', parallel))
+    assert pids and str(os.getpid()) not in pids, pids
+    assert re.sub(r'src="\d+\|', 'src="', parallel) == here
+
+
 def test_a_case_without_complete_episodes_is_named_not_plotted(report_dir: Path) -> None:
     data = load_report_dir(report_dir)
     steps = [s for s in data.steps if s["model"] != FAKE or s["config"] != CONFIGS[0].name]
