@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,16 @@ class Trajectory:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As ``dataclasses.asdict`` gives it, built directly: asdict deep-copies every field of
+        every step, which cost as much as the replay itself at T = 510."""
+        out = {name: getattr(self, name) for name in _TRAJECTORY_FIELDS if name != "steps"}
+        out["steps"] = [{name: getattr(s, name) for name in _STEP_FIELDS} for s in self.steps]
+        # asdict's key order: the fields as declared.
+        return {name: out[name] for name in _TRAJECTORY_FIELDS}
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepRecord))
+_TRAJECTORY_FIELDS = tuple(f.name for f in fields(Trajectory))
 
 
 def run_episode(

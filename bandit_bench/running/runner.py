@@ -502,6 +502,9 @@ def _run_case_in(
         size = wave_size(n)
         waves = [range(start, min(n, start + size)) for start in range(0, n, size)]
     workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
+    if workers > 1 and _replays_only(folder, opts, n):
+        # Replay has no latency to hide: threads would only contend for the GIL (a third slower).
+        workers = 1
     outcomes: list[tuple[Trajectory, int, int]] = []
 
     def one(i: int) -> tuple[Trajectory, int, int]:
@@ -573,6 +576,15 @@ def _case_profile(
                 'recorded with (its manifest.json, "request")'
             )
     return profile, None
+
+
+def _replays_only(folder: CaseFolder, opts: RunOptions, episodes: int) -> bool:
+    """Whether no episode of this run can send a request: every one replays from its cassette."""
+    if opts.record_mode == "none":
+        return True
+    if opts.record_mode != "once":  # the others record, or may record steps a cassette lacks
+        return False
+    return all((folder.path / f"{episode:03d}.json").is_file() for episode in range(episodes))
 
 
 def _gather(result: CaseResult, outcomes: list[tuple[Trajectory, int, int]], opts: RunOptions) -> CaseResult:

@@ -67,3 +67,27 @@ def test_rate_limiter_spaces_request_starts(monkeypatch):
         limiter.wait()
     # The first request goes at once; the next ones a quarter of a second apart.
     assert slept == [0.25, 0.25, 0.25]
+
+
+def test_a_replay_runs_its_episodes_in_the_calling_thread_and_a_recording_in_threads(simulator, tmp_path):
+    import threading
+
+    def threads(mode: str, base_url: str) -> set[str]:
+        seen: set[str] = set()
+        opts = RunOptions(
+            base_url=base_url,
+            record_mode=mode,
+            cassette_dir=tmp_path,
+            concurrency=4,
+            progress=lambda _: seen.add(threading.current_thread().name),
+        )
+        assert not run_case("sim/cycle", CFG, opts).errors
+        return seen
+
+    sim = simulator(cycle(), latency=0.02)
+    assert threads("once", sim.base_url) <= {f"episode-{k}" for k in range(4)}
+    here = {threading.current_thread().name}
+    # Nothing left to record: no latency to hide, threads would only contend for the GIL.
+    assert threads("once", sim.base_url) == here
+    assert threads("none", "http://127.0.0.1:9/v1") == here
+    assert threads("new_episodes", sim.base_url) <= {f"episode-{k}" for k in range(4)}

@@ -85,6 +85,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        # The templates ship inside the package: no file is checked for changes at every step.
+        auto_reload=False,
         # A misspelt variable must fail loudly rather than render as an empty string.
         undefined=jinja2.StrictUndefined,
     )
@@ -176,11 +178,28 @@ def render_messages(
         "rounds": [_Round(names[a], r) for a, r in rounds.tolist()] if design.history == "R" else [],
         "summary": [_Summary(names[i], pulls[i], wins[i] / pulls[i] if pulls[i] else None) for i in range(k)],
     }
-    env = _environment()
     return [
-        {"role": "system", "content": env.get_template("system.j2").render(context)},
-        {"role": "user", "content": env.get_template("user.j2").render(context)},
+        {"role": "system", "content": _system_content(design, names, horizon)},
+        {"role": "user", "content": _environment().get_template("user.j2").render(context)},
     ]
+
+
+@lru_cache(maxsize=256)
+def _system_content(design: DesignSpec, names: tuple[str, ...], horizon: int) -> str:
+    """The system message: the same at every step of every episode of a config (no history)."""
+    k = len(names)
+    context = {
+        "scenario": design.scenario,
+        "suggestive": design.framing == "S",
+        "summarized": design.history == "S",
+        "cot": design.cot,
+        "distribution": design.distribution,
+        "k": k,
+        "horizon": horizon,
+        "name_list": ", ".join(names),
+        "dist_example": ",".join(f"{n}:n{i + 1}" for i, n in enumerate(names)),
+    }
+    return _environment().get_template("system.j2").render(context)
 
 
 def _gbnf_literal(text: str) -> str:
