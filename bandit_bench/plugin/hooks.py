@@ -92,6 +92,14 @@ def _build(config: pytest.Config) -> Bench:
             hint="Drop --early-stop (or bandit_early_stop) for this run, or raise --episodes",
         )
     budget = _budget(config, o.max_cost, cases, settings) if o.max_cost is not None else None
+    rate_limit = None
+    if o.max_rpm is not None or o.max_tpm is not None:
+        from bandit_bench.running.ratelimit import SessionRateLimit
+
+        # One ledger for the session: the controller makes it, xdist workers get its path.
+        workerinput = getattr(config, "workerinput", None)
+        ledger = workerinput[_RATE_KEY] if workerinput is not None else SessionRateLimit.create_ledger()
+        rate_limit = SessionRateLimit(ledger, o.max_rpm, o.max_tpm)
     opts = RunOptions(
         base_url=o.base_url,
         api_key=o.api_key,
@@ -107,6 +115,7 @@ def _build(config: pytest.Config) -> Bench:
         budget=budget,
         profiles=settings.profiles.with_cli(o.request_profile),
         base_url_given=o.base_url_given,
+        rate_limit=rate_limit,
         # The controller writes every cassette; a worker (maybe on another machine) sends them.
         write_cassettes=not hasattr(config, "workerinput"),
         notify=lambda message: _write_stderr(config, f"[bandit-bench] {message}\n"),
@@ -125,6 +134,7 @@ def _build(config: pytest.Config) -> Bench:
 
 
 _LEDGER_KEY = "bandit_budget_ledger"
+_RATE_KEY = "bandit_rate_ledger"
 
 
 def _budget(config: pytest.Config, max_cost: float, cases: list[Case], settings: ProjectSettings) -> Any:
@@ -150,15 +160,19 @@ def _budget(config: pytest.Config, max_cost: float, cases: list[Case], settings:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker charges the controller's budget ledger."""
-    budget = node.config.stash[BENCH].opts.budget
-    if budget is not None:
-        node.workerinput[_LEDGER_KEY] = str(budget.ledger)
+    opts = node.config.stash[BENCH].opts
+    if opts.budget is not None:
+        node.workerinput[_LEDGER_KEY] = str(opts.budget.ledger)
+    if opts.rate_limit is not None:
+        node.workerinput[_RATE_KEY] = str(opts.rate_limit.ledger)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     bench = config.stash.get(BENCH, None)
-    if bench is not None and bench.opts.budget is not None and not hasattr(config, "workerinput"):
-        bench.opts.budget.ledger.unlink(missing_ok=True)
+    if bench is not None and not hasattr(config, "workerinput"):
+        for shared in (bench.opts.budget, bench.opts.rate_limit):
+            if shared is not None:
+                shared.ledger.unlink(missing_ok=True)
 
 
 def _write_stderr(config: pytest.Config, line: str) -> None:

@@ -99,6 +99,20 @@ def add_options(parser: pytest.Parser) -> None:
         "requests per second per case while recording (default: no limit)",
         type=float,
     )
+    add(
+        "--max-rpm",
+        "bandit_max_rpm",
+        "requests per minute for the whole session, shared by every case and xdist worker on this "
+        "machine; a 429 pauses and slows all of them (default: no limit)",
+        type=float,
+    )
+    add(
+        "--max-tpm",
+        "bandit_max_tpm",
+        "tokens per minute for the whole session (prompt characters / 4 plus each request's max_tokens), "
+        "shared like --max-rpm (default: no limit)",
+        type=float,
+    )
     add("--compare-to", None, "report folder of an earlier run: fail the session on a significant regression")
     add(
         "--max-cost",
@@ -160,6 +174,8 @@ class Options:
     max_retries: int
     request_timeout: float
     max_rps: float | None
+    max_rpm: float | None
+    max_tpm: float | None
     compare_to: Path | None
     max_cost: float | None
     early_stop: bool
@@ -202,6 +218,10 @@ def read_options(config: pytest.Config) -> Options:
     # Beyond a day a socket timeout overflows (inf, 1e300): refused here, not mid-run.
     check_range("--request-timeout", timeout, 0.001, MAX_REQUEST_TIMEOUT)
     check_range("--max-rps", max_rps, 0.001)
+    max_rpm = opt(config, "max_rpm", "bandit_max_rpm", None, float)
+    max_tpm = opt(config, "max_tpm", "bandit_max_tpm", None, float)
+    check_range("--max-rpm", max_rpm, 0.001)
+    check_range("--max-tpm", max_tpm, 1)
 
     models = split_models(config.getoption("model") or config.getini("bandit_models"))
     config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
@@ -262,6 +282,8 @@ def read_options(config: pytest.Config) -> Options:
         max_retries=max_retries,
         request_timeout=timeout,
         max_rps=max_rps,
+        max_rpm=max_rpm,
+        max_tpm=max_tpm,
         compare_to=Path(compare_to) if compare_to else None,
         max_cost=max_cost,
         early_stop=early_stop,

@@ -535,6 +535,8 @@ class CassetteTransport:
         self.replayed = 0
         # Asked before each request that goes to the API, told after (spend.SpendGuard: --max-cost).
         self.guard: Any = None
+        # --max-rpm / --max-tpm: a ratelimit.LimitGuard asked before each request to the API.
+        self.limiter: Any = None
         if mode == "none" and not self.exists:
             raise CassetteMissingError(
                 f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
@@ -595,6 +597,8 @@ class CassetteTransport:
         stopped = endpoint_stopped(request, body_bytes, time.time())
         if stopped is not None:
             raise EndpointStopped(stopped)
+        if self.limiter is not None:
+            self.limiter.before(body_bytes)
         bound = self.guard.before(body_bytes) if self.guard is not None else None
         try:
             response = self.inner.handle_request(request)
@@ -629,7 +633,11 @@ class CassetteTransport:
             (k, redact(v)) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS
         ]
         now = time.time()
-        if should_not_retry(response.status_code, content, dict(response.headers.items()), now):
+        final = should_not_retry(response.status_code, content, dict(response.headers.items()), now)
+        if self.limiter is not None and not final:
+            # A 429 that retrying cannot cure (no credit, a daily cap) does not slow the session.
+            self.limiter.after(response.status_code, response.headers)
+        if final:
             # Out of credits, or a daily cap hours from its reset: the openai client obeys this
             # header, so no retry pays a backoff for an answer that cannot change.
             headers.append(("x-should-retry", "false"))

@@ -84,6 +84,8 @@ class RunOptions:
     # what was recorded). True: base_url decides, except in record mode "none", which always
     # replays with the recording endpoint's profile.
     base_url_given: bool = False
+    # --max-rpm / --max-tpm: a ratelimit.SessionRateLimit shared by every case and worker.
+    rate_limit: Any = None
 
     def __post_init__(self) -> None:
         timeout = self.request_timeout
@@ -240,6 +242,10 @@ def _episode(
         return traj, 0, 0
     if opts.budget is not None:
         transport.guard = opts.budget.guard(model)
+    if opts.rate_limit is not None:
+        from bandit_bench.running.ratelimit import LimitGuard
+
+        transport.limiter = LimitGuard(opts.rate_limit, cancel)
     # new_episodes may well replay every request: its key is checked by the API if it is needed.
     must_record = transport.records and not (opts.record_mode == "new_episodes" and transport.exists)
     problem = None
