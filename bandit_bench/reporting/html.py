@@ -25,6 +25,7 @@ import hashlib
 import io
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -209,8 +210,33 @@ def _new_figure(width: float, height: float) -> Figure:
 
     # Fixed margins: matplotlib's layout engines cost more than the drawing at this size.
     fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    _shared_renderer_canvas(FigureCanvasAgg)(fig)
     return fig
+
+
+_RENDERERS = threading.local()
+
+
+@lru_cache(maxsize=1)
+def _shared_renderer_canvas(base: type) -> type:
+    """An Agg canvas that draws with one renderer per size and thread instead of a new one per
+    figure: matplotlib caches text measurements per renderer, so the page's 40 figures then
+    measure their tick labels, titles and legends once, not 40 times (about a tenth of the
+    drawing). The renderer is cleared before each draw: the pixels are the same."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    class Canvas(base):
+        def get_renderer(self) -> Any:
+            w, h = self.get_width_height(physical=True)
+            key = (w, h, self.figure.dpi)
+            cache = _RENDERERS.__dict__.setdefault("by_size", {})
+            if key not in cache:
+                cache[key] = RendererAgg(w, h, self.figure.dpi)
+            self.renderer = cache[key]
+            self._lastKey = key
+            return self.renderer
+
+    return Canvas
 
 
 # Below this many figures the page is drawn in this process: starting workers costs more.
