@@ -22,6 +22,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2
 
 # How often a waiting read looks at the cancel flag: the bound on how long Ctrl-C waits for it.
@@ -122,6 +124,18 @@ def _transport_class() -> type:
     return Transport
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """httpx2's default context (certifi's CA bundle), built once per process.
+
+    Building one reads the whole CA bundle, some 40 ms of CPU: every episode of a recording
+    built two as it started, so a case of 8 episodes spent a third of a second under the GIL
+    before its first request. An SSLContext may be shared by threads and connections."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
+
+
 class DeadlineTransport:
     """httpx2's own HTTP transport, with each request bounded as a whole and cancellable.
 
@@ -134,13 +148,12 @@ class DeadlineTransport:
 
         self.timeout = timeout
         self.cancel = cancel
-        self.inner = httpx2.HTTPTransport()
+        context = _ssl_context()
+        self.inner = httpx2.HTTPTransport(verify=context)
         _, backend = _classes()
         # httpx2 builds its pool with the default socket backend and offers no parameter for
         # another: the pool is rebuilt as httpx2 builds it, with the bounded backend.
-        self.inner._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(), network_backend=backend()
-        )
+        self.inner._pool = httpcore2.ConnectionPool(ssl_context=context, network_backend=backend())
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         _current.deadline = time.monotonic() + self.timeout
