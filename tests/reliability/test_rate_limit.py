@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 from bandit_bench.running.ratelimit import SessionRateLimit, estimate_tokens, retry_after
 from bandit_bench.running.runner import RunOptions, run_case
@@ -131,6 +133,8 @@ def _two_workers(sim: Any, tmp_path: Path, **opts: Any) -> list[Any]:
     return results
 
 
+# Seconds of paced requests against a server: out of the fast loop.
+@pytest.mark.slow
 def test_one_limit_for_the_session_keeps_two_workers_under_the_servers_limit(
     simulator, tmp_path: Path
 ) -> None:
@@ -145,6 +149,8 @@ def test_one_limit_for_the_session_keeps_two_workers_under_the_servers_limit(
     assert SessionRateLimit(ledger, rpm=360).state()["requests"] == 32
 
 
+# Seconds of paced requests against a server: out of the fast loop.
+@pytest.mark.slow
 def test_a_limit_per_case_is_not_one_for_the_session(simulator, tmp_path: Path) -> None:
     # The account's rate as a limit per case (--max-rps 10): two cases at once send twice it.
     policy, arrivals, refused = _limited_server(per_second=10)
@@ -154,6 +160,8 @@ def test_a_limit_per_case_is_not_one_for_the_session(simulator, tmp_path: Path) 
     assert any(r.errors for r in results)  # without retries, the 429s error episodes
 
 
+# Seconds of paced requests against a server: out of the fast loop.
+@pytest.mark.slow
 def test_after_429s_the_session_slows_down_together_and_every_episode_completes(
     simulator, tmp_path: Path
 ) -> None:
