@@ -237,7 +237,11 @@ class Collector:
         self._budget_summary(session)
         if self.write_errors:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.bench.scope.requested and self._selected() == 0 and not self.records:
+        if (
+            self.bench.scope.fails_when_empty(self.config.option.markexpr)
+            and self._selected() == 0
+            and not self.records
+        ):
             # A benchmark run that ran no case must not pass: say what was looked for.
             from bandit_bench.plugin.session import nothing_selected_message
 

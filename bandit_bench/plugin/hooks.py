@@ -344,9 +344,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bandit_case" not in metafunc.fixturenames:
         return
     bench = metafunc.config.stash[BENCH]
+    # Every case carries the registered ``bandit_case`` marker, so ``-m bandit_case`` selects the
+    # benchmark and ``-m "not bandit_case"`` runs a project's other tests without it.
     params = [
         pytest.param(
-            case, id=case.id, marks=[_xfail_mark(case, bench.settings)] if case.expected_failure else []
+            case,
+            id=case.id,
+            marks=[pytest.mark.bandit_case]
+            + ([_xfail_mark(case, bench.settings)] if case.expected_failure else []),
         )
         for case in bench.cases
     ]

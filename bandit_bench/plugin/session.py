@@ -51,6 +51,8 @@ class Scope:
 
     requested: bool
     only_benchmark: bool
+    # A case option on the command line (not only its ini twin): see fails_when_empty.
+    on_command_line: bool = False
 
     @classmethod
     def of(cls, config: pytest.Config) -> Scope:
@@ -60,7 +62,14 @@ class Scope:
         return cls(
             requested=on_command_line or (in_ini and not paths_given),
             only_benchmark=on_command_line and not paths_given,
+            on_command_line=on_command_line,
         )
+
+    def fails_when_empty(self, markexpr: str) -> bool:
+        """Whether selecting no case fails the run: a benchmark run must check something, unless
+        only the ini asked for the benchmark and ``-m`` chose the tests (``pytest -m "not
+        bandit_case"`` in a project with the ini keys runs its other tests alone)."""
+        return self.requested and (self.on_command_line or not markexpr)
 
 
 BENCH: pytest.StashKey[Bench] = pytest.StashKey()

@@ -175,6 +175,38 @@ def test_an_own_bandit_case_test_replaces_the_shipped_one(project):
     assert "benchmark.py" not in result.stdout.str()
 
 
+@pytest.mark.parametrize(
+    ("markexpr", "outcomes", "shown", "hidden"),
+    [
+        (
+            "bandit_case",
+            {"passed": 1, "deselected": 1},
+            "*test_bandit[[]baseline/ucb-quick[]] PASSED*",
+            "test_other",
+        ),
+        (
+            "not bandit_case",
+            {"passed": 1, "deselected": 1},
+            "test_other.py::test_other PASSED*",
+            "benchmark.py",
+        ),
+    ],
+    ids=["selects-the-benchmark", "excludes-the-benchmark"],
+)
+def test_the_bandit_case_marker_selects_the_benchmark(bench_project, markexpr, outcomes, shown, hidden):
+    # The marker is registered and applied to every case: -m picks the benchmark or leaves it out.
+    project = bench_project(
+        PYPROJECT
+        + '\n[tool.pytest.ini_options]\nbandit_models = ["baseline/ucb"]\nbandit_configs = ["quick"]\n'
+    )
+    project.makepyfile(test_other=OTHER_TEST)
+    result = project.runpytest("-v", "-m", markexpr)
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines([shown])
+    assert hidden not in result.stdout.str()
+
+
 # ---------------------------------------------------------------------------- 2. a folder after a space
 
 
