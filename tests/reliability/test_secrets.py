@@ -374,3 +374,26 @@ def test_record_hints_name_the_variable_the_endpoint_reads_and_hide_url_credenti
         f"{base} --base-url=http://USER:PASSWORD@127.0.0.1:8/v1 (with the server running; it is sent no "
         "key unless given one: --api-key-env NAME or --api-key)"
     )
+
+
+def test_the_library_case_record_holds_no_echoed_key(tmp_path: Path) -> None:
+    """Without the plugin (which redacts its record again) the transport's own redaction is
+    what keeps a key the server echoes out of the trajectory and the case record."""
+    from bandit_bench.reporting.evaluation import case_record
+
+    key = f"sk-lib-{secrets.token_hex(16)}"
+    config = CaseConfig(
+        name="tiny", design=DesignSpec.parse("BNRN0"), instance=InstanceSpec(k=5, delta=0.2, horizon=2),
+        run=RunSpec(episodes=1, seed=0),
+    )  # fmt: skip
+    with Simulator(lambda body, call: SimReply(always(0)(body, call).content, echo_auth=True)) as sim:
+        opts = RunOptions(
+            base_url=sim.base_url, api_key=Secret(key, "SIM_KEY"), cassette_dir=tmp_path, record_mode="once"
+        )
+        result = run_case("sim/lib", config, opts)
+        assert sim.calls == 2
+    assert result.errors == []
+    text = json.dumps(case_record(result))
+    assert "your key is Bearer [redacted]" in text  # the echo is kept, redacted
+    assert key not in text
+    assert key[-12:] not in text
