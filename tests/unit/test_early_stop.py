@@ -81,3 +81,27 @@ def test_command_line_thresholds_override_the_configs():
         "format_compliance": 0.9,
         "best_arm_rate": 0.4,
     }
+
+
+def test_early_stop_uses_the_best_arm_override_given_to_run_case(simulator, tmp_path):
+    # The config asks for a best-arm rate of 1.0, which always picking the first arm misses at the
+    # first wave; the override of 0.0 (as --min-best-arm-rate 0 passes it) settles a pass there.
+    from bandit_bench.running.runner import RunOptions, run_case
+    from bandit_bench.servers.simulator import always
+
+    config = CaseConfig(
+        name="c",
+        design=DesignSpec.parse("BNRN0"),
+        instance=InstanceSpec(k=5, delta=0.2, horizon=2),
+        run=RunSpec(episodes=10, seed=0),
+        min_format_compliance=0.0,
+        min_best_arm_rate=1.0,
+    )
+    sim = simulator(always(0))
+    opts = RunOptions(base_url=sim.base_url, cassette_dir=tmp_path, record_mode="once", early_stop=True)
+    result = run_case("sim/first", config, opts, min_best_arm_rate=0.0)
+    assert result.settled is not None
+    assert (result.settled.passed, result.settled.episodes_run) == (True, 2)
+    assert case_record(result, min_best_arm_rate=0.0)["passed"] is True
+    # Without the override the same two episodes settle the config's verdict: a failure.
+    assert settle(result.trajectories, 10, effective_thresholds(config)).passed is False
