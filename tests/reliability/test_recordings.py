@@ -146,6 +146,26 @@ def test_ids_whose_folder_names_differ_are_discovered_as_themselves_and_replay(p
     ids.stdout.fnmatch_lines([f"*test_bandit[[]{m}-quick[]]" for m in spelled])
 
 
+def test_a_folder_recorded_before_manifests_is_still_discovered_and_replays(project, simulator):
+    # Cassettes written before manifests existed (the episode files only): a plain `pytest` finds
+    # the model and config from the folder names and replays them (bandit_bench.plugin.cases).
+    sim = simulator(cycle())
+    recorded = project.runpytest(
+        "--model", "lab/old", "--bandit-config", "quick", "--base-url", sim.base_url, "--record-mode=once"
+    )  # fmt: skip
+    recorded.assert_outcomes(passed=1)
+    sim.stop()
+    folder = project.path / "cassettes" / "lab" / "old" / "quick"
+    (folder / MANIFEST).unlink()
+    assert _files(folder) == [".lock", "000.json", "001.json", "002.json"]
+    assert discover_models(project.path / "cassettes") == ["lab/old"]
+    replayed = project.runpytest("--base-url", UNREACHABLE, "--collect-only", "-q")
+    replayed.stdout.fnmatch_lines(["*test_bandit[[]lab/old-quick[]]"])
+    replayed = project.runpytest("--base-url", UNREACHABLE)
+    replayed.assert_outcomes(passed=1)
+    replayed.stdout.fnmatch_lines(["*requests: 0 recorded, 12 replayed*"])
+
+
 def test_two_ids_for_one_folder_are_refused_at_record_time_across_runs(project, simulator):
     sim = simulator(cycle())
     project.runpytest(
