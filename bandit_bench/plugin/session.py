@@ -18,7 +18,8 @@ from bandit_bench.plugin.settings import ProjectSettings
 # report.user_properties keys: a case's record, and the cassettes a worker sends the controller.
 RESULT_KEY = "bandit_bench"
 CASSETTES_KEY = "bandit_bench_cassettes"
-# workeroutput key: how many cases a worker selected (the controller sums them).
+# workeroutput key: how many cases a worker selected. Every worker collects the whole matrix,
+# so the controller takes the largest count (a crashed worker reports none).
 SELECTED_KEY = "bandit_bench_selected"
 
 
