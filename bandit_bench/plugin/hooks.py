@@ -255,6 +255,12 @@ def _block_network_error(config: pytest.Config, bench: Bench) -> str | None:
     )
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from bandit_bench.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
     misread = _space_form_error(config)
@@ -384,7 +390,14 @@ class BenchCase:
         from bandit_bench.reporting.evaluation import case_record
         from bandit_bench.running.runner import run_case
 
-        result = run_case(self.case.model, self.case.config, self.bench.opts, **self.bench.thresholds)
+        hook = self.node.config.hook.pytest_bandit_bench_agent
+        make_agent = hook(model=self.case.model, config=self.case.config)
+        if make_agent is not None:  # a project's own agent (docs/extending.md)
+            from bandit_bench.running.custom import run_agent_case
+
+            result = run_agent_case(self.case.model, self.case.config, make_agent)
+        else:
+            result = run_case(self.case.model, self.case.config, self.bench.opts, **self.bench.thresholds)
         # Everything below reaches the terminal, junit properties and the report files.
         record = redact_obj(case_record(result, **self.bench.thresholds))
         record["expected_failure"] = self.case.expected_failure
