@@ -3,13 +3,17 @@ nothing else, since model replies pass through it on their way to cassettes and 
 
 from __future__ import annotations
 
+import logging
 import secrets
+from base64 import b64encode
 
 from bandit_bench.recording.redaction import (
     Secret,
+    public_url,
     redact,
     redact_bytes,
     redact_obj,
+    register,
     register_url,
     strip_userinfo,
 )
@@ -43,3 +47,72 @@ def test_unregistered_tokens_are_replaced_but_prose_is_not() -> None:
     ):
         assert redact(prose) == prose
     assert redact_bytes(b"\xff\xfe not utf-8") == b"\xff\xfe not utf-8"
+
+
+def test_a_secret_never_shows_its_value_and_compares_by_it() -> None:
+    value = f"sk-cmp-{secrets.token_hex(8)}"
+    secret = Secret(value)
+    assert repr(secret) == str(secret) == "Secret(source='the API key', value='[redacted]')"
+    assert secret == Secret(value, "OTHER") and secret != Secret(value + "x") and secret != value
+    assert hash(secret) == hash(Secret(value)) and len({secret, Secret(value)}) == 1
+    assert bool(secret) and not bool(Secret(""))
+
+
+def test_a_secret_of_the_minimum_length_is_redacted_and_a_longer_one_whole() -> None:
+    eight = secrets.token_hex(4)  # MIN_SECRET_LENGTH characters
+    register(eight)
+    assert redact(f"x {eight} y") == "x [redacted] y"
+    # A key that starts with another registered key is replaced whole, not leaving its tail.
+    short = f"sk-{secrets.token_hex(6)}"
+    register(short)
+    register(short + "-tail-of-the-longer-key")
+    assert redact(f"{short}-tail-of-the-longer-key and {short}") == "[redacted] and [redacted]"
+
+
+def test_url_credentials_every_way_httpx_sends_them() -> None:
+    user, password = f"u{secrets.token_hex(6)}", f"p@{secrets.token_hex(6)}"
+    quoted = password.replace("@", "%40")
+    register_url(f"http://{user}:{quoted}@proxy.local/v1")
+    for shown in (password, quoted, b64encode(f"{user}:{password}".encode()).decode()):
+        assert redact(f"<{shown}>") == "<[redacted]>", shown
+    # Only a user (a token as the user name), or only a password: httpx sends Basic user: or :password.
+    token = f"tok{secrets.token_hex(8)}"
+    register_url(f"http://{token}@proxy.local/v1")
+    assert redact(b64encode(f"{token}:".encode()).decode()) == "[redacted]"
+    lone = f"pw{secrets.token_hex(8)}"
+    register_url(f"http://:{lone}@proxy.local/v1")
+    assert redact(f"{lone} {b64encode(f':{lone}'.encode()).decode()}") == "[redacted] [redacted]"
+
+
+def test_stored_urls_lose_the_userinfo_even_with_an_at_sign_in_it() -> None:
+    assert strip_userinfo("http://us@er:pw@host.local/v1") == "http://host.local/v1"
+    assert (
+        strip_userinfo("http://[::1/v1?token=abcdefghijklmnop1") == "http://[::1/v1?token=abcdefghijklmnop1"
+    )
+    assert strip_userinfo("http://x:y@[::1/v1") == "http://[redacted]@[::1/v1"  # unparseable: redacted
+
+
+def test_public_url_keeps_no_credential_and_no_made_up_host() -> None:
+    assert public_url("file:///srv/model") == "file:///srv/model"
+    assert public_url("http://a:b@[::1]:8/v1?api-key=1#f") == "http://[::1]:8/v1"
+    assert public_url("http://[::1/v1") == "(unparseable URL, not shown)"
+    assert public_url(None) is None
+
+
+def test_log_records_are_redacted_whichever_handler_writes_them() -> None:
+    key = f"sk-log-{secrets.token_hex(8)}"
+    Secret(key)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    log = logging.getLogger(f"bandit_bench.test.{secrets.token_hex(4)}")
+    log.addHandler(Keep())
+    log.propagate = False
+    log.warning("sent %s to %s", key, "the server")
+    log.warning("a record whose arguments do not format: %d", "x")
+    assert seen[0].getMessage() == "sent [redacted] to the server"
+    assert seen[0].name == log.name and seen[0].levelno == logging.WARNING  # the record is the record
+    assert seen[1].msg == "a record whose arguments do not format: %d"  # left to logging to report
