@@ -7,6 +7,9 @@ import logging
 import secrets
 from base64 import b64encode
 
+import pytest
+
+from bandit_bench.recording import redaction
 from bandit_bench.recording.redaction import (
     Secret,
     public_url,
@@ -99,20 +102,28 @@ def test_public_url_keeps_no_credential_and_no_made_up_host() -> None:
     assert public_url(None) is None
 
 
-def test_log_records_are_redacted_whichever_handler_writes_them() -> None:
-    key = f"sk-log-{secrets.token_hex(8)}"
-    Secret(key)
-    seen: list[logging.LogRecord] = []
+def test_log_records_are_redacted_whichever_handler_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The record factory is installed once per process, usually long before this test: install
+    # it afresh over logging's own factory, so that this test sees what the installing does.
+    previous = logging.getLogRecordFactory()
+    monkeypatch.setattr(redaction, "_logging_installed", False)
+    logging.setLogRecordFactory(logging.LogRecord)
+    try:
+        key = f"sk-log-{secrets.token_hex(8)}"
+        Secret(key)  # a new secret installs the factory
+        seen: list[logging.LogRecord] = []
 
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record)
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                seen.append(record)
 
-    log = logging.getLogger(f"bandit_bench.test.{secrets.token_hex(4)}")
-    log.addHandler(Keep())
-    log.propagate = False
-    log.warning("sent %s to %s", key, "the server")
-    log.warning("a record whose arguments do not format: %d", "x")
+        log = logging.getLogger(f"bandit_bench.test.{secrets.token_hex(4)}")
+        log.addHandler(Keep())
+        log.propagate = False
+        log.warning("sent %s to %s", key, "the server")
+        log.warning("a record whose arguments do not format: %d", "x")
+    finally:
+        logging.setLogRecordFactory(previous)
     assert seen[0].getMessage() == "sent [redacted] to the server"
     assert seen[0].name == log.name and seen[0].levelno == logging.WARNING  # the record is the record
     assert seen[1].msg == "a record whose arguments do not format: %d"  # left to logging to report
