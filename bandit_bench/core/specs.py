@@ -329,10 +329,55 @@ def _paper_fig1() -> list[CaseConfig]:
     return [_long("BNRN0", "hard", 500, 20), _long("BSSC~0", "hard", 200, 40)]
 
 
+# The 24 designs of the GPT-3.5 grid (Figures 12-15: no reinforced chain of thought), in the
+# order of its tables, and the 16 of Llama 2's (Figure 16: no distribution output).
+GPT35_DESIGNS: tuple[str, ...] = tuple(
+    f"B{framing}{history}{cot}{out}" for framing in "NS" for history in "RS" for cot in "NC" for out in "01D"
+)
+LLAMA2_DESIGNS: tuple[str, ...] = tuple(d for d in GPT35_DESIGNS if not d.endswith("D"))
+
+
+def _paper_gpt35() -> dict[str, list[CaseConfig]]:
+    """Figures 12-15: GPT-3.5 on buttons and adverts, hard and easy, T = 100, N = 20.
+
+    Named ``...-T100-N20``: the plain ``...-T100`` names are Figure 11's and 16's N = 10, and a
+    config name is one cassette folder, so the two replicate counts cannot share a name.
+    """
+    panels = {"fig12": ("B", "hard"), "fig13": ("A", "hard"), "fig14": ("B", "easy"), "fig15": ("A", "easy")}
+    out = {}
+    for panel, (scenario, instance) in panels.items():
+        configs = []
+        for d in GPT35_DESIGNS:
+            cfg = _long(scenario + d[1:], instance, 100, 20)
+            configs.append(replace(cfg, name=f"{cfg.name}-N20"))
+        out[panel] = configs
+    return out
+
+
+def _paper_fig16() -> list[CaseConfig]:
+    """Figure 16: Llama 2 13B on buttons, hard instance, T = 100, N = 10 (the names of Figure
+    11's grid where the design is in both)."""
+    return [_long(d, "hard", 100, 10) for d in LLAMA2_DESIGNS]
+
+
+def _paper_fig7() -> list[CaseConfig]:
+    """Figure 7: GPT-4's two reinforced chain-of-thought runs at T = 200, N = 40."""
+    return [_long("BSRC~0", "hard", 200, 40), _long("BSSC~0", "hard", 200, 40)]
+
+
+def _paper_fig6() -> list[CaseConfig]:
+    """Figure 6: GPT-4's BNRND and BNSND over T = 200, N = 20 (per-round plots; no table)."""
+    return [_long("BNRND", "hard", 200, 20), _long("BNSND", "hard", 200, 20)]
+
+
 def _builtin_configs() -> dict[str, CaseConfig]:
     configs = [
         *_paper_grid(),
         *_paper_fig1(),
+        *_paper_fig16(),
+        *_paper_fig7(),
+        *_paper_fig6(),
+        *(c for panel in _paper_gpt35().values() for c in panel),
         _preset("BNRN0", "hard", 25, 5),
         _preset("BSSC~0", "hard", 25, 5),
         _preset("BNSN0", "hard", 25, 5, constrained=True),
@@ -343,7 +388,13 @@ def _builtin_configs() -> dict[str, CaseConfig]:
         _long("BNSN0", "hard", 100, 2, constrained=True),
         _preset("BNRN0", "easy", 25, 5),
     ]
-    return {c.name: c for c in configs}
+    # A config that two figures share (Figure 11's BNRN0-hard-T100 is also Figure 16's) is one
+    # config; the same name must never mean two different configs.
+    out: dict[str, CaseConfig] = {}
+    for c in configs:
+        if out.setdefault(c.name, c) != c:
+            raise AssertionError(f"two built-in configs named {c.name}: {out[c.name]} and {c}")
+    return out
 
 
 BUILTIN_CONFIGS: dict[str, CaseConfig] = _builtin_configs()
@@ -355,6 +406,15 @@ SUITES: dict[str, tuple[str, ...]] = {
     "paper": tuple(c.name for c in _paper_grid()),
     # The paper's two long runs (Figure 1 (a) and (b)).
     "paper-fig1": tuple(c.name for c in _paper_fig1()),
+    # Figure 6's two distribution designs over T = 200 (the per-round panels).
+    "paper-fig6": tuple(c.name for c in _paper_fig6()),
+    # Figure 7's table: BSRC~0 and BSSC~0 at T = 200, N = 40.
+    "paper-fig7": tuple(c.name for c in _paper_fig7()),
+    # GPT-3.5's grid, one suite per table (N = 20), and all four together.
+    **{f"paper-{panel}": tuple(c.name for c in cs) for panel, cs in _paper_gpt35().items()},
+    "paper-gpt35": tuple(c.name for cs in _paper_gpt35().values() for c in cs),
+    # Llama 2's grid (Figure 16, N = 10).
+    "paper-fig16": tuple(c.name for c in _paper_fig16()),
 }
 
 _CONFIG_KEYS = {

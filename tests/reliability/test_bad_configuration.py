@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_bench.core.specs import BUILTIN_CONFIGS, SpecError
+from bandit_bench.core.specs import BUILTIN_CONFIGS, SUITES, SpecError
 from bandit_bench.plugin.settings import load_settings
 from bandit_bench.running.runner import RunOptions, run_case, validate_model
 
@@ -195,7 +195,7 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     "unknown-config-with-model": (
         ["--model", "sim/x", "--bandit-config", "BNRN0-hardest-T25"],
         f"--bandit-config: got 'BNRN0-hardest-T25'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
+        f"(or add [tool.bandit_bench.configs.NAME]). Or a suite ({', '.join(SUITES)}) or a shell pattern "
         "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
     ),
     "ambiguous-override-config": (
@@ -215,7 +215,7 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     "unknown-config-without-model": (
         ["--bandit-config", "nope"],
         f"--bandit-config: got 'nope'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        "(or add [tool.bandit_bench.configs.NAME]). Or a suite (paper, paper-fig1) or a shell pattern "
+        f"(or add [tool.bandit_bench.configs.NAME]). Or a suite ({', '.join(SUITES)}) or a shell pattern "
         "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
     ),
     "episodes-0": (["--model", "sim/x", "--episodes", "0"], "--episodes: got 0; expected a number >= 1"),

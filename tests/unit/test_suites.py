@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -89,15 +90,33 @@ def test_suite_names_expand_in_order() -> None:
 
 def test_shell_patterns_select_configs() -> None:
     settings = _settings(**{"my-BSxx": {"design": "BSSN0", "instance": "hard"}})
+    # Figure 11's five, then Figure 16's five more (built-in order).
     assert expand_config_names(["BS*-hard-T100"], settings) == [
         "BSRN0-hard-T100",
         "BSSC0-hard-T100",
         "BSSC1-hard-T100",
         "BSSCD-hard-T100",
         "BSSC~0-hard-T100",
+        "BSRN1-hard-T100",
+        "BSRC0-hard-T100",
+        "BSRC1-hard-T100",
+        "BSSN0-hard-T100",
+        "BSSN1-hard-T100",
     ]
-    assert expand_config_names(["A?RND-*"], settings) == ["ANRND-hard-T100", "ANRND-easy-T100"]
-    assert expand_config_names(["*-T[25]00"], settings) == ["BNRN0-hard-T500", "BSSC~0-hard-T200"]
+    assert expand_config_names(["A?RND-*-T100"], settings) == ["ANRND-hard-T100", "ANRND-easy-T100"]
+    assert expand_config_names(["A?RND-*-N20"], settings) == [
+        "ANRND-hard-T100-N20",
+        "ASRND-hard-T100-N20",
+        "ANRND-easy-T100-N20",
+        "ASRND-easy-T100-N20",
+    ]
+    assert expand_config_names(["*-T[25]00"], settings) == [
+        "BNRN0-hard-T500",
+        "BSSC~0-hard-T200",
+        "BSRC~0-hard-T200",
+        "BNRND-hard-T200",
+        "BNSND-hard-T200",
+    ]
     # The ASCII spelling of C~ matches too; patterns are case-sensitive.
     assert expand_config_names(["BSSCt0-*"], settings) == [
         "BSSC~0-hard-T100",
@@ -120,5 +139,86 @@ def test_a_project_config_named_like_a_suite_is_the_config() -> None:
 
 
 def test_unknown_name_mentions_suites_and_patterns() -> None:
-    with pytest.raises(SpecError, match=r"Or a suite \(paper, paper-fig1\) or a shell pattern"):
+    suites = ", ".join(SUITES)
+    assert suites.startswith("paper, paper-fig1, ")
+    with pytest.raises(SpecError, match=rf"Or a suite \({re.escape(suites)}\) or a shell pattern"):
         expand_config_names(["paper-fig2"], _settings())
+
+
+GPT35 = [f"{s}{f}{h}{c}{o}" for s in "B" for f in "NS" for h in "RS" for c in "NC" for o in "01D"]
+
+
+def test_gpt35_suites_are_figures_12_to_15() -> None:
+    panels = {"paper-fig12": ("B", "hard"), "paper-fig13": ("A", "hard"), "paper-fig14": ("B", "easy"),
+              "paper-fig15": ("A", "easy")}  # fmt: skip
+    for suite, (scenario, instance) in panels.items():
+        names = list(SUITES[suite])
+        assert names == [f"{scenario}{d[1:]}-{instance}-T100-N20" for d in GPT35], suite
+        for name in names:
+            cfg = BUILTIN_CONFIGS[name]
+            assert (cfg.instance.horizon, cfg.run.episodes) == (100, 20)
+            assert cfg.min_best_arm_rate == (0.40 if instance == "hard" else 0.75)
+            assert "paper/gpt-3.5" in [r["model"] for r in published_records(cfg)], name
+    assert SUITES["paper-gpt35"] == sum((SUITES[s] for s in panels), ())
+
+
+def test_llama2_suite_is_figure_16() -> None:
+    names = list(SUITES["paper-fig16"])
+    assert names == [f"{d}-hard-T100" for d in GPT35 if not d.endswith("D")]
+    assert {BUILTIN_CONFIGS[n].run.episodes for n in names} == {10}
+    # Figure 11's configs where the design is in both: one name, one config, one cassette folder.
+    assert set(names) & set(SUITES["paper"]) == {
+        "BNRN0-hard-T100", "BNRN1-hard-T100", "BNRC0-hard-T100", "BNSN0-hard-T100", "BSRN0-hard-T100",
+        "BSSC0-hard-T100", "BSSC1-hard-T100",
+    }  # fmt: skip
+
+
+def test_figure_6_and_7_suites() -> None:
+    assert SUITES["paper-fig7"] == ("BSRC~0-hard-T200", "BSSC~0-hard-T200")
+    assert {BUILTIN_CONFIGS[n].run.episodes for n in SUITES["paper-fig7"]} == {40}
+    (row,) = published_records(BUILTIN_CONFIGS["BSRC~0-hard-T200"])
+    assert (row["source"], row["episodes"]) == ("Figure 7, row BSRC~0", 40)
+    assert SUITES["paper-fig6"] == ("BNRND-hard-T200", "BNSND-hard-T200")
+    for name in SUITES["paper-fig6"]:
+        cfg = BUILTIN_CONFIGS[name]
+        assert (cfg.instance.k, cfg.instance.delta, cfg.instance.horizon, cfg.run.episodes) == (
+            5,
+            0.2,
+            200,
+            20,
+        )
+
+
+def test_every_published_model_row_has_a_config_in_a_suite() -> None:
+    """Each of the paper's 151 model rows is runnable by name: some suite holds a config with its
+    design, instance, horizon and replicate count. Figure 11(b)-(d) ran N = 3; the `paper` suite
+    runs those designs at Figure 11(a)'s N = 10 (more, never fewer)."""
+    from bandit_bench.reporting.published import published_rows
+
+    in_suites = [BUILTIN_CONFIGS[n] for names in SUITES.values() for n in names]
+    rows = published_rows()
+    assert len(rows) == 151
+    for r in rows:
+        matches = [
+            c.run.episodes
+            for c in in_suites
+            if (c.design.code, c.instance.k, c.instance.delta, c.instance.horizon)
+            == (r.design, r.k, r.delta, r.horizon)
+            and not c.constrained
+        ]
+        if r.source.startswith(("Figure 11(b)", "Figure 11(c)", "Figure 11(d)")):
+            assert matches and min(matches) >= r.replicates, r.source
+        else:
+            assert r.replicates in matches, (r.model, r.source)
+
+
+def test_configs_lists_every_suite(capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:
+    from bandit_bench.cli.commands import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    for suite, names in SUITES.items():
+        assert f"suite {suite}: {len(names)} configs (--bandit-config {suite})" in out
+    for name in SUITES["paper-gpt35"] + SUITES["paper-fig16"]:
+        assert f"\n{name} " in out
