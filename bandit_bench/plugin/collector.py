@@ -201,9 +201,11 @@ class Collector:
 
     def _with_references(self) -> list[dict[str, Any]]:
         """The run's records plus, per config, the classic algorithms (measured on the same
-        instances) and the paper's published rows for it (``paper/*``)."""
+        instances, and over 1000 episodes of the instance spec) and the paper's published rows
+        for it (``paper/*``)."""
         from bandit_bench.reporting.evaluation import case_record
         from bandit_bench.reporting.published import published_records
+        from bandit_bench.reporting.scale import scale_records
         from bandit_bench.running.runner import run_case
 
         records = dict(self.records)
@@ -214,6 +216,9 @@ class Collector:
                     records[(model, name)] = case_record(run_case(model, configs[name]))
             # The paper's own numbers for this design, instance and horizon, where it has them.
             for record in published_records(configs[name]) if name in configs else []:
+                records.setdefault((record["model"], name), record)
+            # UCB, TS and Greedy at the paper's 1000 replicates beside the paired rows at N.
+            for record in scale_records(configs[name]) if name in configs else []:
                 records.setdefault((record["model"], name), record)
         return list(records.values())
 

@@ -256,9 +256,15 @@ def compare_data(
     """Compare two loaded report folders (see :func:`compare_dirs`)."""
     if not tolerance >= 0:
         raise ValueError(f"tolerance: got {tolerance!r}; expected a number >= 0 (an absolute change)")
-    # The paper's published rows are constants with no episodes: nothing to compare.
-    old_rows = {(r["model"], r["config"]): r for r in old.summary if r.get("kind") != "published"}
-    new_rows = {(r["model"], r["config"]): r for r in new.summary if r.get("kind") != "published"}
+    # The paper's published rows are constants with no episodes, and the 1000-episode baseline
+    # rows a function of the instance spec alone, with no steps: nothing to compare.
+    from bandit_bench.reporting.scale import is_scale_reference
+
+    def compared(r: dict[str, Any]) -> bool:
+        return r.get("kind") != "published" and not is_scale_reference(r)
+
+    old_rows = {(r["model"], r["config"]): r for r in old.summary if compared(r)}
+    new_rows = {(r["model"], r["config"]): r for r in new.summary if compared(r)}
     old_cases = case_episodes(old.summary, old.steps)
     new_cases = case_episodes(new.summary, new.steps)
     changes: list[MetricChange] = []

@@ -714,6 +714,7 @@ def render_html(
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
     from bandit_bench.reporting.provenance import metadata_lines
+    from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
 
     colours = colours_for(r["model"] for r in summary)
@@ -721,9 +722,14 @@ def render_html(
     # Every figure of the page is a job; draw_figures runs them (in parallel where it pays).
     jobs: list[Callable[[], str]] = []
     parts = []
-    for config in dict.fromkeys(r["config"] for r in summary if row_kind(r) != "published"):
-        # Published rows have no steps by nature: they are in the table and the scatter only.
-        rows = [r for r in summary if r["config"] == config and row_kind(r) != "published"]
+
+    def stepless(r: Mapping[str, Any]) -> bool:
+        return row_kind(r) == "published" or is_scale_reference(r)
+
+    for config in dict.fromkeys(r["config"] for r in summary if not stepless(r)):
+        # Published rows and the 1000-episode baselines have no steps by nature: they are in
+        # the table and the scatter only.
+        rows = [r for r in summary if r["config"] == config and not stepless(r)]
         with_data = [cases[(r["model"], config)] for r in rows if (r["model"], config) in cases]
         missing = [r["model"] for r in rows if (r["model"], config) not in cases]
         note = f"No complete episode for {', '.join(missing)}: left out of the plots." if missing else ""

@@ -22,6 +22,7 @@ import numpy as np
 
 from bandit_bench.core.metrics import METRIC_NAMES as METRICS  # one list of metrics, in column order
 from bandit_bench.core.metrics import EpisodeBatch
+from bandit_bench.reporting.scale import is_scale_reference
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -367,8 +368,29 @@ def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
     by_instance: dict[tuple[Any, ...], list[tuple[Mapping[str, Any], list[str]]]] = {}
     for r, names in references.values():
         by_instance.setdefault(tuple(r.get(c) for c in _SAME_REFERENCE[1:6]), []).append((r, names))
-    for shared in by_instance.values():
+    # Each instance's paired rows, then its 1000-episode rows right after them.
+    spec_order: dict[tuple[Any, ...], int] = {}
+    for key in by_instance:
+        spec_order.setdefault(key[:3] + key[4:], len(spec_order))
+
+    def place(key: tuple[Any, ...]) -> tuple[int, bool]:
+        return spec_order[key[:3] + key[4:]], all(is_scale_reference(r) for r, _ in by_instance[key])
+
+    for shared in [by_instance[key] for key in sorted(by_instance, key=place)]:
         configs = list(dict.fromkeys(c for _, cs in shared for c in cs))
+        if all(is_scale_reference(r) for r, _ in shared):
+            # Same spec, many more episodes, not the paired ones: say so wherever it shows.
+            title = f"reference algorithms at the paper's scale on {instance_facts(shared[0][0])}"
+            facts = (
+                "the instance spec of " + ", ".join(configs) + ", not the paired episodes above: "
+                "the paper's baseline rows use 1000 replicates"
+            )
+            brief = (
+                f"reference algorithms at the paper's scale ({_brief_instance(shared[0][0])}), "
+                f"the instance spec of {', '.join(configs)}, unpaired"
+            )
+            blocks.append(TableBlock("baseline", title, facts, tuple(r for r, _ in shared), brief))
+            continue
         title = f"reference algorithms on {instance_facts(shared[0][0])}"
         facts = "the same instances and reward tables as " + ", ".join(configs)
         brief = (

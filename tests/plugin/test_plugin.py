@@ -278,8 +278,11 @@ def test_report_columns_other_tools_read(project, simulator):
     assert [(r["model"], r["steps"]) for r in rows] == [
         ("sim/cycle", 18),
         ("baseline/greedy", 18),
+        ("baseline/greedy (N=1000)", 6000),
         ("baseline/ts", 18),
+        ("baseline/ts (N=1000)", 6000),
         ("baseline/ucb", 18),
+        ("baseline/ucb (N=1000)", 6000),
     ]
     step = json.loads((project.path / "reports" / "steps.jsonl").read_text().splitlines()[0])
     assert {"model", "config", "episode", "t", "arm", "reward", "valid", "raw"} <= step.keys()
