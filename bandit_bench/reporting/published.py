@@ -49,6 +49,15 @@ class PublishedRow:
     replicates: int
     source: str  # "Figure 11(a), row BNRN0"
     metrics: dict[str, float]
+    # What about this row is our reading rather than the paper's text ("" when nothing is).
+    inferred: str = ""
+
+
+# Figure 11's chain-of-thought rows other than BSSC~0 (published.json, each table's "inferred").
+INFERRED_COT = (
+    "read as plain chain of thought (C), as the extracted label says; inferred: the text extraction "
+    "loses tildes and the paper says GPT-4 primarily used reinforced CoT, so it may be C~"
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,7 @@ def _load() -> tuple[PublishedRow, ...]:
                     replicates=table["replicates"],
                     source=f"{table['source']}, row {design}",
                     metrics={m: float(entry[m]) for m in PUBLISHED_METRICS},
+                    inferred=INFERRED_COT if design in table.get("inferred", ()) else "",
                 )
             )
     return tuple(rows)
@@ -213,6 +223,7 @@ def published_records(config: CaseConfig) -> list[dict[str, Any]]:
             "config": config.name,
             "kind": PUBLISHED_KIND,
             "source": row.source,
+            "inferred": row.inferred,
             "design": config.design.code,
             "k": inst.k,
             "delta": inst.delta,

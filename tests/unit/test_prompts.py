@@ -384,7 +384,7 @@ def test_every_design_renders(code: str, k: int) -> None:
         assert "{{" not in text and "{%" not in text
 
 
-# ------------------------------------------------------------------ seed defects (DESIGN.md)
+# ------------------------------------------- defects of the notebook the project started from
 
 
 def test_defect1_counts_stay_under_their_own_arm() -> None:

@@ -236,3 +236,18 @@ def test_our_baselines_match_the_papers_baseline_rows(k: int, delta: float, hori
         assert abs(ours["k_min_frac"] - published["k_min_frac"]) <= 0.01, name
         assert abs(ours["greedy_frac"] - published["greedy_frac"]) <= 0.01, name
         assert abs(ours["median_reward"] - published["median_reward"]) <= 0.1, name
+
+
+def test_figure_11_plain_cot_reading_is_marked_inferred() -> None:
+    inferred = {r.source for r in published_rows() if r.inferred}
+    expected = {
+        f"Figure 11({panel}), row {s}{d}"
+        for panel, s in (("a", "B"), ("b", "A"), ("c", "B"), ("d", "A"))
+        for d in ("NRC0", "SSC0", "SSC1", "SSCD")
+    }
+    assert inferred == expected
+    assert not _one("paper/gpt-4", "BSSC~0", "hard").inferred
+    (record,) = [
+        r for r in published_records(BUILTIN_CONFIGS["BSSC0-hard-T100"]) if r["model"] == "paper/gpt-4"
+    ]
+    assert "inferred" in record["inferred"] and "C~" in record["inferred"]
