@@ -713,6 +713,7 @@ def render_html(
 ) -> str:
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
+    from bandit_bench.reporting.grid import GRID_STATS, paper_grids
     from bandit_bench.reporting.provenance import metadata_lines
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
@@ -759,6 +760,8 @@ def render_html(
         .get_template(TEMPLATE)
         .render(
             headers=HEADERS,
+            grids=paper_grids(summary),
+            grid_stats=GRID_STATS,
             groups=table_groups(summary),
             scatter=scatter,
             panels=panels,

@@ -597,9 +597,13 @@ def metadata_markdown(run: Mapping[str, Any]) -> str:
 
 
 def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> str:
+    from bandit_bench.reporting.grid import grid_markdown, paper_grids
+
+    grids = grid_markdown(paper_grids(rows))
     return (
         "# bandit-bench report\n\n"
-        "Per config, the models, then the paper's published rows for it (`paper/*`, verdict "
+        + (grids + "\n## Per config\n\n" if grids else "")
+        + "Per config, the models, then the paper's published rows for it (`paper/*`, verdict "
         "`published`: its own numbers for the same design, instance and horizon, transcribed from its "
         "tables, `source` in summary.json, never measured here); then per instance the classic "
         "algorithms (reference rows), run on the very same instances and reward tables (common random "
