@@ -59,12 +59,16 @@ def run_episode(
     policy_rng: np.random.Generator,
     arm_names: tuple[str, ...],
     on_step: Any = None,
+    steps: int | None = None,
 ) -> Trajectory:
     """Run one episode.
 
     An invalid reply is recorded as invalid with its raw text and the harness picks an arm
     uniformly at random from the episode's harness generator, so the episode goes on and stays
     reproducible. A distribution answer is sampled from the same generator.
+
+    ``steps`` stops the episode after that many rounds (a single-round episode: its history
+    and one decision), while the agent is still told the instance's horizon.
     """
     traj = Trajectory(
         episode=instance.episode,
@@ -75,7 +79,7 @@ def run_episode(
     )
     ctx = EpisodeContext(instance=instance, arm_names=arm_names, rng=policy_rng)
     history: list[tuple[int, int]] = []
-    for t in range(instance.horizon):
+    for t in range(instance.horizon if steps is None else min(steps, instance.horizon)):
         try:
             d = agent.choose(history, ctx)
         except AgentError as err:

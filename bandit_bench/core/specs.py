@@ -204,6 +204,10 @@ class CaseConfig:
     selector: str = ""
     # Set by with_overrides when the name changed: the config this one was derived from.
     origin: str = ""
+    # The single-round experiment (appendix E): each episode is a history of history_length
+    # rounds played by this baseline ("uniform", "ucb", "ts"), then one decision of the model.
+    single_round: str = ""
+    history_length: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.~+-]+", self.name):
@@ -212,6 +216,15 @@ class CaseConfig:
         _require_unit("min_best_arm_rate", self.min_best_arm_rate)
         if self.constrained and self.design.distribution:
             raise SpecError("constrained", True, "false for distribution (D) designs")
+        if self.single_round:
+            from bandit_bench.core.single_round import HISTORY_SOURCES
+
+            if self.single_round not in HISTORY_SOURCES:
+                raise SpecError("single_round", self.single_round, f"one of {', '.join(HISTORY_SOURCES)}")
+            if isinstance(self.history_length, bool) or not 1 <= self.history_length < self.instance.horizon:
+                raise SpecError(
+                    "history_length", self.history_length, f"an integer in 1..{self.instance.horizon - 1}"
+                )
         names = ARM_NAME_COUNTS.get(self.design.scenario)
         if names is not None and self.instance.k > names:
             what = "button colours" if self.design.scenario == "B" else "advertisement letters"
@@ -370,6 +383,31 @@ def _paper_fig6() -> list[CaseConfig]:
     return [_long("BNRND", "hard", 200, 20), _long("BNSND", "hard", 200, 20)]
 
 
+# Appendix E's single-round experiment: histories of t = 30 rounds on the hard instance (told
+# T = 100, as in an episode), 50 per history policy, one decision each: 150 requests a design.
+SINGLE_ROUND_DESIGNS: tuple[str, ...] = ("BNRN0", "BNSN0", "BSSC~0")
+SINGLE_ROUND_HISTORIES = 50
+SINGLE_ROUND_LENGTH = 30
+
+
+def _single_round() -> list[CaseConfig]:
+    from bandit_bench.core.single_round import HISTORY_SOURCES
+
+    out = []
+    for design in SINGLE_ROUND_DESIGNS:
+        for source in HISTORY_SOURCES:
+            cfg = _preset(design, "hard", 100, SINGLE_ROUND_HISTORIES)
+            out.append(
+                replace(
+                    cfg,
+                    name=f"{cfg.name}-single-{source}",
+                    single_round=source,
+                    history_length=SINGLE_ROUND_LENGTH,
+                )
+            )
+    return out
+
+
 def _builtin_configs() -> dict[str, CaseConfig]:
     configs = [
         *_paper_grid(),
@@ -378,6 +416,7 @@ def _builtin_configs() -> dict[str, CaseConfig]:
         *_paper_fig7(),
         *_paper_fig6(),
         *(c for panel in _paper_gpt35().values() for c in panel),
+        *_single_round(),
         _preset("BNRN0", "hard", 25, 5),
         _preset("BSSC~0", "hard", 25, 5),
         _preset("BNSN0", "hard", 25, 5, constrained=True),
@@ -415,6 +454,8 @@ SUITES: dict[str, tuple[str, ...]] = {
     "paper-gpt35": tuple(c.name for cs in _paper_gpt35().values() for c in cs),
     # Llama 2's grid (Figure 16, N = 10).
     "paper-fig16": tuple(c.name for c in _paper_fig16()),
+    # Appendix E's single-round screen (Figure 19): 150 requests per design.
+    "paper-single-round": tuple(c.name for c in _single_round()),
 }
 
 _CONFIG_KEYS = {

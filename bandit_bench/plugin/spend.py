@@ -55,9 +55,11 @@ def prompt_tokens_by_step(config: CaseConfig) -> list[int]:
     k, horizon = config.instance.k, config.instance.horizon
     names = arm_names(config.design.scenario, k)
     history = [(t % k, (t // k) % 2) for t in range(horizon)]
+    # A single-round episode sends one request: the decision after its history.
+    steps = [config.history_length] if config.single_round else range(horizon)
     return [
         sum(approx_tokens(m["content"]) for m in render_messages(config.design, names, horizon, history[:t]))
-        for t in range(horizon)
+        for t in steps
     ]
 
 
@@ -95,10 +97,15 @@ def observed_completion(
     model_dir = cassette_path(cassette_dir, model, "x", 0).parent.parent
     mine: list[int] = []
     others: list[int] = []
+    simulated = cassette_dir / "sim"
     for path in sorted(cassette_dir.rglob("*.json")):
         if path.parent.name not in folders or not path.stem.isdigit():
             continue
-        (mine if path.parent.parent == model_dir else others).extend(_completion_tokens(path))
+        if path.parent.parent == model_dir:
+            mine.extend(_completion_tokens(path))
+        elif not path.is_relative_to(simulated):
+            # The simulator's scripted replies (sim/...) say nothing about a model's length.
+            others.extend(_completion_tokens(path))
     for tokens, source in ((mine, "this model"), (others, "other models")):
         if tokens:
             return Observed(sum(tokens) / len(tokens), len(tokens), source)
@@ -135,8 +142,9 @@ def estimate_case(
 
     ``token_limit``: what each request's request profile allows (running.profiles), when it is
     not the design's answer budget (a reasoning model's allowance on top)."""
+    per_episode = 1 if config.single_round else config.instance.horizon
     pending = pending_requests(
-        cassette_dir, model, config.name, config.run.episodes, config.instance.horizon, record_mode
+        cassette_dir, model, config.name, config.run.episodes, per_episode, record_mode
     )
     requests = sum(pending.values())
     prompt = 0

@@ -64,7 +64,7 @@ def config_spec(config: CaseConfig) -> dict[str, Any]:
 
     inst = config.instance
     preset = next((n for n, kd in INSTANCE_PRESETS.items() if kd == (inst.k, inst.delta)), None)
-    return {
+    spec: dict[str, Any] = {
         "design": config.design.code,
         "instance": preset,
         "k": inst.k,
@@ -74,6 +74,11 @@ def config_spec(config: CaseConfig) -> dict[str, Any]:
         "seed": config.run.seed,
         "constrained": config.constrained,
     }
+    if config.single_round:
+        # One decision after a history of this policy (appendix E); absent for an episode config.
+        spec["single_round"] = config.single_round
+        spec["history_length"] = config.history_length
+    return spec
 
 
 def _now() -> str:

@@ -93,12 +93,23 @@ def case_record(
 ) -> dict[str, Any]:
     cfg = result.config
     thresholds = effective_thresholds(cfg, min_format_compliance, min_best_arm_rate)
-    complete = [t for t in result.trajectories if t.error is None and len(t.steps) == t.horizon]
     metrics: dict[str, dict[str, float]] = {}
-    if complete:
-        metrics = {
-            k: _estimate_dict(v) for k, v in summarize(EpisodeBatch.from_trajectories(complete)).items()
-        }
+    if cfg.single_round:
+        # One decision per history: its shares, each with a Wilson interval over the decisions.
+        from bandit_bench.core.metrics import wilson
+        from bandit_bench.core.single_round import decision_stats
+
+        length = cfg.history_length
+        complete = [t for t in result.trajectories if t.error is None and len(t.steps) == length + 1]
+        for name, hits in decision_stats(complete, length).items() if complete else ():
+            low, high = wilson(int(hits.sum()), hits.size)
+            metrics[name] = {"value": float(hits.mean()), "low": low, "high": high, "n": int(hits.size)}
+    else:
+        complete = [t for t in result.trajectories if t.error is None and len(t.steps) == t.horizon]
+        if complete:
+            metrics = {
+                k: _estimate_dict(v) for k, v in summarize(EpisodeBatch.from_trajectories(complete)).items()
+            }
     steps = [s for t in result.trajectories for s in t.steps]
     costs = [s.cost for s in steps if s.cost is not None]
     unreported = [s for s in steps if s.cost is None]
@@ -114,7 +125,7 @@ def case_record(
         # Stopped early: only what the remaining episodes could not have changed is reported.
         failures += [*result.settled.reasons, result.settled.note]
     else:
-        n_steps = len(complete) * cfg.instance.horizon
+        n_steps = len(complete) if cfg.single_round else len(complete) * cfg.instance.horizon
         for key, threshold in thresholds.items():
             m = metrics[key]
             if m["value"] < threshold:
@@ -136,6 +147,7 @@ def case_record(
         "episodes": cfg.run.episodes,
         "seed": cfg.run.seed,
         "constrained": cfg.constrained,
+        "single_round": cfg.single_round,
         "thresholds": thresholds,
         "metrics": metrics,
         "steps": len(steps),

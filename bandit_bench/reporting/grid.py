@@ -84,7 +84,7 @@ def paper_grids(summary: Sequence[Mapping[str, Any]]) -> list[Grid]:
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import kind_of, verdict
 
-    measured = [r for r in summary if kind_of(r) == "model"]
+    measured = [r for r in summary if kind_of(r) == "model" and not r.get("single_round")]
     by_instance: dict[tuple[Any, ...], list[str]] = {}
     facts: dict[str, Mapping[str, Any]] = {}
     for r in measured:
@@ -162,6 +162,73 @@ def grid_markdown(grids: Sequence[Grid]) -> str:
         for group in g.groups:
             header += [f"{group}: {GRID_STATS[0][1]}", *(short for _, short, _ in GRID_STATS[1:])]
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
+        out.append("| " + " | ".join("---" for _ in header) + " |")
+        for row in g.rows:
+            out.append("| " + " | ".join([row.label, *(c.text for c in row.cells)]) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- single round
+
+SINGLE_ROUND_STATS: tuple[tuple[str, str, str], ...] = (
+    ("greedy_frac", "GF", "GreedyFrac of the decision: the largest average among pulled arms, or untried"),
+    ("least_frac", "LF", "LeastFrac: the decision is among the least pulled arms of the history"),
+    ("format_compliance", "valid", "share of decisions with a valid answer"),
+)
+
+
+def single_round_grids(summary: Sequence[Mapping[str, Any]]) -> list[Grid]:
+    """The single-round screen (appendix E) as one table per instance: (design, model) as rows,
+    per history policy GreedyFrac, LeastFrac and the share of valid decisions."""
+    from bandit_bench.core.single_round import HISTORY_SOURCES
+    from bandit_bench.reporting.tables import kind_of
+
+    rows = [r for r in summary if r.get("single_round") and kind_of(r) != "published"]
+    by_instance: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_instance.setdefault((r["k"], r["delta"], r["horizon"], r["episodes"]), []).append(r)
+    grids = []
+    for (k, delta, horizon, n), members in by_instance.items():
+        keys = sorted(
+            {(str(r["design"]), str(r["model"])) for r in members},
+            key=lambda dm: (_design_key(dm[0]), kind_of({"model": dm[1]}) != "model", dm[1]),
+        )
+        cell_of = {(str(r["design"]), str(r["model"]), str(r["single_round"])): r for r in members}
+        out = []
+        for design, model in keys:
+            cells = []
+            for source in HISTORY_SOURCES:
+                found = cell_of.get((design, model, source))
+                cells += [
+                    GridCell(_num(found.get(col)) if found else "", title=long)
+                    for col, _, long in SINGLE_ROUND_STATS
+                ]
+            kind = "design" if kind_of({"model": model}) == "model" else "reference"
+            out.append(GridRow(kind, f"{design} {model}", tuple(cells)))
+        title = f"single round, K = {k}, delta = {delta}, told T = {horizon}, {n} histories per policy"
+        grids.append(Grid(title, tuple(f"after {s}" for s in HISTORY_SOURCES), tuple(out)))
+    return grids
+
+
+def single_round_markdown(grids: Sequence[Grid]) -> str:
+    if not grids:
+        return ""
+    out = [
+        "## Single-round screen (appendix E)",
+        "",
+        "One decision per history of 30 rounds played by a uniform, UCB or TS policy on the hard instance. "
+        + "; ".join(f"{short} = {long}" for _, short, long in SINGLE_ROUND_STATS)
+        + ". A screen, not an episode: it says whether the model would exploit or explore from a given "
+        "history, not whether it recovers from its own mistakes.",
+        "",
+    ]
+    for g in grids:
+        out += [f"**{g.title}**", ""]
+        header = ["design model"]
+        for group in g.groups:
+            header += [f"{group}: {SINGLE_ROUND_STATS[0][1]}", *(s for _, s, _ in SINGLE_ROUND_STATS[1:])]
+        out.append("| " + " | ".join(header) + " |")
         out.append("| " + " | ".join("---" for _ in header) + " |")
         for row in g.rows:
             out.append("| " + " | ".join([row.label, *(c.text for c in row.cells)]) + " |")

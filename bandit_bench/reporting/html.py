@@ -713,7 +713,7 @@ def render_html(
 ) -> str:
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
-    from bandit_bench.reporting.grid import GRID_STATS, paper_grids
+    from bandit_bench.reporting.grid import GRID_STATS, SINGLE_ROUND_STATS, paper_grids, single_round_grids
     from bandit_bench.reporting.provenance import metadata_lines
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
@@ -725,7 +725,8 @@ def render_html(
     parts = []
 
     def stepless(r: Mapping[str, Any]) -> bool:
-        return row_kind(r) == "published" or is_scale_reference(r)
+        # Single-round rows have steps but no episode to plot: their table is at the top.
+        return row_kind(r) == "published" or is_scale_reference(r) or bool(r.get("single_round"))
 
     for config in dict.fromkeys(r["config"] for r in summary if not stepless(r)):
         # Published rows and the 1000-episode baselines have no steps by nature: they are in
@@ -762,6 +763,8 @@ def render_html(
             headers=HEADERS,
             grids=paper_grids(summary),
             grid_stats=GRID_STATS,
+            single_grids=single_round_grids(summary),
+            single_stats=SINGLE_ROUND_STATS,
             groups=table_groups(summary),
             scatter=scatter,
             panels=panels,

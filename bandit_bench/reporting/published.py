@@ -216,6 +216,8 @@ def published_records(config: CaseConfig) -> list[dict[str, Any]]:
     A constrained-answer config gets the rows of its design too: the prompt is the paper's, the
     grammar that forces the answer's format is ours, and the config column says so.
     """
+    if config.single_round:
+        return []  # a single-round screen is not an episode: the paper's episode rows do not apply
     inst = config.instance
     return [
         {

@@ -51,6 +51,8 @@ def _summaries(k: int, delta: float, horizon: int, seed: int) -> tuple[tuple[str
 def scale_records(config: CaseConfig) -> list[dict[str, Any]]:
     """Case records of UCB, TS and Greedy over 1000 episodes of ``config``'s instance spec,
     shaped like a measured case's record (no trajectories: the report keeps no steps of them)."""
+    if config.single_round:
+        return []  # one decision per history: the baselines' own decisions are the paired rows
     inst = config.instance
     records = []
     for name, metrics in _summaries(inst.k, inst.delta, inst.horizon, config.run.seed):

@@ -63,6 +63,9 @@ SUMMARY_COLUMNS = (
     # design's defining parameters were not honoured (the case is then marked "*").
     "request",
     "request_note",
+    # The single-round screen (appendix E): the history policy, and LeastFrac of the decisions.
+    "single_round",
+    "least_frac",
 )
 STEP_COLUMNS = (
     "model",
@@ -152,6 +155,9 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
     }
     for m in METRICS:
         row[m] = metrics[m]["value"] if m in metrics else None
+    # The single-round screen (appendix E): which history policy, and LeastFrac of the decisions.
+    row["single_round"] = record.get("single_round") or None
+    row["least_frac"] = metrics["least_frac"]["value"] if "least_frac" in metrics else None
     for m in ("format_compliance", "best_arm_rate"):
         row[f"{m}_low"] = metrics[m]["low"] if m in metrics else None
         row[f"{m}_high"] = metrics[m]["high"] if m in metrics else None
@@ -303,7 +309,9 @@ def config_facts(row: Mapping[str, Any]) -> str:
 
 def instance_facts(row: Mapping[str, Any]) -> str:
     seed = f", seed {_whole(row['seed'])}" if row.get("seed") is not None else ""
-    return f"K = {row['k']}, delta = {row['delta']}, T = {row['horizon']}, {row['episodes']} episodes{seed}"
+    single = f", one decision after {row['single_round']}'s history" if row.get("single_round") else ""
+    facts = f"K = {row['k']}, delta = {row['delta']}, T = {row['horizon']}, {row['episodes']} episodes"
+    return facts + seed + single
 
 
 @dataclass(frozen=True)
@@ -320,7 +328,8 @@ class TableBlock:
 
 def _brief_instance(row: Mapping[str, Any]) -> str:
     seed = f" seed {_whole(row['seed'])}" if row.get("seed") is not None else ""
-    return f"K={row['k']} delta={row['delta']} T={row['horizon']} N={row['episodes']}{seed}"
+    single = f"; one decision after {row['single_round']}'s history" if row.get("single_round") else ""
+    return f"K={row['k']} delta={row['delta']} T={row['horizon']} N={row['episodes']}{seed}{single}"
 
 
 def _brief_config(config: str, row: Mapping[str, Any]) -> str:
@@ -337,7 +346,7 @@ def _brief_config(config: str, row: Mapping[str, Any]) -> str:
     return f"{config} ({', '.join(parts)}; {checks})"
 
 
-_SAME_REFERENCE = ("model", "k", "delta", "horizon", "episodes", "seed", *METRICS)
+_SAME_REFERENCE = ("model", "k", "delta", "horizon", "episodes", "seed", "single_round", *METRICS)
 
 
 def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
@@ -367,7 +376,7 @@ def table_blocks(rows: Sequence[Mapping[str, Any]]) -> list[TableBlock]:
         blocks.append(TableBlock("config", str(config), config_facts(first), tuple(members), brief))
     by_instance: dict[tuple[Any, ...], list[tuple[Mapping[str, Any], list[str]]]] = {}
     for r, names in references.values():
-        by_instance.setdefault(tuple(r.get(c) for c in _SAME_REFERENCE[1:6]), []).append((r, names))
+        by_instance.setdefault(tuple(r.get(c) for c in _SAME_REFERENCE[1:7]), []).append((r, names))
     # Each instance's paired rows, then its 1000-episode rows right after them.
     spec_order: dict[tuple[Any, ...], int] = {}
     for key in by_instance:
@@ -597,9 +606,16 @@ def metadata_markdown(run: Mapping[str, Any]) -> str:
 
 
 def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> str:
-    from bandit_bench.reporting.grid import grid_markdown, paper_grids
+    from bandit_bench.reporting.grid import (
+        grid_markdown,
+        paper_grids,
+        single_round_grids,
+        single_round_markdown,
+    )
 
-    grids = grid_markdown(paper_grids(rows))
+    grids = "\n".join(
+        t for t in (grid_markdown(paper_grids(rows)), single_round_markdown(single_round_grids(rows))) if t
+    )
     return (
         "# bandit-bench report\n\n"
         + (grids + "\n## Per config\n\n" if grids else "")
@@ -658,6 +674,8 @@ _SUMMARY_DEFAULTS: dict[str, Any] = {
     "errors": 0,
     "episodes_run": None,
     "stopped": None,
+    "single_round": None,
+    "least_frac": None,
 }
 _RERUN = "Re-run the benchmark with `pytest --report-dir DIR` to write a fresh report folder."
 

@@ -284,13 +284,23 @@ def _episode(
     )
     seen = [0]
 
-    def on_step(_: object) -> None:
+    def on_step(t: int) -> None:
+        if config.single_round and t < config.history_length:
+            return  # a history round: the history policy's, no request
         recorded = transport.recorded != seen[0]
         seen[0] = transport.recorded
         counter(recorded)
 
+    steps = None
+    played: Any = agent
+    if config.single_round:
+        from bandit_bench.core.single_round import HistoryThenAgent
+
+        # The history policy plays its rounds (no request), then the model makes one decision.
+        played = HistoryThenAgent(config.single_round, agent, config.history_length)
+        steps = config.history_length + 1
     try:
-        traj = run_episode(agent, instance, harness_rng, policy_rng, names, on_step=on_step)
+        traj = run_episode(played, instance, harness_rng, policy_rng, names, on_step=on_step, steps=steps)
         # A cassette is written only for a complete episode: a partial one would break replay.
         text = transport.serialized() if traj.error is None else None
         if text is not None:
@@ -317,8 +327,26 @@ def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
     from bandit_bench.core.episode import StepRecord, Trajectory
 
     spec = config.instance
-    run = run_on_instances(model[len(BASELINE_PREFIX) :], spec, config.run.seed, config.run.episodes)
     result = CaseResult(model=model, config=config)
+    if config.single_round:
+        # One decision per history: the per-step path, on the histories every model sees.
+        from bandit_bench.core.agents.baselines import BaselineAgent
+        from bandit_bench.core.bandit import draw_instance
+        from bandit_bench.core.episode import run_episode
+        from bandit_bench.core.prompts import arm_names
+        from bandit_bench.core.single_round import HistoryThenAgent
+
+        agent = HistoryThenAgent(
+            config.single_round, BaselineAgent(model[len(BASELINE_PREFIX) :]), config.history_length
+        )
+        names = arm_names(config.design.scenario, spec.k)
+        for i in range(config.run.episodes):
+            instance, harness_rng, policy_rng = draw_instance(spec, config.run.seed, i)
+            result.trajectories.append(
+                run_episode(agent, instance, harness_rng, policy_rng, names, steps=config.history_length + 1)
+            )
+        return result
+    run = run_on_instances(model[len(BASELINE_PREFIX) :], spec, config.run.seed, config.run.episodes)
     for i, (arms, rewards) in enumerate(zip(run.arms.tolist(), run.rewards.tolist(), strict=True)):
         pairs = enumerate(zip(arms, rewards, strict=True))
         steps = [StepRecord(t=t, arm=a, reward=r, valid=True) for t, (a, r) in pairs]
@@ -483,7 +511,8 @@ def _run_case_in(
             return mixed
         return None
 
-    total = n * config.instance.horizon
+    # A single-round episode stops after its history and one decision.
+    total = n if config.single_round else n * config.instance.horizon
     limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
     done = recorded_steps = 0
     lock = threading.Lock()
@@ -502,7 +531,9 @@ def _run_case_in(
             opts.progress(progress)
 
     waves = [range(n)]
-    if opts.early_stop:
+    # The early-stop rule bounds shares over N x T steps; a single-round case has one decision
+    # per episode, so it always runs whole.
+    if opts.early_stop and not config.single_round:
         from bandit_bench.core.early_stop import wave_size
 
         size = wave_size(n)
@@ -524,7 +555,7 @@ def _run_case_in(
                 outcomes += _in_threads(list(wave), workers, one, cancel)
             if any(o[0].error == BUDGET_STOPPED for o in outcomes):
                 break  # no new wave once the budget refused a request
-            if opts.early_stop and len(outcomes) < n:
+            if opts.early_stop and not config.single_round and len(outcomes) < n:
                 from bandit_bench.core.early_stop import effective_thresholds, settle
 
                 trajs = [o[0] for o in outcomes]

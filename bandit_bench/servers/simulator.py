@@ -95,6 +95,36 @@ def cycle() -> Policy:
     return policy
 
 
+_RAW_LINE = re.compile(r"^(\w+) button, reward (\d)$", re.M)
+_SUMMARY_LINE = re.compile(r"^(\w+) button: pressed (\d+) times(?: with average reward ([\d.]+))?$", re.M)
+
+
+def greedy_reader() -> Policy:
+    """Reads the buttons history the prompt shows (raw or summarized) and answers the arm with
+    the largest average reward among the arms pressed so far, the first listed on a tie; with
+    nothing pressed yet, the first arm. A scripted greedy agent: every decision is greedy."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        names = arm_names_from_request(body)
+        user = body["messages"][-1]["content"]
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for name, reward in _RAW_LINE.findall(user):
+            counts[name] = counts.get(name, 0) + 1
+            sums[name] = sums.get(name, 0.0) + int(reward)
+        for name, pressed, average in _SUMMARY_LINE.findall(user):
+            if int(pressed) > 0:
+                counts[name] = int(pressed)
+                sums[name] = float(average) * int(pressed)
+        pulled = [n for n in names if counts.get(n)]
+        if not pulled:
+            return SimReply(content=f"<Answer>{names[0]}</Answer>")
+        best = max(pulled, key=lambda n: (sums[n] / counts[n], -names.index(n)))
+        return SimReply(content=f"<Answer>{best}</Answer>")
+
+    return policy
+
+
 def scripted(replies: Sequence[SimReply | str]) -> Policy:
     """Replies in order; fails loudly when the script runs out (a test asked for more calls)."""
 
@@ -413,6 +443,7 @@ NAMED_POLICIES: dict[str, Callable[[], Policy]] = {
     "always-first": lambda: always(0),
     "always-last": lambda: always(-1),
     "cycle": cycle,
+    "greedy-reader": greedy_reader,
 }
 
 
