@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from bandit_bench.core.agents.base import Agent, Decision, EpisodeContext
     from bandit_bench.core.episode import Trajectory
 
-# The history policies of appendix E, by their baseline names.
-HISTORY_SOURCES: tuple[str, ...] = ("uniform", "ucb", "ts")
+from bandit_bench.core.specs import HISTORY_SOURCES
+
+__all__ = ["HISTORY_SOURCES", "HistoryThenAgent", "decision_stats"]
 
 
 class HistoryThenAgent:

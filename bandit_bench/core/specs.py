@@ -92,6 +92,10 @@ class InstanceSpec:
 
 INSTANCE_PRESETS: dict[str, tuple[int, float]] = {"hard": (5, 0.2), "easy": (4, 0.5)}
 
+# The history policies of the single-round screen (appendix E), by their baseline names; kept
+# here so that validating a config does not import numpy.
+HISTORY_SOURCES: tuple[str, ...] = ("uniform", "ucb", "ts")
+
 
 def instance_preset(name: str, horizon: int) -> InstanceSpec:
     if name not in INSTANCE_PRESETS:
@@ -217,8 +221,6 @@ class CaseConfig:
         if self.constrained and self.design.distribution:
             raise SpecError("constrained", True, "false for distribution (D) designs")
         if self.single_round:
-            from bandit_bench.core.single_round import HISTORY_SOURCES
-
             if self.single_round not in HISTORY_SOURCES:
                 raise SpecError("single_round", self.single_round, f"one of {', '.join(HISTORY_SOURCES)}")
             if isinstance(self.history_length, bool) or not 1 <= self.history_length < self.instance.horizon:
@@ -391,8 +393,6 @@ SINGLE_ROUND_LENGTH = 30
 
 
 def _single_round() -> list[CaseConfig]:
-    from bandit_bench.core.single_round import HISTORY_SOURCES
-
     out = []
     for design in SINGLE_ROUND_DESIGNS:
         for source in HISTORY_SOURCES:

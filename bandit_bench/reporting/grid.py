@@ -15,7 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GRID_STATS", "Grid", "GridCell", "grid_markdown", "paper_grids"]
+__all__ = [
+    "GRID_STATS",
+    "Grid",
+    "GridCell",
+    "grid_markdown",
+    "paper_grids",
+    "report_preface",
+    "single_round_grids",
+]
 
 # (summary column, short header, long name), in the order of the paper's tables.
 GRID_STATS: tuple[tuple[str, str, str], ...] = (
@@ -234,3 +242,9 @@ def single_round_markdown(grids: Sequence[Grid]) -> str:
             out.append("| " + " | ".join([row.label, *(c.text for c in row.cells)]) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def report_preface(summary: Sequence[Mapping[str, Any]]) -> str:
+    """What opens report.md: the paper's grid and the single-round screen, where the run has them."""
+    parts = (grid_markdown(paper_grids(summary)), single_round_markdown(single_round_grids(summary)))
+    return "\n".join(p for p in parts if p)

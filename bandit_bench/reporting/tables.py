@@ -605,20 +605,14 @@ def metadata_markdown(run: Mapping[str, Any]) -> str:
     return "\n".join(f"- {label}: {value}" for label, value in metadata_lines(run))
 
 
-def render_markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> str:
-    from bandit_bench.reporting.grid import (
-        grid_markdown,
-        paper_grids,
-        single_round_grids,
-        single_round_markdown,
-    )
-
-    grids = "\n".join(
-        t for t in (grid_markdown(paper_grids(rows)), single_round_markdown(single_round_grids(rows))) if t
-    )
+def render_markdown(
+    rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None, preface: str = ""
+) -> str:
+    """report.md; ``preface`` (the grids of :mod:`~bandit_bench.reporting.grid`) goes first."""
+    grids = preface.rstrip("\n")
     return (
         "# bandit-bench report\n\n"
-        + (grids + "\n## Per config\n\n" if grids else "")
+        + (grids + "\n\n## Per config\n\n" if grids else "")
         + "Per config, the models, then the paper's published rows for it (`paper/*`, verdict "
         "`published`: its own numbers for the same design, instance and horizon, transcribed from its "
         "tables, `source` in summary.json, never measured here); then per instance the classic "

@@ -68,10 +68,11 @@ def write_reports(
 
 
 def _rendered(data: ReportData) -> dict[str, str]:
+    from bandit_bench.reporting.grid import report_preface
     from bandit_bench.reporting.html import render_html
 
     return {
-        "report.md": render_markdown(data.summary, data.run),
+        "report.md": render_markdown(data.summary, data.run, report_preface(data.summary)),
         "report.html": render_html(data.summary, data.steps, data.run),
     }
 

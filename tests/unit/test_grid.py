@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from bandit_bench.core.specs import BUILTIN_CONFIGS
-from bandit_bench.reporting.grid import grid_markdown, paper_grids
+from bandit_bench.reporting.grid import grid_markdown, paper_grids, report_preface
 from bandit_bench.reporting.published import published_records
 from bandit_bench.reporting.scale import scale_records
 from bandit_bench.reporting.tables import render_markdown, summary_rows
@@ -82,7 +82,7 @@ def test_the_grid_opens_report_md_and_report_html(tmp_path) -> None:
     from bandit_bench.reporting.writer import write_reports
 
     records = _records("BNRN0-hard-T100", "BSSC~0-hard-T100")
-    md = render_markdown(summary_rows(records))
+    md = render_markdown(summary_rows(records), preface=report_preface(summary_rows(records)))
     assert md.startswith("# bandit-bench report\n\n## The grid as the paper prints it\n")
     assert md.index("**buttons, K = 5, delta = 0.2, T = 100**") < md.index("## Per config")
     table = grid_markdown(paper_grids(summary_rows(records)))
