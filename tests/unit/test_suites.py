@@ -121,6 +121,9 @@ def test_shell_patterns_select_configs() -> None:
     assert expand_config_names(["BSSCt0-*"], settings) == [
         "BSSC~0-hard-T100",
         "BSSC~0-hard-T200",
+        "BSSC~0-hard-T100-single-uniform",
+        "BSSC~0-hard-T100-single-ucb",
+        "BSSC~0-hard-T100-single-ts",
         "BSSC~0-hard-T25",
     ]
     assert expand_config_names(["my-*"], settings) == ["my-BSxx"]
