@@ -12,7 +12,9 @@ from bandit_bench.core.specs import BUILTIN_CONFIGS, SUITES, SpecError
 from bandit_bench.reporting.evaluation import case_record
 from bandit_bench.running.runner import RunOptions, run_case
 
-CASSETTES = Path(__file__).parents[2] / "cassettes"
+# Beside cassettes/, not in it: a plain run discovers its models from cassettes/, and the
+# simulator is no model to benchmark by default.
+CASSETTES = Path(__file__).parents[2] / "cassettes-simulator"
 SIM = "sim/greedy-reader"  # the local simulator's greedy policy: never a real model's name
 
 
