@@ -101,6 +101,8 @@ class ConfigSection:
     facts: str
     image: str | None
     note: str
+    # The other exploration panels (reporting/panels.py), folded away on the page.
+    details: str | None = None
 
 
 # ---------------------------------------------------------------------------- colours
@@ -714,6 +716,7 @@ def render_html(
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
     from bandit_bench.reporting.grid import GRID_STATS, SINGLE_ROUND_STATS, paper_grids, single_round_grids
+    from bandit_bench.reporting.panels import exploration_figure
     from bandit_bench.reporting.provenance import metadata_lines
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
@@ -739,18 +742,27 @@ def render_html(
             f"* {r['model']}: {r['request_note']}" for r in rows if isinstance(r.get("request_note"), str)
         ]
         note = " ".join([note, *marked]).strip()
-        job = None
+        job = details = None
         if with_data:
             job = len(jobs)
             jobs.append(functools.partial(_png_of, config_figure, with_data, colours))
-        parts.append((config, config_facts(rows[0]), job, note))
+            # The other exploration panels (reporting/panels.py), folded away on the page.
+            details = len(jobs)
+            jobs.append(functools.partial(_png_of, exploration_figure, with_data, colours))
+        parts.append((config, config_facts(rows[0]), job, note, details))
     panels = scatter_panels(summary)
     if panels:
         jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
     images = draw_figures(jobs)
     sections = [
-        ConfigSection(config, facts, None if job is None else images[job], note)
-        for config, facts, job, note in parts
+        ConfigSection(
+            config,
+            facts,
+            None if job is None else images[job],
+            note,
+            None if details is None else images[details],
+        )
+        for config, facts, job, note, details in parts
     ]
     scatter = images[-1] if panels else None
     prompt = sum(int(r.get("prompt_tokens") or 0) for r in summary)

@@ -405,12 +405,14 @@ def test_page_in_headless_chromium(browser_report: Path, tmp_path: Path, width: 
     assert "data-images" in attrs, f"the page's load script did not run: <body{body.group(1)}>"
     # The window is as wide as asked, less a scrollbar at most.
     assert width - 20 <= int(attrs["data-viewport-width"]) <= width
-    expected_images = len(CONFIGS) + 1
+    # Per config its Figure 1 panels and the folded exploration panels; then the scatter.
+    expected_images = 2 * len(CONFIGS) + 1
     assert attrs["data-images"] == str(expected_images)
     assert attrs["data-images-loaded"] == str(expected_images), "an embedded image failed to decode"
     summary = json.loads((browser_report / "summary.json").read_text())["rows"]
-    # One row per model x config, and one per baseline and instance (the two configs differ in T).
+    # One row per model x config, and one per baseline and instance (the two configs differ in T),
+    # and per instance UCB, TS and Greedy over 1000 episodes.
     models = [r for r in summary if r["kind"] == "model"]
-    assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES))
+    assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES) + len(CONFIGS) * 3)
     # Nothing wider than the window, no table that scrolls sideways: the verdict column is on screen.
     assert attrs["data-overflow"] == "none"

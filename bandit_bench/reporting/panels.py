@@ -1,0 +1,138 @@
+"""The paper's other exploration panels, per config, folded away on the report page.
+
+- K*MinFrac(t) over t (Figure 6, centre): K times the smallest share of the first t pulls any
+  arm got, averaged over episodes; 0 while some arm is untried.
+- The best arm's share of the first t pulls, one line per episode (Figure 8).
+- The arms chosen at each t, one row per episode (Figure 18): who locks onto an arm, and when.
+
+Each figure is drawn from the data function beside it, which the tests check (not pixels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bandit_bench.core.metrics import EpisodeBatch, on_best
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from bandit_bench.reporting.tables import CaseEpisodes
+
+__all__ = ["ExplorationData", "exploration_data", "exploration_figure"]
+
+# Up to this many episodes per model in the arms trace and the per-episode lines: a page stays
+# readable, and the first episodes are the same instances for every model.
+MAX_TRACED = 20
+
+
+@dataclass(frozen=True)
+class ExplorationData:
+    t: np.ndarray  # 1..T
+    k_min_frac: np.ndarray  # (T,) mean over episodes of K * min_a n_a(t) / t
+    best_share: np.ndarray  # (N, T) share of the first t pulls on the episode's best arm
+    arms: np.ndarray  # (N, T) the arm pulled at each step
+
+
+def exploration_data(batch: EpisodeBatch) -> ExplorationData:
+    """The three panels' data for one model's episodes."""
+    n, horizon, k = batch.n, batch.horizon, batch.k
+    t = np.arange(1, horizon + 1)
+    onehot = np.zeros((n, horizon, k), dtype=np.int64)
+    onehot[np.arange(n)[:, None], np.arange(horizon)[None, :], batch.arms] = 1
+    counts = onehot.cumsum(axis=1)  # (N, T, K): pulls of each arm up to and including t
+    k_min = (k * counts.min(axis=2) / t[None, :]).mean(axis=0)
+    best_share = on_best(batch).cumsum(axis=1) / t[None, :]
+    return ExplorationData(t=t, k_min_frac=k_min, best_share=best_share, arms=batch.arms.copy())
+
+
+# The report's figure resolution and line styles (as reporting/html.py draws Figure 1), kept
+# here so that this module and html.py do not import each other.
+DPI = 90
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _style(model: str, colours: Mapping[str, str]) -> dict[str, Any]:
+    baseline = model.startswith("baseline/")
+    return {
+        "color": colours[model],
+        "linestyle": "--" if baseline else "-",
+        "linewidth": 1.4 if baseline else 2.2,
+    }
+
+
+def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
+    """K*MinFrac(t), best-arm share per episode, and the arms trace, for one config's cases."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
+    fig = _new_figure(12.0, 3.9)
+    fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.3)
+    ax_kmin, ax_best, ax_arms = fig.subplots(1, 3)
+    horizon, k = cases[0].batch.horizon, cases[0].batch.k
+    handles: list[object] = []
+    traces: list[np.ndarray] = []
+    ticks: list[tuple[float, str]] = []
+    for case in cases:
+        data = exploration_data(case.batch)
+        style = _style(case.model, colours)
+        ax_kmin.plot(data.t, data.k_min_frac, label=case.model, **style)
+        handles.append(Line2D([], [], label=f"{case.model} (N={case.batch.n})", **style))
+        shown = data.best_share[:MAX_TRACED]
+        for row in shown:
+            ax_best.plot(
+                data.t, row, color=style["color"], linestyle=style["linestyle"], linewidth=0.9, alpha=0.6
+            )
+        start = sum(len(x) for x in traces) + len(traces)  # one blank row between models
+        traces.append(data.arms[:MAX_TRACED])
+        ticks.append((start + (len(shown) - 1) / 2, case.model))
+    # Arms trace: episodes as rows (a blank row between models), colour = arm.
+    rows = []
+    for i, block in enumerate(traces):
+        if i:
+            rows.append(np.full((1, horizon), np.nan))
+        rows.append(block.astype(float))
+    image = np.vstack(rows)
+    palette = ["#1f77b4", "#2ca02c", "#d62728", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    cmap = ListedColormap([palette[i % len(palette)] for i in range(k)]).with_extremes(bad="#ffffff")
+    ax_arms.imshow(
+        np.ma.masked_invalid(image),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=k - 0.5,
+        extent=(0.5, horizon + 0.5, image.shape[0] - 0.5, -0.5),
+    )
+    ax_arms.set_yticks([p for p, _ in ticks], [m.split("/")[-1][:18] for _, m in ticks], fontsize=7)
+    ax_kmin.set(
+        title="K*MinFrac up to t",
+        xlabel="t",
+        ylabel="mean over episodes",
+        xlim=(1, horizon),
+        ylim=(-0.02, 1.02),
+    )
+    ax_best.set(
+        title="best arm's share of the first t pulls",
+        xlabel=f"t (one line per episode, first {MAX_TRACED})",
+        ylabel="share",
+        xlim=(1, horizon),
+        ylim=(-0.02, 1.02),
+    )
+    ax_arms.set(title="arm chosen at t (one row per episode)", xlabel="t (colour: arm index)")
+    for ax in (ax_kmin, ax_best):
+        ax.grid(alpha=0.3)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    return fig
