@@ -103,8 +103,9 @@ def test_unchecked_thresholds_say_so(report_dir: Path) -> None:
 
 
 def test_one_image_per_config_plus_the_scatter_all_embedded(html: str) -> None:
+    # Per config Figure 1's panels and the folded exploration panels; then the scatter.
     images = re.findall(r'<img [^>]*src="([^"]*)"', html)
-    assert len(images) == len(CONFIGS) + 1
+    assert len(images) == 2 * len(CONFIGS) + 1
     assert all(src.startswith("data:image/png;base64,") for src in images)
     # Self-contained: nothing to fetch.
     assert not re.search(r'(src|href)="(https?:)?//', html)
@@ -141,7 +142,7 @@ def test_a_case_without_complete_episodes_is_named_not_plotted(report_dir: Path)
     steps = [s for s in data.steps if s["model"] != FAKE or s["config"] != CONFIGS[0].name]
     page = render_html(data.summary, steps, data.run)
     assert f"No complete episode for {FAKE}: left out of the plots." in page
-    assert len(re.findall(r"<img ", page)) == len(CONFIGS) + 1
+    assert len(re.findall(r"<img ", page)) == 2 * len(CONFIGS) + 1
 
 
 def test_bands() -> None:
@@ -410,9 +411,8 @@ def test_page_in_headless_chromium(browser_report: Path, tmp_path: Path, width: 
     assert attrs["data-images"] == str(expected_images)
     assert attrs["data-images-loaded"] == str(expected_images), "an embedded image failed to decode"
     summary = json.loads((browser_report / "summary.json").read_text())["rows"]
-    # One row per model x config, and one per baseline and instance (the two configs differ in T),
-    # and per instance UCB, TS and Greedy over 1000 episodes.
+    # One row per model x config, and one per baseline and instance (the two configs differ in T).
     models = [r for r in summary if r["kind"] == "model"]
-    assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES) + len(CONFIGS) * 3)
+    assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES))
     # Nothing wider than the window, no table that scrolls sideways: the verdict column is on screen.
     assert attrs["data-overflow"] == "none"
