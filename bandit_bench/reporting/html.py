@@ -475,8 +475,34 @@ def scatter_panels(rows: Sequence[Mapping[str, Any]], sweep: bool = True) -> lis
 _KIND_MARKERS = {"model": "o", "baseline": "s", "published": "*"}
 
 
-def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str]) -> None:
+def scatter_numbers(panel: ScatterPanel) -> list[Any]:
+    """The numbers of a panel's points and where they go (reporting/panels.py)."""
+    from bandit_bench.reporting.panels import place_numbers
+
+    return place_numbers([(p.x, p.y, p.label) for p in panel.points])
+
+
+def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str], placed: Any = None) -> None:
     colour = colours.get(p.model, "#444444")
+    # Rows merged into this spot keep their own markers too (a published star under a model's
+    # circle on the very same spot), so no row's marker disappears.
+    drawn = {(p.kind, p.model)}
+    for kind, model, _ in p.members:
+        if (kind, model) in drawn:
+            continue
+        drawn.add((kind, model))
+        other = colours.get(model, "#444444")
+        ax.scatter(
+            [p.x],
+            [p.y],
+            s={"model": 90, "baseline": 70, "published": 260}[kind],
+            marker=_KIND_MARKERS[kind],
+            facecolors="none" if kind == "baseline" else other,
+            edgecolors=other if kind != "published" else "#222222",
+            linewidths=1.6 if kind != "published" else 0.8,
+            zorder=1 if kind == "published" else 3,
+            alpha=0.6 if kind == "published" else 1.0,
+        )
     ax.scatter(
         [p.x],
         [p.y],
@@ -485,9 +511,27 @@ def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str]) -> None:
         facecolors="none" if p.kind == "baseline" else colour,
         edgecolors=colour if p.kind != "published" else "#222222",
         linewidths=1.6 if p.kind != "published" else 0.8,
-        zorder=3,
+        # The paper's large stars go under the measured markers, half see-through, so a model or
+        # baseline on the same spot stays visible.
+        zorder=2 if p.kind == "published" else 4,
+        alpha=0.6 if p.kind == "published" else 1.0,
         label=p.label,
     )
+    if placed is not None:
+        # A number by the marker; its label is in the list beside the plot (no overlaps).
+        ax.annotate(
+            str(placed.number),
+            (p.x, p.y),
+            xytext=placed.offset,
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+            color="#222222",
+            zorder=5,
+        )
+        return
     # Labels lean left near the right edge so they stay inside the panel.
     right = p.x > 0.6
     ax.annotate(
@@ -542,8 +586,9 @@ def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -
                     fontsize=7,
                     color="#6b6b10",
                 )
-        for p in panel.points:
-            _draw_point(ax, p, colours)
+        numbers = scatter_numbers(panel)
+        for p, placed in zip(panel.points, numbers, strict=True):
+            _draw_point(ax, p, colours, placed)
         ax.set(
             xlim=(-0.04, 1.04),
             ylim=(-0.04, 1.04),
@@ -773,6 +818,7 @@ def render_html(
         .get_template(TEMPLATE)
         .render(
             headers=HEADERS,
+            scatter_keys=[(panel.title, scatter_numbers(panel)) for panel in panels],
             grids=paper_grids(summary),
             grid_stats=GRID_STATS,
             single_grids=single_round_grids(summary),

@@ -136,3 +136,54 @@ def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
         ax.grid(alpha=0.3)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
     return fig
+
+
+# ---------------------------------------------------------------------------- scatter labels
+
+# Offsets (points) tried in turn for a point's number: the first whose spot is clear of the
+# numbers already placed in the panel wins.
+_OFFSETS: tuple[tuple[int, int], ...] = (
+    (7, 5),
+    (-7, 5),
+    (7, -11),
+    (-7, -11),
+    (0, 10),
+    (0, -15),
+    (12, 0),
+    (-12, 0),
+)
+# About how far apart (in data units of the 0..1 panels) two numbers must sit to stay legible.
+_CLEAR = 0.045
+
+
+@dataclass(frozen=True)
+class PlacedLabel:
+    number: int
+    offset: tuple[int, int]  # offset points from the marker
+    label: str
+
+
+def place_numbers(
+    points: Sequence[tuple[float, float, str]], points_per_unit: float = 300.0
+) -> list[PlacedLabel]:
+    """A number per point (1, 2, ...) and an offset for it that keeps it clear of the numbers
+    already placed and of the other markers; the labels themselves go in a list beside the plot,
+    so no label text can overlap another. ``points_per_unit``: display points per data unit."""
+    placed: list[tuple[float, float]] = []
+    markers = [(x, y) for x, y, _ in points]
+    out = []
+    for i, (x, y, label) in enumerate(points, start=1):
+        best = _OFFSETS[0]
+        best_gap = -1.0
+        for dx, dy in _OFFSETS:
+            spot = (x + dx / points_per_unit, y + dy / points_per_unit)
+            others = placed + [m for j, m in enumerate(markers) if j != i - 1]
+            gap = min((abs(spot[0] - a) + abs(spot[1] - b) for a, b in others), default=1.0)
+            if gap >= _CLEAR:
+                best = (dx, dy)
+                break
+            if gap > best_gap:
+                best, best_gap = (dx, dy), gap
+        placed.append((x + best[0] / points_per_unit, y + best[1] / points_per_unit))
+        out.append(PlacedLabel(i, best, label))
+    return out

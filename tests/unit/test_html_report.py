@@ -307,10 +307,12 @@ def test_points_on_the_same_spot_are_drawn_once_with_a_combined_label() -> None:
     }
     fig = scatter_figure([panel], colours_for(r["model"] for r in rows))
     ax = fig.axes[0]
-    # One marker per point (no stacked duplicates), each with its label written beside it.
-    assert len(ax.collections) == len(panel.points)
-    assert sorted(t.get_text() for t in ax.texts) == sorted(p.label for p in panel.points)
-    markers = {c.get_label(): c for c in ax.collections}
+    # One marker per point and per other model merged into it (the ucb square under the ts one:
+    # every row's marker stays visible), no stacked duplicates of one model (ts under two
+    # configs); each point numbered, its label in the list beside the plot.
+    assert len(ax.collections) == len(panel.points) + 1
+    assert sorted(t.get_text() for t in ax.texts) == [str(i) for i in range(1, len(panel.points) + 1)]
+    markers = {c.get_label(): c for c in ax.collections if not c.get_label().startswith("_")}
     assert (
         markers["ts, ucb"].get_facecolor().size == 0 or markers["ts, ucb"].get_facecolor()[0][3] == 0
     )  # hollow
