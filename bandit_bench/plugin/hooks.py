@@ -244,12 +244,14 @@ def _space_form_error(config: pytest.Config) -> str | None:
 def _block_network_error(config: pytest.Config, bench: Bench) -> str | None:
     if not config.getoption("block_network", default=False) or bench.opts.record_mode == "none":
         return None
+    from bandit_bench.recording.redaction import shown_url
+
     live = sorted({c.model for c in bench.cases if not c.model.startswith("baseline/")})
     if not live:
         return None
     return (
         f"--block-network with --record-mode={bench.opts.record_mode}: pytest-recording blocks every "
-        f"connection but vcrpy's own recordings, so the requests to {bench.opts.base_url} for "
+        f"connection but vcrpy's own recordings, so the requests to {shown_url(bench.opts.base_url)} for "
         f"{', '.join(live)} could not be recorded. Record without --block-network, then replay "
         "with it: --record-mode=none --block-network"
     )

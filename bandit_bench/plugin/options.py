@@ -183,9 +183,8 @@ class Options:
 
 def read_options(config: pytest.Config) -> Options:
     """Read and check every option; a bad value raises :class:`SpecError` naming it."""
-    from bandit_bench.recording.redaction import register_url
     from bandit_bench.running.credentials import key_problem, select_api_key
-    from bandit_bench.running.runner import DEFAULT_BASE_URL
+    from bandit_bench.running.runner import DEFAULT_BASE_URL, check_base_url
 
     root = config.rootpath
     for flag in ("cassette_dir", "report_dir"):
@@ -240,7 +239,7 @@ def read_options(config: pytest.Config) -> Options:
     from bandit_bench.running.profiles import parse_cli
 
     request_profile = parse_cli(opt(config, "request_profile", "bandit_request_profile", ""))
-    register_url(base_url)
+    check_base_url(base_url)
     api_key_env = opt(config, "api_key_env", "bandit_api_key_env", None)
     if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
         raise SpecError("--api-key-env", api_key_env, "the name of an environment variable, e.g. MY_API_KEY")

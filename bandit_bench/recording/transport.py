@@ -9,8 +9,11 @@ gets its own :class:`CassetteTransport`, handed to the openai client as ``http_c
   URL, so a replay does not depend on which base URL recorded it;
 * files are read and written with vcrpy's own serializer (``vcr.serialize``), so vcrpy can
   read what we write and the other way round;
-* the API key never reaches the file: only a whitelist of request headers is kept and key-like
-  query parameters are dropped;
+* the API key never reaches the file: only a whitelist of request headers is kept, the URL's
+  query is dropped but for public parameters (``api-version``), and a response is stored with
+  its body (redacted, decoded JSON included) and one header, ``Content-Type: application/json``;
+* a reply's body is read at most :data:`MAX_REPLY_BYTES` after decompression, a cassette is
+  written at most :data:`MAX_CASSETTE_BYTES` long: the limits replay reads with;
 * only complete, successful responses are recorded, and a cassette is written whole through a
   temporary file and ``os.replace`` or not at all.
 """
@@ -40,7 +43,14 @@ from bandit_bench.core.replies import (
     read_usage,
     should_not_retry,
 )
-from bandit_bench.recording.redaction import redact, redact_bytes, strip_userinfo
+from bandit_bench.recording.redaction import (
+    PUBLIC_QUERY_PARAMS,
+    redact,
+    redact_bytes,
+    redact_obj,
+    shown_url,
+    strip_userinfo,
+)
 
 if TYPE_CHECKING:
     import httpx2
@@ -56,7 +66,14 @@ _DROPPED_RESPONSE_HEADERS = (
     "set-cookie",
     "connection",
 )
-_SECRET_QUERY = re.compile(r"(key|token|secret|auth|password)", re.IGNORECASE)
+# What a recorded response keeps of its headers: replay needs the body's type and nothing else,
+# and a header a server sets is one more place a key could be echoed (split over two of them).
+_RECORDED_RESPONSE_HEADERS = {"Content-Type": ["application/json"]}
+
+# The most a reply's body may hold once decompressed. A chat completion of 800 tokens is ~5 KB,
+# a reasoning model's 32k-token answer ~150 KB; a gzip bomb (300 KB inflating to 300 MB) is
+# refused after reading this much, like any other reply that is not a usable chat completion.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 
 class CassetteError(Exception):
@@ -153,10 +170,73 @@ def canonical_body(body: bytes | str | None) -> str:
 
 
 def _scrub_uri(uri: str) -> str:
-    """The uri as stored: no ``user:password@``, no key-like query parameter."""
+    """The uri as stored: no ``user:password@``, no query parameter but the public ones."""
     parts = urlsplit(strip_userinfo(uri))
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_QUERY.search(k)]
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() in PUBLIC_QUERY_PARAMS
+    ]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def read_capped_body(response: httpx2.Response, request: httpx2.Request) -> bytes:
+    """A network response's body, decompressed, refused once it passes :data:`MAX_REPLY_BYTES`.
+
+    httpx inflates a gzip body without bound (a 300 KB reply took 9 GB). Here the raw stream is
+    inflated with ``max_length``, so no step holds more than the cap; a body over it is refused
+    as an unusable reply (the client retries it like any malformed answer, it is never stored).
+    """
+    import zlib
+
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    decoder: Any = None
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    elif encoding not in ("", "identity"):
+        raise _unusable_response(
+            f"HTTP {response.status_code} from {shown_url(str(request.url))}: content-encoding "
+            f"{encoding!r}, but only gzip was asked for (Accept-Encoding: gzip)",
+            request,
+        )
+    chunks: list[bytes] = []
+    size = 0
+
+    def too_big() -> Exception:
+        return _unusable_response(
+            f"HTTP {response.status_code} from {shown_url(str(request.url))}: the reply's body is "
+            f"more than {MAX_REPLY_BYTES} bytes (decompressed); it was not read further",
+            request,
+        )
+
+    try:
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                if decoder is None:
+                    out, pending = pending, b""
+                else:
+                    out = decoder.decompress(pending, MAX_REPLY_BYTES + 1 - size)
+                    pending = decoder.unconsumed_tail
+                size += len(out)
+                if size > MAX_REPLY_BYTES:
+                    raise too_big()
+                chunks.append(out)
+        if decoder is not None:
+            out = decoder.flush()
+            size += len(out)
+            if size > MAX_REPLY_BYTES:
+                raise too_big()
+            chunks.append(out)
+    except zlib.error as err:
+        raise _unusable_response(
+            f"HTTP {response.status_code} from {shown_url(str(request.url))}: the {encoding} body "
+            f"does not decompress ({err})",
+            request,
+        ) from None
+    finally:
+        response.close()
+    return b"".join(chunks)
 
 
 def _is_recordable(status: int, content: bytes) -> bool:
@@ -384,8 +464,11 @@ def _diagnose(text: str) -> str | None:
 
 
 # A cassette of 1000 steps with long chain-of-thought replies is a few MB; anything this large
-# is not one of ours, and reading it whole could exhaust memory.
+# is not one of ours, and reading it whole could exhaust memory. Recording stops an episode
+# whose cassette would grow past it (see CassetteTransport._append).
 MAX_CASSETTE_BYTES = 256 * 1024 * 1024
+# The file's share of one interaction besides the two bodies: uri, headers, indentation.
+_INTERACTION_OVERHEAD = 1024
 
 
 class _NotACassette(ValueError):
@@ -458,6 +541,11 @@ def _check_interaction(i: int, req: Any, resp: Any) -> None:
                 f"interaction {i + 1}: response header {name!r} holds {_show(value)}, not text"
             )
     body = resp["body"]["string"]
+    if len(body) > MAX_REPLY_BYTES:
+        raise _NotACassette(
+            f"interaction {i + 1}: the response body holds {len(body)} bytes, more than the "
+            f"{MAX_REPLY_BYTES} a reply may hold"
+        )
     # A hand-edited answer that is no chat completion would reach the client: refuse it here.
     problem = _unusable_reason(body.encode("utf-8") if isinstance(body, str) else body)
     if problem is not None:
@@ -470,9 +558,10 @@ def serialize_cassette(requests: list[Any], responses: list[dict[str, Any]]) -> 
     from vcr.serializers import jsonserializer
 
     # The last line of defence: whatever slipped past the header filters (a key the server
-    # echoed somewhere unexpected) is replaced in the text that reaches the disk.
-    text: str = redact(serialize({"requests": requests, "responses": responses}, jsonserializer))
-    return text
+    # echoed somewhere unexpected) is replaced in what reaches the disk, string by string (a
+    # short secret replaced in the JSON text could break its structure), in vcrpy's layout.
+    text = serialize({"requests": requests, "responses": responses}, jsonserializer)
+    return json.dumps(redact_obj(json.loads(text)), indent=4) + "\n"
 
 
 def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any]]) -> None:
@@ -533,6 +622,7 @@ class CassetteTransport:
         self._responses: list[dict[str, Any]] = []
         self.recorded = 0
         self.replayed = 0
+        self._bytes = 0  # what the interactions recorded so far add to the cassette file
         # Asked before each request that goes to the API, told after (spend.SpendGuard: --max-cost).
         self.guard: Any = None
         # --max-rpm / --max-tpm: a ratelimit.LimitGuard asked before each request to the API.
@@ -607,6 +697,14 @@ class CassetteTransport:
             if bound is not None:
                 self.guard.after(bound, None)  # outcome unknown: charged at its bound
             raise
+        if len(content) > MAX_REPLY_BYTES:
+            if bound is not None:
+                self.guard.after(bound, None)
+            raise _unusable_response(
+                f"HTTP {response.status_code} from {shown_url(str(request.url))}: the reply's body is "
+                f"{len(content)} bytes, more than the {MAX_REPLY_BYTES} a reply may hold",
+                request,
+            )
         if bound is not None:
             self.guard.after(bound, response.status_code, content)
         # A server may echo the key (or the URL's password) in the body or a header: the client,
@@ -620,18 +718,26 @@ class CassetteTransport:
             paid = paid_tokens(content)
             if paid and not why.startswith(ERROR_INSIDE_200):
                 raise MalformedPaidReply(
-                    f"HTTP {response.status_code} from {request.url} is not a chat completion ({why}), "
+                    f"HTTP {response.status_code} from {shown_url(str(request.url))} is not a chat "
+                    f"completion ({why}), "
                     f"yet it was billed ({paid} output tokens): not retried, since asking again would "
                     f"pay again for the same answer (--max-cost charges it): {excerpt!r}"
                 )
             raise _unusable_response(
-                f"HTTP {response.status_code} from {request.url} is not a chat completion "
+                f"HTTP {response.status_code} from {shown_url(str(request.url))} is not a chat completion "
                 f"({why}): {excerpt!r}",
                 request,
             )
-        headers = [
-            (k, redact(v)) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS
-        ]
+        if 200 <= response.status_code < 300:
+            # What replay will give: the recorded headers (the body may have been re-encoded).
+            headers = [(k, v) for k, vs in _RECORDED_RESPONSE_HEADERS.items() for v in vs]
+        else:
+            # An error keeps its headers (Retry-After paces the client's retries).
+            headers = [
+                (k, redact(v))
+                for k, v in response.headers.items()
+                if k.lower() not in _DROPPED_RESPONSE_HEADERS
+            ]
         now = time.time()
         final = should_not_retry(response.status_code, content, dict(response.headers.items()), now)
         if self.limiter is not None and not final:
@@ -650,16 +756,23 @@ class CassetteTransport:
         from vcr.request import Request
 
         headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_REQUEST_HEADERS}
+        # What this interaction adds to the file (JSON-escaped, indented): a cassette must stay
+        # under the size replay reads, or it would be written and never replayed.
+        added = len(json.dumps(content.decode("utf-8", "replace"))) + len(
+            json.dumps(body.decode("utf-8", "replace"))
+        )
+        if self._bytes + added + _INTERACTION_OVERHEAD > MAX_CASSETTE_BYTES:
+            raise CassetteError(
+                f"cassette {self.path} would grow past {MAX_CASSETTE_BYTES} bytes, the most a replay "
+                f"reads, at request {len(self._requests) + 1}: the episode is stopped and not saved "
+                "(this reply was paid for). Lower the config's horizon or the design's max_tokens."
+            )
+        self._bytes += added + _INTERACTION_OVERHEAD
         self._requests.append(Request(request.method, _scrub_uri(str(request.url)), body, headers))
-        resp_headers: dict[str, list[str]] = {}
-        for k, v in response.headers.items():
-            # Replay needs none of a response's credential-like headers (www-authenticate, ...).
-            if k.lower() not in _DROPPED_RESPONSE_HEADERS and not _SECRET_QUERY.search(k):
-                resp_headers.setdefault(k, []).append(redact(v))
         self._responses.append(
             {
                 "status": {"code": response.status_code, "message": response.reason_phrase},
-                "headers": resp_headers,
+                "headers": {k: list(v) for k, v in _RECORDED_RESPONSE_HEADERS.items()},
                 "body": {"string": content},
             }
         )

@@ -11,8 +11,12 @@ anything else (a local server, a proxy)     no key
 =========================================  ==========================================
 
 ``--api-key`` wins over ``--api-key-env``. The host is compared exactly (``openrouter.ai`` or
-a subdomain of it), never searched for in the URL, and only over https: a key read from the
-environment is never sent in clear text or to a look-alike host.
+a subdomain of it, case and a trailing dot aside), never searched for in the URL, and only over
+https: a key read from the environment is never sent in clear text or to a look-alike host
+(``evilopenrouter.ai``, ``openrouter.ai.evil.com``, ``api.openai.com@evil.com``, IDN
+spellings). The host is the one both Python's URL parser and httpx (which sends the request)
+read; where they disagree no key is chosen. A redirect is never followed (the client is built
+with httpx's default ``follow_redirects=False``), so the key cannot follow one to another host.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ _PROVIDERS = (("openrouter.ai", OPENROUTER_ENV), ("api.openai.com", OPENAI_ENV))
 
 
 def _host(base_url: str) -> tuple[str, str]:
+    import httpx2
+
     try:
         parts = urlsplit(base_url)
-        return parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
-    except ValueError:
+        host = (parts.hostname or "").lower().rstrip(".")
+        sent_to = httpx2.URL(base_url).host.lower().rstrip(".")
+    except (ValueError, httpx2.InvalidURL):
         return "", ""
+    return (parts.scheme.lower(), host) if host == sent_to else ("", "")
 
 
 def provider_key_env(base_url: str) -> str | None:

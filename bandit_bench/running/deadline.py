@@ -156,18 +156,31 @@ class DeadlineTransport:
         self.inner._pool = httpcore2.ConnectionPool(ssl_context=context, network_backend=backend())
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        import httpx2
+
+        from bandit_bench.recording.transport import read_capped_body
+
         _current.deadline = time.monotonic() + self.timeout
         _current.limit = self.timeout
         _current.cancel = self.cancel
         try:
             _time_left(None)  # a cancelled run sends nothing more (a retry after a backoff sleep)
             response = self.inner.handle_request(request)
-            try:
-                response.read()  # the body too is inside the deadline
-            except BaseException:
-                response.close()
-                raise
-            return response
+            # The body too is inside the deadline, and read decompressed up to a cap (a gzip
+            # bomb is refused, not inflated): the reply goes on already decoded.
+            content = read_capped_body(response, request)
+            headers = [
+                (k, v)
+                for k, v in response.headers.items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+            return httpx2.Response(
+                response.status_code,
+                headers=headers,
+                content=content,
+                request=request,
+                extensions=response.extensions,
+            )
         finally:
             _current.deadline = None
             _current.cancel = None

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from bandit_bench.core.agents.base import AgentError, Decision, EpisodeContext
 from bandit_bench.core.parsing import parse_completion_reply
@@ -26,7 +27,7 @@ from bandit_bench.core.replies import (
     read_reply,
 )
 from bandit_bench.core.specs import DesignSpec
-from bandit_bench.recording.redaction import Secret, redact
+from bandit_bench.recording.redaction import Secret, redact, shown_url
 from bandit_bench.recording.transport import CassetteError, MalformedPaidReply, UnusableResponse
 from bandit_bench.running.profiles import LEGACY_PROFILE, RequestProfile, answer_from_json, build_request
 
@@ -70,6 +71,11 @@ def make_client(
 
     if isinstance(api_key, str):
         api_key = Secret(api_key, "the api_key argument")
+    # A query in the base URL (Azure's ?api-version=, a gateway's ?api-key=) goes on every request
+    # as the client's default_query: left in base_url, the client appends the endpoint's path
+    # after it ("?api-version=1chat/completions").
+    base_url, _, query = base_url.partition("?")
+    default_query = dict(parse_qsl(query.partition("#")[0], keep_blank_values=True)) or None
     # gzip only: every recorded body can then be stored decoded, whatever the server supports.
     http_client = httpx2.Client(
         transport=transport,
@@ -80,6 +86,10 @@ def make_client(
             if key_header == "api-key"
             else ([] if api_key else [_drop_placeholder_auth])
         },
+        # Never follow a redirect: the Authorization header (or a key in the query) would go with
+        # it to whichever host it names. A 3xx is an error of the endpoint (httpx's default; the
+        # openai client's own default client would follow).
+        follow_redirects=False,
     )
     return OpenAI(
         base_url=base_url,
@@ -87,6 +97,7 @@ def make_client(
         # endpoint. A callable keeps the key out of the client's constructor arguments.
         api_key=api_key.reveal if api_key else NO_KEY_PLACEHOLDER,
         http_client=http_client,
+        default_query=default_query,
         max_retries=max_retries,
         timeout=timeout,
     )
@@ -201,7 +212,7 @@ class LLMAgent:
                 ) from None
             kind = "timed out" if isinstance(err, openai.APITimeoutError) else "connection failed"
             raise AgentError(
-                f"model {self.model}: request to {err.request.url} {kind} after "
+                f"model {self.model}: request to {shown_url(str(err.request.url))} {kind} after "
                 f"{_retries_made(err)} retries ({_describe_cause(cause)}). "
                 "Check --base-url and the network, or raise --max-retries / --request-timeout."
             ) from None
@@ -238,7 +249,7 @@ class LLMAgent:
         # The client's own text quotes only a string message; an object (Mistral's 422) or
         # OpenRouter's metadata (moderation reasons, the provider's raw error) would be lost.
         words = clean(f"Error code: {status} - {detail}" if detail else err.message)
-        head = f"model {self.model}: HTTP {status} from {err.request.url}"
+        head = f"model {self.model}: HTTP {status} from {shown_url(str(err.request.url))}"
         headers = dict(err.response.headers.items()) if getattr(err, "response", None) is not None else {}
         reset = daily_cap_reset(status, body, headers, time.time())
         if reset is not None:

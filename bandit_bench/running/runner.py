@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bandit_bench.core.agents.base import AgentError
 from bandit_bench.core.specs import CaseConfig, SpecError
-from bandit_bench.recording.redaction import Secret, redact, register_url, strip_userinfo
+from bandit_bench.recording.redaction import Secret, redact, register_url
 from bandit_bench.recording.transport import CassetteError
 from bandit_bench.running.credentials import key_env_for, key_help, key_problem
 
@@ -92,16 +92,55 @@ class RunOptions:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
             # inf or 1e300 would overflow a socket timeout mid-run
             raise SpecError("request_timeout", timeout, "a number of seconds in (0, 86400]")
+        check_base_url(self.base_url)
         if isinstance(self.api_key, str):
             object.__setattr__(
                 self, "api_key", Secret(self.api_key, "RunOptions.api_key") if self.api_key else None
             )
-        register_url(self.base_url)
 
     def __repr__(self) -> str:
         # pytest -l prints locals: neither the key nor a password in the URL may show.
         inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return redact(f"RunOptions({inner})")
+
+
+def hint_url(base_url: str) -> str:
+    """``base_url`` as a hint may print it: credentials are used for the request, the hint shows
+    where they go (``USER:PASSWORD@``, ``?api-key=VALUE``), not what they are."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from bandit_bench.recording.redaction import PUBLIC_QUERY_PARAMS
+
+    parts = urlsplit(base_url.rstrip("/"))
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "USER:PASSWORD@" + netloc.rsplit("@", 1)[1]
+    query = [
+        (k, v if k.lower() in PUBLIC_QUERY_PARAMS else "VALUE")
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), urlencode(query), ""))
+    return f"'{url}'" if query else url
+
+
+def check_base_url(base_url: Any) -> None:
+    """Refuse a base URL no request could go to, without showing its credentials."""
+    from bandit_bench.recording.redaction import shown_url
+
+    allowed = "an http(s) URL such as https://openrouter.ai/api/v1 or http://127.0.0.1:8080/v1"
+    if not isinstance(base_url, str):
+        raise SpecError("--base-url", type(base_url).__name__, allowed)
+    register_url(base_url)  # before anything could print it
+    try:
+        parts = urlsplit(base_url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as err:
+        raise SpecError(
+            "--base-url", "(unparseable URL, not shown)", allowed, hint=f"It does not parse: {err}"
+        ) from None
+    if not ok:
+        raise SpecError("--base-url", shown_url(base_url), allowed)
 
 
 def is_baseline(model: str) -> bool:
@@ -150,10 +189,7 @@ def record_command(model: str, config: CaseConfig, opts: RunOptions | None = Non
     ``once`` for a missing cassette; ``rewrite`` for a stale one, which ``once`` would only
     replay again."""
     opts = opts or RunOptions()
-    base_url = opts.base_url.rstrip("/")
-    if "@" in urlsplit(base_url).netloc:
-        # The credentials were used for the request; the hint shows where they go, not what they are.
-        base_url = strip_userinfo(base_url).replace("://", "://USER:PASSWORD@", 1)
+    base_url = hint_url(opts.base_url)
     extra = "" if opts.cassette_dir == Path("cassettes") else f" --cassette-dir={opts.cassette_dir}"
     if model == "local/smollm2-135m-instruct" and base_url == DEFAULT_BASE_URL:
         return (

@@ -52,6 +52,9 @@ class SimReply:
     usage: dict[str, Any] | None = None
     # The whole JSON body of an error status (default: {"error": {"message", "code"}}).
     error_body: Any = None
+    # Send these bytes as the whole 200 body, as they are (another encoding, gzip, an escaped
+    # echo); ``headers`` say what they are (Content-Type, Content-Encoding).
+    raw: bytes | None = None
 
 
 Policy = Callable[[dict[str, Any], int], SimReply]
@@ -705,6 +708,8 @@ class Simulator:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        # The request line's target of each call (path and query).
+        self.paths: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         # Exceptions raised while answering (a policy that ran out of script, say), for tests to check.
@@ -811,6 +816,11 @@ class Simulator:
                     return
                 if reply.body is not None:
                     self._send(200, reply.body, reply.headers, drip=reply.drip)
+                    return
+                if reply.raw is not None:
+                    headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-type"}
+                    ctype = reply.headers.get("Content-Type", "application/json")
+                    self._send_raw(200, reply.raw, ctype, headers, reply.drip)
                     return
                 if reply.fault == "no-choices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []}, reply.headers)

@@ -170,6 +170,17 @@ def test_neither_the_key_nor_the_url_password_reaches_any_byte_written_or_printe
         ("https://api.openai.com/v1", {}, "OPENAI_API_KEY"),
         ("https://API.OpenAI.com./v1", {}, "OPENAI_API_KEY"),
         # look-alikes and clear text get nothing from the environment
+        ("https://evilopenrouter.ai/api/v1", {}, None),
+        ("https://openrouter.ai.evil.com/api/v1", {}, None),
+        ("https://api.openai.com@evil.com/v1", {}, None),
+        ("https://api.openai.com:443@evil.com/v1", {}, None),
+        ("https://openrouter.ai\\@evil.com/v1", {}, None),
+        ("https://OpenRouter.AI./api/v1", {}, "OPENROUTER_API_KEY"),
+        ("https://openr\u043euter.ai/api/v1", {}, None),  # a Cyrillic o
+        ("https://xn--openrutr-f0g.ai/api/v1", {}, None),  # an IDN spelling
+        ("https://openrouter\uff0eai/api/v1", {}, None),  # a full-width dot: the parsers disagree
+        ("https://api.openai.com.evil.com/v1", {}, None),
+        ("https://evil.com/v1#@api.openai.com", {}, None),
         ("https://openrouter.ai.example.com/v1", {}, None),
         ("https://example.com/openrouter.ai/v1", {}, None),
         ("https://evil.example/v1?u=https://api.openai.com", {}, None),
@@ -330,7 +341,7 @@ def test_the_transport_keeps_no_credential_of_any_kind(tmp_path: Path) -> None:
     transport = make_transport(path, "once", "https://api.example/v1", httpx2.MockTransport(upstream))
     client = httpx2.Client(transport=cast(httpx2.BaseTransport, transport))
     response = client.post(
-        f"https://api.example/v1/chat/completions?api_key={secret}&token={secret}&foo=bar",
+        f"https://api.example/v1/chat/completions?api_key={secret}&token={secret}&foo=bar&api-version=2024-06-01",
         json={"model": "m", "messages": []},
         headers={
             "Authorization": f"Bearer {secret}",
@@ -347,7 +358,8 @@ def test_the_transport_keeps_no_credential_of_any_kind(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert secret not in text
     [interaction] = json.loads(text)["interactions"]
-    assert interaction["request"]["uri"] == "https://api.example/v1/chat/completions?foo=bar"
+    # Every query parameter may be a credential (?code=, ?sig=) but the public api-version.
+    assert interaction["request"]["uri"] == "https://api.example/v1/chat/completions?api-version=2024-06-01"
     assert {k.lower() for k in interaction["request"]["headers"]} <= {
         "content-type",
         "accept",
@@ -397,3 +409,219 @@ def test_the_library_case_record_holds_no_echoed_key(tmp_path: Path) -> None:
     assert "your key is Bearer [redacted]" in text  # the echo is kept, redacted
     assert key not in text
     assert key[-12:] not in text
+
+
+# ---------------------------------------------------------------------------- round 3 (issue 21)
+
+
+def _escaped_echo_policy(sim: Simulator) -> Any:
+    """A server that echoes the key it was sent in every disguise: JSON-escaped (``\\/`` and
+    ``\\u00XX``), base64-encoded, split over two headers, and every other reply in UTF-16."""
+    import base64
+
+    answer = always(0)
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        auth = _headers(sim, call).get("authorization", "")
+        key = auth.split(" ", 1)[1] if " " in auth else auth
+        if body["model"] == "sim/echo":
+            # A 401 whose message quotes the query too, as a gateway's access log would.
+            return SimReply(status=401, content=f"bad key {key} for {sim.paths[call]}")
+        text = answer(body, call).content or ""
+        completion = {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": body["model"],
+            "system_fingerprint": "FP_SLASHED",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": f"{text} u:U_ESCAPED b64:{base64.b64encode(auth.encode()).decode()}",
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        }
+        raw = json.dumps(completion)
+        raw = raw.replace("FP_SLASHED", key.replace("/", "\\/"))
+        raw = raw.replace("U_ESCAPED", "".join(f"\\u{ord(c):04x}" for c in key))
+        half = len(key) // 2
+        headers = {"X-Key-Head": key[:half], "X-Key-Tail": key[half:]}
+        if call % 2:
+            headers["Content-Type"] = "application/json; charset=utf-16"
+            return SimReply(raw=raw.encode("utf-16"), headers=headers)
+        return SimReply(raw=raw.encode(), headers=headers)
+
+    return policy
+
+
+def _b64_cores(value: str) -> list[str]:
+    """The base64 spellings of ``value`` inside a longer text, at each byte alignment."""
+    import base64
+
+    raw = value.encode()
+    return [
+        base64.b64encode(b"\0" * s + raw).decode()[(s * 8 + 5) // 6 : ((s + len(raw)) * 8) // 6]
+        for s in range(3)
+    ]
+
+
+@pytest.mark.parametrize("key_kind", ["long-with-slash", "short"])
+def test_escaped_encoded_split_and_query_secrets_reach_no_byte_even_in_a_keyless_replay(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch, key_kind: str
+) -> None:
+    """Issue 21, points 1-3: a key in the base URL's query (?api-key=, ?code=, ?sig=), a key the
+    server echoes escaped, base64-encoded, split over two headers or in a UTF-16 body, and a key
+    of 5 characters. Recorded through the real client and sockets; then replayed in a new process
+    that knows no key (so nothing can redact there: what the cassette holds is what it writes),
+    and replayed with no server and a missing cassette (the "To record it" hint); every byte
+    written and printed is searched."""
+    key = f"sk/{secrets.token_hex(20)}" if key_kind == "long-with-slash" else secrets.token_hex(3)[:5]
+    query_key, code, sig = (f"q{secrets.token_hex(12)}", f"c{secrets.token_hex(10)}", secrets.token_hex(2))
+    decoys = _decoys(monkeypatch)
+    monkeypatch.setenv("SIM_KEY", key)
+    sim = Simulator()
+    sim.policy = _escaped_echo_policy(sim)
+    bench_project(PYPROJECT)
+    outputs: dict[str, str] = {}
+    query = f"?api-key={query_key}&code={code}&sig={sig}&api-version=2024-06-01"
+    with sim:
+        url = sim.base_url + query
+        result = pytester.runpytest(
+            "--model", "sim/secret,sim/echo", "--bandit-config", "tiny", "--record-mode=once",
+            "--base-url", url, "--api-key-env", "SIM_KEY", "--max-retries", "0", "-rA", "-v", "-l",
+            "--junitxml=rec.xml", "--report-dir=reports-rec", "--log-file=rec.log", "--log-file-level=DEBUG",
+        )  # fmt: skip
+        result.assert_outcomes(passed=1, failed=1)
+        outputs["rec"] = result.stdout.str() + result.stderr.str()
+        # The query travelled, whole, on every request (the client's default_query).
+        assert all(p.endswith(f"/chat/completions{query}") for p in sim.paths), sim.paths[0]
+        assert {_headers(sim, i).get("authorization") for i in range(sim.calls)} == {f"Bearer {key}"}
+    # The 401 names the endpoint with its query values hidden but the public one.
+    result.stdout.fnmatch_lines(
+        [
+            "*sim/echo*HTTP 401 from http://127.0.0.1:*/v1/chat/completions?api-key=[[]redacted[]]&code=[[]redacted[]]&sig=[[]redacted[]]&api-version=2024-06-01*"
+        ]
+    )
+    monkeypatch.delenv("SIM_KEY")
+    for var in decoys:
+        monkeypatch.delenv(var)
+    # A keyless replay in a process of its own: nothing registered, nothing to redact with.
+    replayed = pytester.runpytest_subprocess(
+        "--model", "sim/secret", "--bandit-config", "tiny", "--base-url", "http://127.0.0.1:9/v1",
+        "--report-dir=reports-replay", "--junitxml=replay.xml", "-rA", "-l",
+    )  # fmt: skip
+    replayed.assert_outcomes(passed=1)
+    outputs["replay"] = replayed.stdout.str() + replayed.stderr.str()
+    # No server, a missing cassette, a base URL with credentials in its query: the hint shows
+    # where they go, not what they are (stdout and junit XML).
+    hinted = pytester.runpytest_subprocess(
+        "--model", "sim/missing", "--bandit-config", "tiny", "--base-url", "http://127.0.0.1:9/v1" + query,
+        "--report-dir=reports-hint", "--junitxml=hint.xml",
+    )  # fmt: skip
+    hinted.assert_outcomes(failed=1)
+    outputs["hint"] = hinted.stdout.str() + hinted.stderr.str()
+    assert (
+        "--base-url='http://127.0.0.1:9/v1?api-key=VALUE&code=VALUE&sig=VALUE&api-version=2024-06-01'"
+        in outputs["hint"]
+    )
+    # A refused connection prints the URL the same way.
+    refused = pytester.runpytest_subprocess(
+        "--model", "sim/refused", "--bandit-config", "tiny", "--record-mode=once", "--max-retries=0",
+        "--base-url", "http://127.0.0.1:9/v1" + query, "--report-dir=reports-refused",
+    )  # fmt: skip
+    refused.assert_outcomes(failed=1)
+    outputs["refused"] = refused.stdout.str() + refused.stderr.str()
+    assert (
+        "request to http://127.0.0.1:9/v1/chat/completions?api-key=[redacted]&code=[redacted]"
+        in outputs["refused"]
+    )
+
+    steps = (pytester.path / "reports-replay" / "steps.jsonl").read_text(encoding="utf-8")
+    assert "u:[redacted] b64:" in steps  # the decoded echo was replaced, and replays as recorded
+    cassette = json.loads((pytester.path / "cassettes/sim/secret/tiny/000.json").read_text(encoding="utf-8"))
+    assert cassette["interactions"][0]["response"]["headers"] == {"Content-Type": ["application/json"]}
+    assert cassette["interactions"][0]["request"]["uri"].endswith("/chat/completions?api-version=2024-06-01")
+    needles = {"key": key, "query_key": query_key, "code": code, **decoys}
+    if len(key) >= 8:
+        needles.update({"key[-12:]": key[-12:], "key escaped": key.replace("/", "\\/")})
+        needles.update({f"key b64 {i}": core for i, core in enumerate(_b64_cores(f"Bearer {key}"))})
+    written = _everything_written(pytester.path)
+    for what, data in [
+        *((str(p), d) for p, d in written.items()),
+        *((k, v.encode()) for k, v in outputs.items()),
+    ]:
+        for name, needle in needles.items():
+            assert needle.encode() not in data, (name, what)
+        # A short key or sig is searched for as a token, as it is redacted.
+        import re
+
+        for name, short in (("short key", key), ("sig", sig)):
+            assert not re.search(
+                rb"(?<![A-Za-z0-9])" + re.escape(short.encode()) + rb"(?![A-Za-z0-9])", data
+            ), (name, what)
+
+
+def test_a_redirect_from_the_endpoint_is_not_followed_and_carries_no_key(
+    pytester: pytest.Pytester, bench_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, point 5: the endpoint answers 307 to another host; nothing reaches that host."""
+    key = f"sk-sim-{secrets.token_hex(16)}"
+    monkeypatch.setenv("SIM_KEY", key)
+    bench_project(PYPROJECT)
+    with Simulator(always(0)) as elsewhere:
+        target = elsewhere.base_url + "/chat/completions"
+        with Simulator(lambda body, call: SimReply(status=307, headers={"Location": target})) as sim:
+            result = pytester.runpytest(
+                "--model", "sim/redirect", "--bandit-config", "tiny", "--record-mode=once",
+                "--base-url", sim.base_url, "--api-key-env", "SIM_KEY", "--max-retries=0",
+            )  # fmt: skip
+            assert sim.calls == 2
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*episodes 0, 1: step 1 of 3: model sim/redirect: HTTP 307 from "
+            "http://127.0.0.1:*/v1/chat/completions (not retried)*"
+        ]
+    )
+    assert elsewhere.calls == 0
+    assert key not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://alice:{pw}@[::1/v1", "http://alice:{pw}@host:port/v1", "ftp://alice:{pw}@host/v1?api-key={pw}"],
+)
+def test_an_unusable_base_url_is_a_usage_error_that_does_not_show_its_password(
+    pytester: pytest.Pytester, bench_project: Any, url: str
+) -> None:
+    """Issue 21, point 4: no traceback, and -l shows no local holding the password."""
+    password = f"pw{secrets.token_hex(10)}"
+    bench_project(PYPROJECT)
+    result = pytester.runpytest(
+        "--model", "sim/x", "--bandit-config", "tiny", "--base-url", url.format(pw=password),
+        "-l", "--tb=long",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert "--base-url: got" in out and "expected an http(s) URL" in out
+    assert "Traceback" not in out and password not in out and password[-8:] not in out
+
+
+def test_the_block_network_clash_names_the_endpoint_without_its_credentials(
+    pytester: pytest.Pytester, bench_project: Any
+) -> None:
+    pytest.importorskip("pytest_recording")
+    password, query_key = f"pw{secrets.token_hex(10)}", f"q{secrets.token_hex(10)}"
+    bench_project(PYPROJECT)
+    result = pytester.runpytest(
+        "--model", "sim/x", "--bandit-config", "tiny", "--record-mode=once", "--block-network",
+        "--base-url", f"http://alice:{password}@127.0.0.1:9/v1?api-key={query_key}",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the requests to http://127.0.0.1:9/v1?api-key=[[]redacted[]] for sim/x*"])
+    assert password not in result.stderr.str() and query_key not in result.stderr.str()

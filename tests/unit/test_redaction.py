@@ -127,3 +127,28 @@ def test_log_records_are_redacted_whichever_handler_writes_them(monkeypatch: pyt
     assert seen[0].getMessage() == "sent [redacted] to the server"
     assert seen[0].name == log.name and seen[0].levelno == logging.WARNING  # the record is the record
     assert seen[1].msg == "a record whose arguments do not format: %d"  # left to logging to report
+
+
+def test_a_short_secret_is_replaced_as_a_whole_token_only() -> None:
+    short = "q" + secrets.token_hex(2)[:3]  # 4 characters
+    Secret(short, "UNIT_SHORT")
+    assert (
+        redact(f"key={short}&x; {short}. x{short} {short}9")
+        == f"key=[redacted]&x; [redacted]. x{short} {short}9"
+    )
+
+
+def test_echoed_spellings_of_a_key_are_replaced_escaped_decoded_and_base64() -> None:
+    import base64
+    import json
+
+    key = f"sk/{secrets.token_hex(16)}"
+    Secret(key, "UNIT_SLASH")
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    body = json.dumps({"a": "K1", "b": f"b64 {base64.b64encode(f'Bearer {key}'.encode()).decode()}"})
+    body = body.replace("K1", escaped)
+    out = redact_bytes(body.encode("utf-16"))
+    assert json.loads(out)["a"] == "[redacted]"
+    assert "[redacted]" in json.loads(out)["b"]
+    assert redact(key.replace("/", "\\/")) == "[redacted]"
+    assert key.encode() not in out
