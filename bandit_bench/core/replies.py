@@ -279,24 +279,41 @@ def _valid_unicode(text: str) -> str:
 # ---------------------------------------------------------------------------- usage and cost
 
 
+# The largest count or amount a reply may report: every whole number up to it is exact as a
+# float, which the report sums into (10**346 tokens overflowed that sum at the session's end).
+MAX_USAGE_NUMBER = 2**53
+
+
+def is_count(value: Any) -> bool:
+    """A token count a reply may report: absent, or a whole number in [0, MAX_USAGE_NUMBER]."""
+    return value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USAGE_NUMBER
+    )
+
+
+def is_amount(value: Any) -> bool:
+    """A cost a reply may report: a finite number in [0, MAX_USAGE_NUMBER] (an int of 400 digits
+    is compared as an int: ``math.isfinite`` would overflow converting it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= MAX_USAGE_NUMBER
+    return math.isfinite(value) and 0 <= value <= MAX_USAGE_NUMBER
+
+
 def _count(value: Any, name: str) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"usage.{name} {value!r} is not a whole number >= 0")
-    return value
+    if not is_count(value):
+        raise ValueError(f"usage.{name} {_show(value)} is not a whole number in [0, {MAX_USAGE_NUMBER}]")
+    return int(value)
 
 
 def _money(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} {value!r} is not a finite number >= 0")
+    if not is_amount(value):
+        raise ValueError(f"{name} {_show(value)} is not a finite number in [0, {MAX_USAGE_NUMBER}]")
     return float(value)
 
 
@@ -332,6 +349,8 @@ def read_usage(usage: Any) -> Usage:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"(a whole number of {len(str(abs(value)))} digits)"  # repr of a huge int is slow
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -50,6 +50,12 @@ def _require_unit(name: str, value: object, *, open_interval: bool = False) -> f
 
 # Drawn whole up front (float64 draws, then an int8 table): 10 million is ~90 MB per episode.
 MAX_REWARD_DRAWS = 10_000_000
+# A case keeps every step of its N episodes (trajectories, then the report's step rows): about
+# 530 bytes per step at its peak for a reference algorithm (measured: N = 10, T = 100,000, k = 5
+# peaked at 531 MB), more for a model whose raw replies are kept. A million steps per case keeps
+# one case near half a GB; the largest horizon with 10 episodes took 5.6 GB and failed after a
+# paid recording.
+MAX_CASE_STEPS = 1_000_000
 # How many arm names each scenario has (prompts.BUTTON_COLOURS, the letters A-Z); kept here so
 # that validating a config does not import the prompt renderer (numpy, jinja2).
 ARM_NAME_COUNTS = {"B": 20, "A": 26}
@@ -220,6 +226,16 @@ class CaseConfig:
         _require_unit("min_best_arm_rate", self.min_best_arm_rate)
         if self.constrained and self.design.distribution:
             raise SpecError("constrained", True, "false for distribution (D) designs")
+        steps = self.run.episodes * self.instance.horizon
+        if steps > MAX_CASE_STEPS:
+            raise SpecError(
+                "episodes x horizon",
+                f"{self.run.episodes} x {self.instance.horizon} = {steps:,} steps",
+                f"at most {MAX_CASE_STEPS:,} steps per case",
+                hint=f"A case keeps every step of its episodes in memory, about half a KB each "
+                f"(~{MAX_CASE_STEPS * 530 // 10**6} MB at the cap); checked before anything runs or is "
+                "paid for. Lower --episodes or --horizon",
+            )
         if self.single_round:
             if self.single_round not in HISTORY_SOURCES:
                 raise SpecError("single_round", self.single_round, f"one of {', '.join(HISTORY_SOURCES)}")

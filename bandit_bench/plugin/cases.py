@@ -68,12 +68,29 @@ def _legacy_folders(cassette_dir: Path) -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def recordings(cassette_dir: Path) -> list[Recording]:
+    """The case folders under ``cassette_dir`` (:func:`find_recordings`), each manifest's model id
+    checked: a bad one is blamed on its manifest, not on a ``--model`` nobody gave."""
+    found = find_recordings(cassette_dir)
+    for r in found:
+        try:
+            validate_model(r.model)
+        except SpecError as err:
+            raise SpecError(
+                f"the model of {r.folder / MANIFEST}",
+                r.model,
+                err.allowed,
+                hint="Restore the manifest from version control (git checkout -- FILE), or delete the folder",
+            ) from None
+    return found
+
+
 def discover_models(cassette_dir: Path) -> list[str]:
     """Models with cassettes, by the exact id in each case folder's manifest.
 
     A folder name is a file-safe spelling (``qwen2.5:0.5b`` -> ``qwen2.5_0.5b``) and cannot be
     read back as an id; only a folder from before manifests falls back to it."""
-    models = {r.model for r in find_recordings(cassette_dir)}
+    models = {r.model for r in recordings(cassette_dir)}
     models.update(model for model, _ in _legacy_folders(cassette_dir))
     return sorted(models)
 
@@ -81,7 +98,7 @@ def discover_models(cassette_dir: Path) -> list[str]:
 def recorded_configs(cassette_dir: Path, model: str, configs: dict[str, CaseConfig]) -> list[str]:
     """Config names recorded for ``model``: from manifests (override-made configs included), then
     known configs whose folder predates manifests."""
-    names = [r.config for r in find_recordings(cassette_dir) if r.model == model]
+    names = [r.config for r in recordings(cassette_dir) if r.model == model]
     legacy = {folder for m, folder in _legacy_folders(cassette_dir) if m == _model_folder(model)}
     names += [
         name for name, cfg in configs.items() if safe_component(cfg.name) in legacy and name not in names
@@ -187,9 +204,9 @@ def resolve_configs(
     cassette_dir: Path | None = None,
 ) -> list[CaseConfig]:
     out: list[CaseConfig] = []
-    recordings = find_recordings(cassette_dir) if cassette_dir is not None else []
-    for name in expand_config_names(names, settings, recordings):
-        base = settings.configs.get(name) or derive_config(name, settings, recordings)
+    found = recordings(cassette_dir) if cassette_dir is not None else []
+    for name in expand_config_names(names, settings, found):
+        base = settings.configs.get(name) or derive_config(name, settings, found)
         assert base is not None  # expand_config_names only passes names it can resolve
         cfg = base.with_overrides(episodes=episodes, horizon=horizon)
         if cfg not in out:

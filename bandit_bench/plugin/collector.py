@@ -228,9 +228,15 @@ class Collector:
             return
         state = budget.state()
         line = f"budget --max-cost ${budget.limit:g}: ${state['spent']:.4f} spent"
-        if state.get("refused"):
+        if state.get("over_bound"):
             line += (
-                f"; reached, {state['refused']} request(s) not sent. The budget stopped this run: complete "
+                f"; reached: {state['over_bound']}, {state.get('refused', 0)} request(s) not sent after it"
+            )
+        elif state.get("refused"):
+            line += f"; reached, {state['refused']} request(s) not sent"
+        if state.get("refused") or state.get("over_bound"):
+            line += (
+                ". The budget stopped this run: complete "
                 "episodes are saved. To resume, run the same command with a larger (or no) --max-cost "
                 "and --record-mode=once: it replays what is saved and records only what is missing."
             )

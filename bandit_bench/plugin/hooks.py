@@ -160,7 +160,10 @@ def _budget(config: pytest.Config, max_cost: float, cases: list[Case], settings:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker charges the controller's budget ledger."""
-    opts = node.config.stash[BENCH].opts
+    bench = node.config.stash.get(BENCH, None)
+    if bench is None:
+        return
+    opts = bench.opts
     if opts.budget is not None:
         node.workerinput[_LEDGER_KEY] = str(opts.budget.ledger)
     if opts.rate_limit is not None:
@@ -263,14 +266,19 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
-    misread = _space_form_error(config)
-    if misread:
-        raise pytest.UsageError(f"bandit-bench: {misread}")
+def ensure_bench(config: pytest.Config) -> Bench:
+    """The session's :class:`Bench`, built on first need; any problem is a usage error naming
+    the option or the file (a manifest, pyproject.toml). On the controller its Collector is
+    registered with it."""
+    bench = config.stash.get(BENCH, None)
+    if bench is not None:
+        return bench
+    from bandit_bench.recording.transport import CassetteError
+
     try:
         bench = _build(config)
-    except SpecError as err:
+    except (SpecError, CassetteError) as err:
+        # A damaged manifest found while discovering the recorded cases names its file.
         raise pytest.UsageError(f"bandit-bench: {err}") from None
     clash = _block_network_error(config, bench)
     if clash:
@@ -283,6 +291,44 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(collector, "bandit_bench_collector")
         if not config.getoption("collectonly"):
             collector.prepare_folders()
+    return bench
+
+
+class _LateController:
+    """Controller of an xdist run whose benchmark came into play only through a project test
+    using ``bandit_case`` (no option, no ini key): the workers built the cases while collecting;
+    the controller builds its Bench at the first case result, and hands that result on."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self.config
+        if BENCH in config.stash or not any(
+            name in (RESULT_KEY, CASSETTES_KEY) for name, _ in report.user_properties
+        ):
+            return
+        ensure_bench(config)
+        # Registered during this hook call, the collector is not among its callers: hand it on.
+        collector = config.pluginmanager.get_plugin("bandit_bench_collector")
+        if collector is not None:
+            collector.pytest_runtest_logreport(report)
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from bandit_bench.plugin.options import options_in_use
+
+    config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
+    misread = _space_form_error(config)
+    if misread:
+        raise pytest.UsageError(f"bandit-bench: {misread}")
+    if options_in_use(config):
+        ensure_bench(config)
+    elif not hasattr(config, "workerinput"):
+        # Nothing asked for bandit-bench: no file is read, no folder scanned, until a test uses
+        # bandit_case (pytest_generate_tests, or its first result on an xdist controller).
+        config.pluginmanager.register(_LateController(config), "bandit_bench_late_controller")
 
 
 # ---------------------------------------------------------------------------- collection
@@ -351,7 +397,7 @@ def _xfail_mark(case: Case, settings: ProjectSettings) -> pytest.MarkDecorator:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bandit_case" not in metafunc.fixturenames:
         return
-    bench = metafunc.config.stash[BENCH]
+    bench = ensure_bench(metafunc.config)
     # Every case carries the registered ``bandit_case`` marker, so ``-m bandit_case`` selects the
     # benchmark and ``-m "not bandit_case"`` runs a project's other tests without it.
     params = [

@@ -24,6 +24,9 @@ CASE_INIS = ("bandit_models", "bandit_configs", "bandit_cassette_dir")
 # Every bandit-bench option that takes a value: a value written after a space can be taken by
 # pytest for a test path before the plugin's options are known (see _space_form_error).
 VALUE_FLAGS: set[str] = set()
+# Every option's dest and ini name, to tell whether bandit-bench is asked for at all.
+DESTS: list[str] = []
+INIS: list[str] = []
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -32,6 +35,9 @@ def add_options(parser: pytest.Parser) -> None:
 
     def add(flag: str, ini: str | None, help: str, **kw: Any) -> None:
         group.addoption(flag, dest=flag.lstrip("-").replace("-", "_"), help=help, **kw)
+        DESTS.append(flag.lstrip("-").replace("-", "_"))
+        if ini:
+            INIS.append(ini)
         if kw.get("action") not in ("store_true", "store_false", "count"):
             VALUE_FLAGS.add(flag)
         if ini and kw.get("action") == "append":
@@ -129,6 +135,27 @@ def add_options(parser: pytest.Parser) -> None:
         help="run each case's episodes in waves and stop once the remaining ones cannot change the verdict",
     )
     parser.addini("bandit_early_stop", help="default for --early-stop", type="bool")
+    DESTS.append("early_stop")
+    INIS.append("bandit_early_stop")
+
+
+def options_in_use(config: pytest.Config) -> bool:
+    """Whether any bandit-bench option or ini key is set: only then does the plugin do work that
+    can fail (read pyproject's table, scan the cassette folder) when pytest starts."""
+
+    def given(value: Any) -> bool:
+        # Not `value not in (None, [], "", False)`: 0 == False, and --concurrency 0 is given.
+        return value is not None and value is not False and value != [] and value != ""
+
+    if any(given(config.getoption(dest, default=None)) for dest in DESTS):
+        return True
+    for name in INIS:
+        try:
+            if given(config.getini(name)):
+                return True
+        except ValueError:  # a bool ini key pytest cannot read: bandit-bench is asked for
+            return True
+    return False
 
 
 def opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: Any = str) -> Any:
@@ -255,6 +282,20 @@ def read_options(config: pytest.Config) -> Options:
     compare_to = config.getoption("compare_to")
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
         raise SpecError("--compare-to", compare_to, "the report folder of an earlier run (with summary.json)")
+    if compare_to:
+        from bandit_bench.reporting.tables import ReportDirError, load_report_dir
+
+        try:
+            # Read now, not after a paid run: a damaged folder is a usage error, not a regression.
+            load_report_dir(Path(compare_to))
+        except ReportDirError as err:
+            raise SpecError("--compare-to", compare_to, "a readable report folder", hint=str(err)) from None
+    from bandit_bench.reporting.provenance import source_date_epoch
+
+    _, epoch_problem = source_date_epoch()
+    if epoch_problem is not None:
+        # Found before the run, not when the report is written at its end.
+        raise SpecError("the environment", "SOURCE_DATE_EPOCH", "a valid time", hint=epoch_problem)
     if compare_to and Path(compare_to).resolve() == report_dir.resolve():
         # This run's report replaces that folder before the comparison: it would compare with itself.
         raise SpecError(

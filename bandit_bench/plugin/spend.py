@@ -268,22 +268,38 @@ class BudgetExhausted(CassetteError):
     """The next request could cost more than what is left of ``--max-cost``: it is not sent."""
 
 
+def _whole(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def completion_limit(body: bytes) -> int:
+    """The most completion tokens a request lets come back, reasoning included: the token limit
+    it actually sends (``max_tokens``, or ``max_completion_tokens``, OpenAI's name for the limit
+    that counts reasoning tokens), plus OpenRouter's ``reasoning.max_tokens`` when the request
+    gives reasoning its own budget. 0 when it sends none."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return 0
+    if not isinstance(data, dict):
+        return 0
+    limit = max(_whole(data.get("max_tokens")), _whole(data.get("max_completion_tokens")))
+    reasoning = data.get("reasoning")
+    if isinstance(reasoning, dict):
+        limit += _whole(reasoning.get("max_tokens"))
+    return limit
+
+
 def request_bound(body: bytes, price: Price) -> float:
-    """An upper bound of a request's cost before it is sent.
+    """An upper bound of a request's cost before it is sent, at the configured price.
 
     Prompt: one token per byte of the request body (a token is never shorter than a byte of the
     text it encodes, and the JSON around the messages outweighs a chat template's few tokens).
-    Completion: the request's own ``max_tokens`` (or ``max_completion_tokens``, which reasoning
-    models take and which bounds reasoning and answer together).
+    Completion: :func:`completion_limit`, the limit the request sends (reasoning included). A
+    reply that costs more (a provider that bills past the limit, a ``usage.cost`` above the price
+    table) counts as the budget reached (:meth:`SpendGuard.after`).
     """
-    try:
-        data = json.loads(body)
-        limits = [data.get("max_tokens"), data.get("max_completion_tokens")]
-    except (ValueError, AttributeError):
-        limits = []
-    counts = [n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n >= 0]
-    max_tokens = max(counts, default=0)
-    return price_of(price, len(body), max_tokens)
+    return price_of(price, len(body), completion_limit(body))
 
 
 def reply_cost(content: bytes, price: Price) -> float | None:
@@ -352,7 +368,7 @@ class Budget:
 
     def reserve(self, bound: float) -> bool:
         def change(s: dict[str, Any]) -> bool:
-            if s.get("refused") or s["spent"] + s["reserved"] + bound > self.limit:
+            if s.get("refused") or s.get("over_bound") or s["spent"] + s["reserved"] + bound > self.limit:
                 s["refused"] = int(s.get("refused", 0)) + 1
                 return False
             s["reserved"] += bound
@@ -360,10 +376,15 @@ class Budget:
 
         return bool(self._update(change))
 
-    def settle(self, bound: float, actual: float) -> None:
+    def settle(self, bound: float, actual: float, over: str | None = None) -> None:
+        """Release the reservation, charge ``actual``; ``over`` (a reply that cost more than its
+        bound) marks the budget reached: no request starts after it."""
+
         def change(s: dict[str, Any]) -> None:
             s["reserved"] = max(0.0, s["reserved"] - bound)
             s["spent"] += actual
+            if over is not None:
+                s.setdefault("over_bound", over)
 
         self._update(change)
 
@@ -381,6 +402,12 @@ class SpendGuard:
         self.refused = False
 
     def before(self, body: bytes) -> float:
+        if completion_limit(body) == 0:
+            # Nothing would bound the reply: no reservation could cover it.
+            raise BudgetExhausted(
+                f"--max-cost needs a token limit in each request, and this request of {self.model} "
+                "sends none (max_tokens or max_completion_tokens): it was not sent"
+            )
         bound = request_bound(body, self.price)
         if not self.budget.reserve(bound):
             self.refused = True
@@ -396,4 +423,11 @@ class SpendGuard:
             actual: float | None = 0.0
         else:
             actual = reply_cost(content, self.price) if status is not None else None
-        self.budget.settle(bound, bound if actual is None else actual)
+        charged = bound if actual is None else actual
+        over = None
+        if charged > bound * (1 + 1e-9):
+            over = (
+                f"a reply of {self.model} cost ${charged:.4f}, more than the ${bound:.4f} reserved for it "
+                "(more tokens than the limit sent, or a provider cost above the price table)"
+            )
+        self.budget.settle(bound, charged, over)

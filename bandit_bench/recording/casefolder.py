@@ -29,6 +29,7 @@ from bandit_bench.recording.transport import (
     CassetteError,
     CorruptCassetteError,
     case_dir,
+    check_file,
     episode_file,
     write_text_atomic,
 )
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+# A manifest lists one line per episode: a few KB. Anything larger is not one of ours.
+MAX_MANIFEST_BYTES = 1024 * 1024
 LOCK_FILE = ".lock"
 # Modes that may replay a file; they refuse one the manifest does not list.
 REPLAYING_MODES = ("none", "once", "new_episodes")
@@ -121,12 +124,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The folder's manifest, or None when it has none (a folder from before manifests)."""
     path = folder / MANIFEST
+    fix = (
+        "Restore it from version control (git checkout -- FILE), or delete the folder's files and "
+        "record the case again with --record-mode=rewrite."
+    )
     try:
+        # The cassette rules: a regular file (not a FIFO, not a link to /dev/zero) of sane size.
+        check_file(path, MAX_MANIFEST_BYTES)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except OSError as err:
-        raise CorruptCassetteError(f"manifest {path} cannot be read ({err}).") from None
+    except (OSError, ValueError) as err:
+        raise CorruptCassetteError(f"manifest {path} cannot be read ({err}). {fix}") from None
     try:
         data = json.loads(text)
         ok = (
@@ -135,13 +144,12 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
             and isinstance(data.get("config"), str)
             and isinstance(data.get("episodes"), dict)
         )
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         ok = False
     if not ok:
         raise CorruptCassetteError(
             f"manifest {path} is not a bandit-bench manifest (expected JSON with model, config and "
-            "episodes). Restore it from version control (git checkout -- FILE), or delete the folder's "
-            "files and record the case again with --record-mode=rewrite."
+            f"episodes). {fix}"
         )
     return data
 
@@ -295,9 +303,15 @@ class CaseFolder:
             lock.acquire(timeout=0)
         except filelock.Timeout:
             if notify is not None:
+                then = (
+                    # all and rewrite record every request whatever the folder holds: said as it is.
+                    f"then this run records the case again, paying again (record mode {self.record_mode!r})"
+                    if self.record_mode in ("all", "rewrite")
+                    else "what it recorded is then replayed, not paid for again"
+                )
                 notify(
                     f"{self.model} x {self.config.name}: another process is recording into {self.path}; "
-                    "waiting for it to finish (what it recorded is then replayed, not paid for again)"
+                    f"waiting for it to finish ({then})"
                 )
             lock.acquire()
 

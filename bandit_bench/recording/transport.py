@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import stat
@@ -36,10 +35,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bandit_bench.core.replies import (
+    MAX_USAGE_NUMBER,
     cap_advice,
     completion_error,
     content_problem,
     daily_cap_reset,
+    is_amount,
+    is_count,
     read_usage,
     should_not_retry,
 )
@@ -254,12 +256,10 @@ def _unusable_reason(content: bytes) -> str | None:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"a whole number of {len(str(abs(value)))} digits"  # repr of a huge int is slow
     text = repr(value)
     return redact(text if len(text) <= 60 else text[:60] + "...")
-
-
-def _is_count(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def completion_problem(data: Any) -> str | None:
@@ -308,13 +308,12 @@ def completion_problem(data: Any) -> str | None:
     if not isinstance(usage, dict):
         return f"'usage' is not an object (got {_show(usage)})"
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        if not _is_count(usage.get(name)):
-            return f"usage.{name} is not a whole number >= 0 (got {_show(usage.get(name))})"
+        if not is_count(usage.get(name)):
+            got = _show(usage.get(name))
+            return f"usage.{name} is not a whole number in [0, {MAX_USAGE_NUMBER}] (got {got})"
     cost = usage.get("cost")
-    if cost is not None and (
-        isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
-    ):
-        return f"usage.cost is not a finite number >= 0 (got {_show(cost)})"
+    if cost is not None and not is_amount(cost):
+        return f"usage.cost is not a finite number in [0, {MAX_USAGE_NUMBER}] (got {_show(cost)})"
     try:
         read_usage(usage)
     except ValueError as err:
@@ -426,7 +425,7 @@ def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     from vcr.serializers import jsonserializer
 
     try:
-        _check_file(path)
+        check_file(path)
         text = path.read_text(encoding="utf-8")
         try:
             loaded = deserialize(text, jsonserializer)
@@ -492,21 +491,20 @@ _FILE_KINDS = (
 )
 
 
-def _check_file(path: Path) -> None:
-    """Refuse, without opening it, what is not a regular file of a sane size.
+def check_file(path: Path, limit: int = MAX_CASSETTE_BYTES) -> None:
+    """Refuse, without opening it, what is not a regular file of at most ``limit`` bytes.
 
     Opening a FIFO blocks until a writer comes; /dev/zero never ends. ``stat`` follows
-    symlinks, so a link to either is refused too.
+    symlinks, so a link to either is refused too. Raises ``FileNotFoundError`` for a missing
+    file and ``ValueError`` (its message says what the file is) for the rest.
     """
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
         target = f" (a symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
         raise _NotACassette(f"it is {kind}{target}, not a regular file: it was not read")
-    if st.st_size > MAX_CASSETTE_BYTES:
-        raise _NotACassette(
-            f"{st.st_size} bytes, more than the {MAX_CASSETTE_BYTES} a cassette may hold: it was not read"
-        )
+    if st.st_size > limit:
+        raise _NotACassette(f"{st.st_size} bytes, more than the {limit} it may hold: it was not read")
 
 
 def _check_interaction(i: int, req: Any, resp: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -66,13 +67,37 @@ def git_commit(directory: Path | None) -> str | None:
     return f"{head} + local changes" if dirty else head
 
 
+# The last second a report's "created" (YYYY-MM-DDTHH:MM:SSZ) can show: 9999-12-31T23:59:59Z.
+MAX_SOURCE_DATE_EPOCH = 253402300799
+
+
+def source_date_epoch(environ: Any = None) -> tuple[datetime.datetime | None, str | None]:
+    """$SOURCE_DATE_EPOCH as a time (None when unset), or why it cannot be one.
+
+    The reproducible-builds convention: a decimal count of seconds since 1970 (ASCII digits only:
+    ``str.isdigit`` also takes '²'), here up to the last second of year 9999."""
+    raw = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return None, None
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or int(raw) > MAX_SOURCE_DATE_EPOCH:
+        shown = raw if len(raw) <= 30 else raw[:30] + "..."
+        return None, (
+            f"SOURCE_DATE_EPOCH={shown!r} is not a count of seconds in [0, {MAX_SOURCE_DATE_EPOCH}] "
+            "(up to 9999-12-31T23:59:59Z); unset it, or set it to e.g. $(git log -1 --format=%ct)"
+        )
+    return datetime.datetime.fromtimestamp(int(raw), datetime.UTC), None
+
+
 def _now() -> datetime.datetime:
     """The time a report is written, or $SOURCE_DATE_EPOCH (the reproducible-builds convention)
-    when set: two runs then write byte-identical reports."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch.isdigit():
-        return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-    return datetime.datetime.now(datetime.UTC)
+    when set: two runs then write byte-identical reports. A value that is no such time is
+    ignored with a warning here (the pytest plugin refuses it before the run starts)."""
+    when, problem = source_date_epoch()
+    if problem is not None:
+        import warnings
+
+        warnings.warn(f"{problem}; the report uses the current time", stacklevel=2)
+    return when or datetime.datetime.now(datetime.UTC)
 
 
 def run_metadata(

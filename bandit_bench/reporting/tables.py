@@ -563,6 +563,16 @@ def text_table(rows: Sequence[Mapping[str, Any]], width: int = TABLE_WIDTH) -> s
     return "\n".join(out)
 
 
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]"}
+_MD_ESCAPES.update({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown as itself in Markdown: a model id such as ``<img src=x onerror=...>`` is
+    not HTML that a viewer rendering HTML in Markdown would run, nor a link or emphasis."""
+    return "".join(_MD_ESCAPES.get(c, c) for c in text)
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One markdown table per block, each under its title, with the 95% intervals."""
     blocks = table_blocks(rows)
@@ -575,7 +585,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         out.append("| " + " | ".join(h for h, _ in columns) + " |")
         out.append("| " + " | ".join("---" for _ in columns) + " |")
         for r in b.rows:
-            out.append("| " + " | ".join(f(r).replace("|", "\\|") for _, f in columns) + " |")
+            cells = [f(r) for _, f in columns]
+            # The model id is the one cell a user names: escaped whole; the numbers need only |.
+            cells = [markdown_text(cells[0]), *(c.replace("|", "\\|") for c in cells[1:])]
+            out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out).rstrip("\n")
 
@@ -625,7 +638,7 @@ def render_markdown(
         + "\n\n"
         + markdown_table(rows)
         + "\n\n"
-        + "".join(f"- {note}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
+        + "".join(f"- {markdown_text(note)}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
         + ("\n" if stopped_notes(rows) + cut_off_notes(rows) else "")
         + totals_line(rows)
         + (
@@ -741,6 +754,11 @@ def _read_summary(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             f"{path}: not valid JSON ({err}); expected the object pytest writes "
             f'({{"run": ..., "rows": [...]}}). {_RERUN}'
         ) from None
+    except RecursionError:
+        raise ReportDirError(
+            f"{path}: JSON nested deeper than Python's parser goes; expected the object pytest writes "
+            f'({{"run": ..., "rows": [...]}}). {_RERUN}'
+        ) from None
     run: Any = {}
     if isinstance(data, dict):
         if not isinstance(data.get("rows"), list) or not isinstance(data.get("run", {}), dict):
@@ -770,9 +788,10 @@ def _read_steps(path: Path) -> list[dict[str, Any]]:
                     continue
                 try:
                     step = json.loads(line)
-                except json.JSONDecodeError as err:
+                except (json.JSONDecodeError, RecursionError) as err:
+                    why = "nested too deep" if isinstance(err, RecursionError) else str(err)
                     raise ReportDirError(
-                        f"{path}, line {lineno}: not valid JSON ({err}); expected one JSON object per line. "
+                        f"{path}, line {lineno}: not valid JSON ({why}); expected one JSON object per line. "
                         f"{_RERUN}"
                     ) from None
                 if not isinstance(step, dict) or any(k not in step for k in _REQUIRED_STEP):

@@ -278,3 +278,50 @@ def test_budget_is_one_ledger_for_all_xdist_workers(project, simulator):
     summary = json.loads((project.path / "reports/summary.json").read_text())["rows"]
     total = sum(r["cost_usd"] for r in summary if r["model"] == "sim/cycle")
     run.stdout.fnmatch_lines([f"budget --max-cost $5: ${total:.4f} spent"])
+
+
+@pytest.mark.parametrize(
+    ("completion_tokens", "cost", "charged"),
+    [(5000, None, "$0.5*"), (3, 1000, "$1000.0000")],
+    ids=["5000-tokens-against-max_tokens-20", "usage-cost-1000"],
+)
+def test_a_reply_that_costs_more_than_its_bound_reaches_the_budget(
+    project, simulator, completion_tokens, cost, charged
+):
+    """Issue 21, point 12: a reasoning model reports 5000 completion tokens against the 20 the
+    request allowed, or a provider bills $1000: charged in full, and no request starts after it."""
+    from bandit_bench.servers.simulator import SimReply, arm_names_from_request
+
+    def policy(body, call):
+        assert body["max_tokens"] == 20  # the limit sent is the one reserved for
+        usage = {"prompt_tokens": 100, "completion_tokens": completion_tokens, "total_tokens": 0}
+        if cost is not None:
+            usage["cost"] = cost
+        name = arm_names_from_request(body)[0]
+        message = {"role": "assistant", "content": f"<Answer>{name}</Answer>"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return SimReply(body={"id": "x", "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    sim = simulator(policy)
+    run = _quick(project, "--base-url", sim.base_url, "--record-mode=once", "--max-cost=5")
+    run.assert_outcomes(failed=1)
+    assert sim.calls == 1
+    run.stdout.fnmatch_lines(
+        [
+            f"budget --max-cost $5: {charged} spent; reached: a reply of sim/cycle cost {charged}, more than "
+            "the $0.0* reserved for it (more tokens than the limit sent, or a provider cost above the price "
+            "table), 4 request(s) not sent after it. The budget stopped this run*",
+        ]
+    )
+
+
+def test_a_request_bound_counts_the_token_limit_sent_reasoning_included() -> None:
+    from bandit_bench.plugin.settings import Price
+    from bandit_bench.plugin.spend import completion_limit, request_bound
+
+    price = Price(prompt=0.0, completion=1e6)  # $1 per completion token
+    assert completion_limit(b'{"max_tokens": 20}') == 20
+    assert completion_limit(b'{"max_completion_tokens": 4000, "max_tokens": 20}') == 4000
+    assert completion_limit(b'{"max_tokens": 20, "reasoning": {"max_tokens": 2000}}') == 2020
+    assert completion_limit(b'{"messages": []}') == 0
+    assert request_bound(b'{"max_completion_tokens": 4000}', price) == 4000.0

@@ -121,9 +121,10 @@ def test_one_ledger_is_shared_by_every_budget_object_of_a_session(tmp_path):
 def test_a_guard_charges_replies_errors_and_unknown_outcomes(tmp_path):
     budget = Budget(10.0, Budget.create_ledger(tmp_path), {"m": PRICE})
     guard = budget.guard("m")
-    body = json.dumps({"max_tokens": 0}).encode()
+    body = json.dumps({"max_tokens": 30000}).encode()  # bound: 21 prompt + 30000 completion tokens
     bound = guard.before(body)
-    guard.after(bound, 200, _reply(cost=0.25))
+    assert bound == pytest.approx((21 * 1.0 + 30000 * 10.0) / 1e6)
+    guard.after(bound, 200, _reply(cost=0.25))  # within its bound
     guard.after(guard.before(body), 503, b"{}")  # an error status is not billed
     guard.after(guard.before(body), None)  # a timeout may have been billed: charged at its bound
     assert budget.state()["spent"] == pytest.approx(0.25 + bound)
@@ -131,3 +132,18 @@ def test_a_guard_charges_replies_errors_and_unknown_outcomes(tmp_path):
     with pytest.raises(BudgetExhausted, match=r"budget --max-cost \$.* reached: the next request of m"):
         small.before(body)
     assert small.refused
+
+
+def test_a_reply_over_its_bound_is_charged_in_full_and_reaches_the_budget(tmp_path):
+    budget = Budget(10.0, Budget.create_ledger(tmp_path), {"m": PRICE})
+    guard = budget.guard("m")
+    body = json.dumps({"max_tokens": 20}).encode()
+    bound = guard.before(body)
+    guard.after(bound, 200, _reply(prompt_tokens=10, completion_tokens=5000))  # 5000 > max_tokens 20
+    state = budget.state()
+    assert state["spent"] == pytest.approx((10 * 1.0 + 5000 * 10.0) / 1e6)
+    assert state["over_bound"].startswith("a reply of m cost $0.0500, more than the $0.0002 reserved")
+    with pytest.raises(BudgetExhausted, match="reached"):
+        guard.before(body)  # far within the limit, but the budget counts as reached
+    with pytest.raises(BudgetExhausted, match="needs a token limit in each request"):
+        budget.guard("m").before(json.dumps({"messages": []}).encode())
