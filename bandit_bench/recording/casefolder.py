@@ -130,7 +130,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     )
     try:
         # The cassette rules: a regular file (not a FIFO, not a link to /dev/zero) of sane size.
-        check_file(path, MAX_MANIFEST_BYTES)
+        check_file(path, MAX_MANIFEST_BYTES, "a manifest")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None

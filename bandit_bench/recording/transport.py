@@ -491,7 +491,7 @@ _FILE_KINDS = (
 )
 
 
-def check_file(path: Path, limit: int = MAX_CASSETTE_BYTES) -> None:
+def check_file(path: Path, limit: int = MAX_CASSETTE_BYTES, what: str = "a cassette") -> None:
     """Refuse, without opening it, what is not a regular file of at most ``limit`` bytes.
 
     Opening a FIFO blocks until a writer comes; /dev/zero never ends. ``stat`` follows
@@ -504,7 +504,7 @@ def check_file(path: Path, limit: int = MAX_CASSETTE_BYTES) -> None:
         target = f" (a symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
         raise _NotACassette(f"it is {kind}{target}, not a regular file: it was not read")
     if st.st_size > limit:
-        raise _NotACassette(f"{st.st_size} bytes, more than the {limit} it may hold: it was not read")
+        raise _NotACassette(f"{st.st_size} bytes, more than the {limit} {what} may hold: it was not read")
 
 
 def _check_interaction(i: int, req: Any, resp: Any) -> None:

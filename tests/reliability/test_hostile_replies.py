@@ -334,31 +334,31 @@ MALFORMED: dict[str, tuple[object, str]] = {
     "usage-a-string": (_completion(usage="lots"), "'usage' is not an object (got 'lots')"),
     "tokens-a-string": (
         _completion(usage=_usage(prompt_tokens="many")),
-        "usage.prompt_tokens is not a whole number >= 0 (got 'many')",
+        "usage.prompt_tokens is not a whole number in [0, 9007199254740992] (got 'many')",
     ),
     "tokens-negative": (
         _completion(usage=_usage(completion_tokens=-5)),
-        "usage.completion_tokens is not a whole number >= 0 (got -5)",
+        "usage.completion_tokens is not a whole number in [0, 9007199254740992] (got -5)",
     ),
     "tokens-infinite": (
         _completion(usage=_usage(total_tokens=float("inf"))),
-        "usage.total_tokens is not a whole number >= 0 (got inf)",
+        "usage.total_tokens is not a whole number in [0, 9007199254740992] (got inf)",
     ),
     "tokens-nan": (
         _completion(usage=_usage(prompt_tokens=float("nan"))),
-        "usage.prompt_tokens is not a whole number >= 0 (got nan)",
+        "usage.prompt_tokens is not a whole number in [0, 9007199254740992] (got nan)",
     ),
     "cost-negative": (
         _completion(usage=_usage(cost=-0.5)),
-        "usage.cost is not a finite number >= 0 (got -0.5)",
+        "usage.cost is not a finite number in [0, 9007199254740992] (got -0.5)",
     ),
     "cost-infinite": (
         _completion(usage=_usage(cost=float("inf"))),
-        "usage.cost is not a finite number >= 0 (got inf)",
+        "usage.cost is not a finite number in [0, 9007199254740992] (got inf)",
     ),
     "cost-a-string": (
         _completion(usage=_usage(cost="free")),
-        "usage.cost is not a finite number >= 0 (got 'free')",
+        "usage.cost is not a finite number in [0, 9007199254740992] (got 'free')",
     ),
     "body-a-list": ([1, 2, 3], "the body is not a JSON object (got [1, 2, 3])"),
 }
