@@ -708,8 +708,6 @@ class Simulator:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        # The request line's target of each call (path and query).
-        self.paths: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         # Exceptions raised while answering (a policy that ran out of script, say), for tests to check.
