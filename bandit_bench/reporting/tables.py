@@ -643,7 +643,7 @@ def render_markdown(
         + totals_line(rows)
         + (
             "\n\n## What each case sent\n\nBesides the prompt, from its request profile "
-            "(docs/providers.md):\n\n" + "".join(f"- {line}\n" for line in request_lines(rows))
+            "(docs/providers.md):\n\n" + "".join(f"- {markdown_text(line)}\n" for line in request_lines(rows))
             if request_lines(rows)
             else ""
         )
