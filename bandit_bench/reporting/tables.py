@@ -573,6 +573,12 @@ def markdown_text(text: str) -> str:
     return "".join(_MD_ESCAPES.get(c, c) for c in text)
 
 
+def no_html(text: str) -> str:
+    """``text`` with no HTML a Markdown viewer would render (for lines whose own Markdown, such as
+    `code`, is meant: notes and request lines that name a model)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One markdown table per block, each under its title, with the 95% intervals."""
     blocks = table_blocks(rows)
@@ -638,12 +644,12 @@ def render_markdown(
         + "\n\n"
         + markdown_table(rows)
         + "\n\n"
-        + "".join(f"- {markdown_text(note)}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
+        + "".join(f"- {no_html(note)}\n" for note in stopped_notes(rows) + cut_off_notes(rows))
         + ("\n" if stopped_notes(rows) + cut_off_notes(rows) else "")
         + totals_line(rows)
         + (
             "\n\n## What each case sent\n\nBesides the prompt, from its request profile "
-            "(docs/providers.md):\n\n" + "".join(f"- {markdown_text(line)}\n" for line in request_lines(rows))
+            "(docs/providers.md):\n\n" + "".join(f"- {no_html(line)}\n" for line in request_lines(rows))
             if request_lines(rows)
             else ""
         )
