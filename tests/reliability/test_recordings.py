@@ -12,8 +12,14 @@ import pytest
 
 from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, DesignSpec, InstanceSpec, RunSpec
 from bandit_bench.plugin.cases import discover_models
-from bandit_bench.recording.casefolder import MANIFEST, adopt_recordings, public_url, read_manifest
-from bandit_bench.recording.transport import case_dir, cassette_path
+from bandit_bench.recording.casefolder import (
+    MANIFEST,
+    adopt_recordings,
+    config_spec,
+    public_url,
+    read_manifest,
+)
+from bandit_bench.recording.transport import case_dir, cassette_path, load_cassette
 from bandit_bench.running.runner import RunOptions, run_case
 from bandit_bench.servers.simulator import always, cycle
 
@@ -210,6 +216,14 @@ def test_shipped_cassettes_have_manifests_made_from_their_recordings(tmp_path, n
     assert (shipped["model"], shipped["config"]) == (SHIPPED_MODEL, name)
     episodes = BUILTIN_CONFIGS[name].run.episodes
     assert list(shipped["episodes"]) == [f"{e:03d}.json" for e in range(episodes)]
+    assert shipped["spec"] == config_spec(BUILTIN_CONFIGS[name])
+    for episode, entry in shipped["episodes"].items():
+        requests, _ = load_cassette(folder / episode)
+        assert entry["requests"] == len(requests)
+    if name == "BNSN0-hard-T100-constrained":
+        # Episodes 2-6 of the T = 100 case were recorded by record-local itself, from another
+        # port than episodes 0-1: its manifest is the recording run's, not rebuilt from cassettes.
+        return
     # The same code, run again on a copy of the cassettes, writes the same manifest.
     copy = case_dir(tmp_path, SHIPPED_MODEL, name)
     shutil.copytree(folder, copy)
