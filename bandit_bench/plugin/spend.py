@@ -351,17 +351,9 @@ class Budget:
         return Path(name)
 
     def _update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        import fcntl
+        from bandit_bench.running.ledger import update_ledger
 
-        with self._lock, open(self.ledger, "r+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            state = json.loads(fh.read() or "{}")
-            out = change(state)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(json.dumps(state))
-            fh.flush()
-            return out
+        return update_ledger(self.ledger, self._lock, change)
 
     def state(self) -> dict[str, Any]:
         return dict(self._update(lambda s: dict(s)))

@@ -98,18 +98,9 @@ class SessionRateLimit:
         return Path(name)
 
     def _update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        import fcntl
+        from bandit_bench.running.ledger import update_ledger
 
-        with self._lock, open(self.ledger, "r+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            text = fh.read()
-            state = {**_fresh(), **(json.loads(text) if text else {})}
-            out = change(state)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(json.dumps(state))
-            fh.flush()
-            return out
+        return update_ledger(self.ledger, self._lock, change, _fresh())
 
     def state(self) -> dict[str, Any]:
         return dict(self._update(lambda s: dict(s)))
