@@ -437,10 +437,9 @@ def _builtin_configs() -> dict[str, CaseConfig]:
         _preset("BSSC~0", "hard", 25, 5),
         _preset("BNSN0", "hard", 25, 5, constrained=True),
         # A small model on a paper-scale instance: summarized history keeps the prompt short.
-        # Seven episodes, not the grid's ten: SmolLM2 recorded at 4-6 steps a minute on this
-        # shared 2-core machine (episodes 0-1 on 2026-11-25, 2-6 on 2026-11-30). Setting N to 10
-        # and `bandit-bench record-local --bandit-config BNSN0-hard-T100-constrained` records the rest.
-        _long("BNSN0", "hard", 100, 7, constrained=True),
+        # The grid's ten episodes, recorded by record-local in three sittings (0-1 on 2026-11-25,
+        # 2-9 on 2026-11-30); the manifest is the recording run's (see test_recordings).
+        _long("BNSN0", "hard", 100, 10, constrained=True),
         _preset("BNRN0", "easy", 25, 5),
     ]
     # A config that two figures share (Figure 11's BNRN0-hard-T100 is also Figure 16's) is one

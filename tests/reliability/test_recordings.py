@@ -221,8 +221,8 @@ def test_shipped_cassettes_have_manifests_made_from_their_recordings(tmp_path, n
         requests, _ = load_cassette(folder / episode)
         assert entry["requests"] == len(requests)
     if name == "BNSN0-hard-T100-constrained":
-        # Episodes 2-6 of the T = 100 case were recorded by record-local itself, from another
-        # port than episodes 0-1: its manifest is the recording run's, not rebuilt from cassettes.
+        # Episodes 2-9 of the T = 100 case were recorded by record-local itself, from other
+        # ports than episodes 0-1: its manifest is the recording run's, not rebuilt from cassettes.
         return
     # The same code, run again on a copy of the cassettes, writes the same manifest.
     copy = case_dir(tmp_path, SHIPPED_MODEL, name)
