@@ -569,14 +569,17 @@ def save_cassette(path: Path, requests: list[Any], responses: list[dict[str, Any
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """The whole file or none of it: a temporary sibling, fsync, then ``os.replace``."""
+    """The whole file or none of it: a temporary sibling, fsync, then ``os.replace``.
+
+    The one atomic writer of the package: cassettes, manifests and report files all go through it.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cassettes are shared through git
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cassettes and reports are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -11,8 +11,6 @@ and renders both again (``bandit-bench report DIR``) without running anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,19 +88,13 @@ STEP_COLUMNS = (
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """A report file, whole or not at all, with no secret in it (the one atomic writer:
+    :func:`~bandit_bench.recording.transport.write_text_atomic`)."""
     from bandit_bench.recording.redaction import redact
+    from bandit_bench.recording.transport import write_text_atomic
 
-    text = redact(text)  # no secret reaches a report file, whatever a server echoed
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, redact(text))  # no secret reaches a report file, whatever a server echoed
 
 
 def _cost(record: Mapping[str, Any], prices: Mapping[str, Any]) -> float | None:

@@ -107,8 +107,7 @@ def replace_set(folder: Path, texts: Mapping[str, str]) -> dict[str, Path]:
             if old is not None:
                 os.chmod(fresh, stat.S_IMODE(old.stat().st_mode))
             for name, text in texts.items():
-                atomic_write(fresh / name, text)
-                _fsync(fresh / name)
+                atomic_write(fresh / name, text)  # fsynced: on disk before the swap
                 _checkpoint("writing")
             if old is not None:
                 _carry_over(old, fresh, texts.keys())
