@@ -61,15 +61,11 @@ def _fixed3(value: float) -> str:
 
 def format_table(rows: Sequence[dict[str, str | float]], columns: Sequence[str]) -> str:
     """Plain-text table: text left-aligned, numbers right-aligned with 3 decimals."""
+    from bandit_bench.reporting.columns import aligned_table
+
     cells = [[c if isinstance(c, str) else _fixed3(c) for c in (r[k] for k in columns)] for r in rows]
-    widths = [max(len(col), *(len(row[i]) for row in cells)) for i, col in enumerate(columns)]
-    numeric = [not isinstance(rows[0][c], str) for c in columns] if rows else [False] * len(columns)
-
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+    numeric = {i for i, c in enumerate(columns) if rows and not isinstance(rows[0][c], str)}
+    return "\n".join(aligned_table([list(columns), *cells], numeric))
 
 
 def _cmd_baselines(args: argparse.Namespace) -> int:

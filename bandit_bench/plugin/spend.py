@@ -218,13 +218,11 @@ def format_bill(estimates: Sequence[CaseEstimate], record_mode: str) -> str:
             else "no price",
         )
     )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    from bandit_bench.reporting.columns import aligned_table
+
     lines = [f"requests to record (--record-mode={record_mode}) and their estimated cost:"]
-    for i, r in enumerate(rows):
-        if i == len(rows) - 1:
-            lines.append("  ".join("-" * w for w in widths))
-        cells = [c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
+    # Numbers right-aligned; a rule above the total only.
+    lines += aligned_table(rows, right=range(1, len(header)), rules={len(rows) - 1})
     lines.append(
         "prompt tokens ~ characters / 4 of the rendered prompts; completion tokens ~ the mean reply "
         "in earlier recordings of the design (this model's, else other models'), at most the "

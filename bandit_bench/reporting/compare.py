@@ -337,15 +337,9 @@ def compare_dirs(
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    from bandit_bench.reporting.columns import aligned_table
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    return aligned_table([header, *rows], right)
 
 
 def run_side_by_side(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

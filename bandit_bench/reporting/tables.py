@@ -528,6 +528,8 @@ def text_table(rows: Sequence[Mapping[str, Any]], width: int = TABLE_WIDTH) -> s
     Fits ``width`` columns: no intervals (they are in the report files), and a model id too long
     for its column gets a line of its own above its numbers.
     """
+    from bandit_bench.reporting.columns import aligned_line
+
     blocks = table_blocks(rows)
     if not blocks:
         return "(no cases)"
@@ -539,9 +541,9 @@ def text_table(rows: Sequence[Mapping[str, Any]], width: int = TABLE_WIDTH) -> s
     model_width = max(len("model"), min(longest, width - rest))
 
     def line(first: str, values: Sequence[str]) -> str:
-        return first.ljust(model_width) + "".join(
-            " " + v.rjust(w) for v, w in zip(values, widths, strict=True)
-        )
+        # One space apart (the table must fit `width`), numbers right-aligned.
+        numbers = range(1, 1 + len(values))
+        return aligned_line([first, *values], [model_width, *widths], right=numbers, sep=" ")
 
     out = [line("model", [h for h, _ in columns[1:]])]
     for b in blocks:
