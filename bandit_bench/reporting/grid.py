@@ -164,17 +164,24 @@ def grid_markdown(grids: Sequence[Grid]) -> str:
         "FAIL / ERROR: the case fell below a threshold or errored; xfail: a declared shortfall.",
         "",
     ]
+    return "\n".join(out + _tables_markdown(grids, "design", GRID_STATS))
+
+
+def _tables_markdown(grids: Sequence[Grid], first: str, stats: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Each grid as a markdown table under its title: ``first`` column, then per group its
+    ``stats`` by short name (the first one prefixed with the group)."""
+    out: list[str] = []
     for g in grids:
         out += [f"**{g.title}**", ""]
-        header = ["design"]
+        header = [first]
         for group in g.groups:
-            header += [f"{group}: {GRID_STATS[0][1]}", *(short for _, short, _ in GRID_STATS[1:])]
+            header += [f"{group}: {stats[0][1]}", *(short for _, short, _ in stats[1:])]
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
         out.append("| " + " | ".join("---" for _ in header) + " |")
         for row in g.rows:
             out.append("| " + " | ".join([row.label, *(c.text for c in row.cells)]) + " |")
         out.append("")
-    return "\n".join(out)
+    return out
 
 
 # ---------------------------------------------------------------------------- single round
@@ -231,17 +238,7 @@ def single_round_markdown(grids: Sequence[Grid]) -> str:
         "history, not whether it recovers from its own mistakes.",
         "",
     ]
-    for g in grids:
-        out += [f"**{g.title}**", ""]
-        header = ["design model"]
-        for group in g.groups:
-            header += [f"{group}: {SINGLE_ROUND_STATS[0][1]}", *(s for _, s, _ in SINGLE_ROUND_STATS[1:])]
-        out.append("| " + " | ".join(header) + " |")
-        out.append("| " + " | ".join("---" for _ in header) + " |")
-        for row in g.rows:
-            out.append("| " + " | ".join([row.label, *(c.text for c in row.cells)]) + " |")
-        out.append("")
-    return "\n".join(out)
+    return "\n".join(out + _tables_markdown(grids, "design model", SINGLE_ROUND_STATS))
 
 
 def report_preface(summary: Sequence[Mapping[str, Any]]) -> str:

@@ -25,7 +25,6 @@ import hashlib
 import io
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
+from bandit_bench.reporting.figures import DPI, line_style, new_figure
 from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
     CaseEpisodes,
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 TEMPLATE = "report.html.j2"
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
-DPI = 90
 # A model's colour comes from a hash of its id, so it is the same in every report. Baselines
 # have fixed colours of their own, outside this palette.
 MODEL_PALETTE = (
@@ -206,41 +205,6 @@ def figure_one_data(model: str, batch: EpisodeBatch) -> FigureOneData:
 # ---------------------------------------------------------------------------- figures
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # Fixed margins: matplotlib's layout engines cost more than the drawing at this size.
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    _shared_renderer_canvas(FigureCanvasAgg)(fig)
-    return fig
-
-
-_RENDERERS = threading.local()
-
-
-@lru_cache(maxsize=1)
-def _shared_renderer_canvas(base: type) -> type:
-    """An Agg canvas that draws with one renderer per size and thread instead of a new one per
-    figure: matplotlib caches text measurements per renderer, so the page's 40 figures then
-    measure their tick labels, titles and legends once, not 40 times (about a tenth of the
-    drawing). The renderer is cleared before each draw: the pixels are the same."""
-    from matplotlib.backends.backend_agg import RendererAgg
-
-    class Canvas(base):
-        def get_renderer(self) -> Any:
-            w, h = self.get_width_height(physical=True)
-            key = (w, h, self.figure.dpi)
-            cache = _RENDERERS.__dict__.setdefault("by_size", {})
-            if key not in cache:
-                cache[key] = RendererAgg(w, h, self.figure.dpi)
-            self.renderer = cache[key]
-            self._lastKey = key
-            return self.renderer
-
-    return Canvas
-
-
 # Below this many figures the page is drawn in this process: starting workers costs more.
 PARALLEL_FROM = 4
 # The figure jobs of the render in progress, read by forked workers (fork copies them: nothing
@@ -298,27 +262,18 @@ def _png_of(draw: Callable[..., Figure], *args: Any) -> str:
         return png_data_uri(draw(*args))
 
 
-def _style(model: str, colours: Mapping[str, str]) -> dict[str, Any]:
-    baseline = model.startswith("baseline/")
-    return {
-        "color": colours[model],
-        "linestyle": "--" if baseline else "-",
-        "linewidth": 1.4 if baseline else 2.2,
-    }
-
-
 def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
     """The paper's Figure 1 for one config: models solid, baselines dashed, one shared legend."""
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(12.0, 3.9)
+    fig = new_figure(12.0, 3.9)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.26)
     ax_hist, ax_suffix, ax_reward = fig.subplots(1, 3)
     horizon = cases[0].batch.horizon
     handles: list[Any] = []
     for case in cases:
         data = figure_one_data(case.model, case.batch)
-        style = _style(case.model, colours)
+        style = line_style(case.model, colours)
         label = f"{case.model} (N={data.n})"
         ax_hist.stairs(data.episode_shares, data.bin_edges, label=label, **style)
         ax_suffix.plot(data.t, data.suffix_failure, drawstyle="steps-post", label=label, **style)
@@ -556,7 +511,7 @@ def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -
     rows = math.ceil(n / cols)
     legend_width = 3.2  # inches to the right of the panels
     width, height = 5.6 * cols + legend_width, 4.8 * rows + 0.2
-    fig = _new_figure(width, height)
+    fig = new_figure(width, height)
     fig.subplots_adjust(
         left=0.55 / width,
         right=1 - (legend_width + 0.1) / width,

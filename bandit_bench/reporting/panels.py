@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best
+from bandit_bench.reporting.figures import line_style, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,35 +51,12 @@ def exploration_data(batch: EpisodeBatch) -> ExplorationData:
     return ExplorationData(t=t, k_min_frac=k_min, best_share=best_share, arms=batch.arms.copy())
 
 
-# The report's figure resolution and line styles (as reporting/html.py draws Figure 1), kept
-# here so that this module and html.py do not import each other.
-DPI = 90
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _style(model: str, colours: Mapping[str, str]) -> dict[str, Any]:
-    baseline = model.startswith("baseline/")
-    return {
-        "color": colours[model],
-        "linestyle": "--" if baseline else "-",
-        "linewidth": 1.4 if baseline else 2.2,
-    }
-
-
 def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
     """K*MinFrac(t), best-arm share per episode, and the arms trace, for one config's cases."""
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(12.0, 3.9)
+    fig = new_figure(12.0, 3.9)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.3)
     ax_kmin, ax_best, ax_arms = fig.subplots(1, 3)
     horizon, k = cases[0].batch.horizon, cases[0].batch.k
@@ -87,7 +65,7 @@ def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
     ticks: list[tuple[float, str]] = []
     for case in cases:
         data = exploration_data(case.batch)
-        style = _style(case.model, colours)
+        style = line_style(case.model, colours)
         ax_kmin.plot(data.t, data.k_min_frac, label=case.model, **style)
         handles.append(Line2D([], [], label=f"{case.model} (N={case.batch.n})", **style))
         shown = data.best_share[:MAX_TRACED]
