@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -163,16 +163,7 @@ def render_messages(
     pulls = np.bincount(rounds[:, 0], minlength=k).tolist()
     wins = np.bincount(rounds[:, 0], weights=rounds[:, 1], minlength=k).astype(np.int64).tolist()
     context = {
-        "scenario": design.scenario,
-        "suggestive": design.framing == "S",
-        "summarized": design.history == "S",
-        "cot": design.cot,
-        "distribution": design.distribution,
-        "k": k,
-        "horizon": horizon,
-        "name_list": ", ".join(names),
-        # The paper's "A:n1,B:n2,C:n3,D:n4,E:n5": one numbered weight per arm, for any names.
-        "dist_example": ",".join(f"{n}:n{i + 1}" for i, n in enumerate(names)),
+        **_design_context(design, names, horizon),
         "played": len(rounds),
         # Only the raw-history designs show every round; the others need not build the list.
         "rounds": [_Round(names[a], r) for a, r in rounds.tolist()] if design.history == "R" else [],
@@ -187,19 +178,23 @@ def render_messages(
 @lru_cache(maxsize=256)
 def _system_content(design: DesignSpec, names: tuple[str, ...], horizon: int) -> str:
     """The system message: the same at every step of every episode of a config (no history)."""
-    k = len(names)
-    context = {
+    return _environment().get_template("system.j2").render(_design_context(design, names, horizon))
+
+
+def _design_context(design: DesignSpec, names: tuple[str, ...], horizon: int) -> dict[str, Any]:
+    """What both templates are told of the design, the arms and the horizon."""
+    return {
         "scenario": design.scenario,
         "suggestive": design.framing == "S",
         "summarized": design.history == "S",
         "cot": design.cot,
         "distribution": design.distribution,
-        "k": k,
+        "k": len(names),
         "horizon": horizon,
         "name_list": ", ".join(names),
+        # The paper's "A:n1,B:n2,C:n3,D:n4,E:n5": one numbered weight per arm, for any names.
         "dist_example": ",".join(f"{n}:n{i + 1}" for i, n in enumerate(names)),
     }
-    return _environment().get_template("system.j2").render(context)
 
 
 def _gbnf_literal(text: str) -> str:
