@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bandit_bench.core.agents.baselines import BASELINES, run_on_instances
 from bandit_bench.core.metrics import EpisodeBatch, point_values
 from bandit_bench.core.specs import DEFAULT_CONFIGS, InstanceSpec, RunSpec, SpecError
+from bandit_bench.recording.modes import MODES
 
 if TYPE_CHECKING:
     from bandit_bench.plugin.settings import ProjectSettings
@@ -425,7 +426,8 @@ def _add_record_local(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--record-mode",
         default="once",
-        choices=("once", "new_episodes", "all", "rewrite"),
+        # The modes that record: all but none.
+        choices=tuple(m.name for m in MODES.values() if m.records_missing_episodes),
         help="once (default) records what is missing; rewrite re-records everything",
     )
     p.add_argument("--port", type=int, default=0, help="server port (default 0: a free one)")

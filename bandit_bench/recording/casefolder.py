@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bandit_bench.recording.modes import REPLAYING_MODES, record_mode
 from bandit_bench.recording.transport import (
     CassetteError,
     CorruptCassetteError,
@@ -42,8 +43,6 @@ MANIFEST_FORMAT = 1
 # A manifest lists one line per episode: a few KB. Anything larger is not one of ours.
 MAX_MANIFEST_BYTES = 1024 * 1024
 LOCK_FILE = ".lock"
-# Modes that may replay a file; they refuse one the manifest does not list.
-REPLAYING_MODES = ("none", "once", "new_episodes")
 
 
 class FolderConflictError(CassetteError):
@@ -196,24 +195,6 @@ def unlisted_files(folder: Path, manifest: dict[str, Any] | None, episodes: rang
     ]
 
 
-def episodes_to_record(cassette_dir: Path, model: str, config: CaseConfig, mode: str) -> list[int]:
-    """The episodes of a case that a run in ``mode`` records (pays for) from their first step.
-
-    ``new_episodes`` may also record inside an existing episode whose prompts changed; that
-    cannot be known without running it, so those episodes are not counted here."""
-    from bandit_bench.recording.transport import RECORD_MODES
-
-    if mode not in RECORD_MODES:
-        raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
-    episodes = range(config.run.episodes)
-    if mode == "none":
-        return []
-    if mode in ("all", "rewrite"):
-        return list(episodes)
-    folder = case_dir(cassette_dir, model, config.name)
-    return [e for e in episodes if not (folder / episode_file(e)).exists()]
-
-
 # One lock object per lock file in this process: filelock's locks count re-entries per thread,
 # so the pytest controller can hold a case's lock for the session while run_case takes it again.
 _registry_lock = threading.Lock()
@@ -306,7 +287,7 @@ class CaseFolder:
                 then = (
                     # all and rewrite record every request whatever the folder holds: said as it is.
                     f"then this run records the case again, paying again (record mode {self.record_mode!r})"
-                    if self.record_mode in ("all", "rewrite")
+                    if record_mode(self.record_mode).records_every_request
                     else "what it recorded is then replayed, not paid for again"
                 )
                 notify(
@@ -360,7 +341,7 @@ class CaseFolder:
             if manifest is not None:
                 self.check_identity(manifest)
             fresh = new_manifest(self.model, self.config, self.base_url, self.record_mode, self.request)
-            if manifest is None or (self.record_mode == "rewrite" and not self._written):
+            if manifest is None or (record_mode(self.record_mode).rewrites_folder and not self._written):
                 # rewrite: this run's episodes are the folder's recording; files it did not
                 # write are no longer listed, so a replay refuses them instead of blending.
                 manifest = fresh
@@ -430,12 +411,12 @@ def mixed_recording_message(folder: Path, files: list[Path], rewrite_cmd: str) -
 
 __all__ = [
     "MANIFEST",
+    "REPLAYING_MODES",
     "CaseFolder",
     "FolderConflictError",
     "Recording",
     "UnwritableFolderError",
     "config_spec",
-    "episodes_to_record",
     "find_recordings",
     "public_url",
     "read_manifest",

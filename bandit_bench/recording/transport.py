@@ -45,6 +45,7 @@ from bandit_bench.core.replies import (
     read_usage,
     should_not_retry,
 )
+from bandit_bench.recording.modes import record_mode, requests_to_send
 from bandit_bench.recording.redaction import (
     PUBLIC_QUERY_PARAMS,
     redact,
@@ -57,7 +58,6 @@ from bandit_bench.recording.redaction import (
 if TYPE_CHECKING:
     import httpx2
 
-RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 
 _KEPT_REQUEST_HEADERS = ("content-type", "accept", "accept-encoding")
 # Response headers that would be wrong once the body is stored decoded, or that carry state.
@@ -142,19 +142,12 @@ def pending_requests(
     existing cassette lacks; ``all`` and ``rewrite`` every step; ``none`` nothing. An existing
     cassette is assumed to match today's prompts (a stale one fails in replay instead).
     """
-    if mode not in RECORD_MODES:
-        raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
+    policy = record_mode(mode)
     out: dict[int, int] = {}
-    if mode == "none":
-        return out
     for episode in range(episodes):
         path = cassette_path(cassette_dir, model, config_name, episode)
-        if mode in ("all", "rewrite") or not path.exists():
-            missing = horizon
-        elif mode == "new_episodes":
-            missing = max(0, horizon - recorded_interactions(path))
-        else:
-            missing = 0
+        recorded = recorded_interactions(path) if path.exists() else None
+        missing = requests_to_send(policy, recorded, horizon)
         if missing:
             out[episode] = missing
     return out
@@ -609,8 +602,7 @@ class CassetteTransport:
         record_hint: str = "",
         stale_hint: str = "",
     ) -> None:
-        if mode not in RECORD_MODES:
-            raise ValueError(f"record mode: got {mode!r}; expected one of {RECORD_MODES}")
+        self.policy = record_mode(mode)
         self.path = Path(path)
         self.mode = mode
         self.base_path = urlsplit(base_url).path.rstrip("/")
@@ -628,13 +620,11 @@ class CassetteTransport:
         self.guard: Any = None
         # --max-rpm / --max-tpm: a ratelimit.LimitGuard asked before each request to the API.
         self.limiter: Any = None
-        if mode == "none" and not self.exists:
+        if not self.exists and not self.policy.records_missing_episodes:
             raise CassetteMissingError(
-                f"cassette {self.path} does not exist (record mode 'none'). {record_hint}"
+                f"cassette {self.path} does not exist (record mode {mode!r}). {record_hint}"
             )
-        # 'all' and 'rewrite' record every request and replace the episode's file: appended to
-        # the old interactions (vcrpy's 'all'), the next replay would answer with the older ones.
-        if self.exists and mode in ("none", "once", "new_episodes"):
+        if self.exists and self.policy.replays:
             self._requests, self._responses = load_cassette(self.path)
             for i, (req, resp) in enumerate(zip(self._requests, self._responses, strict=True)):
                 key = (req.method.upper(), canonical_body(req.body))
@@ -643,7 +633,8 @@ class CassetteTransport:
     @property
     def replay_only(self) -> bool:
         """No request may reach the network: retries would only repeat a lookup."""
-        return self.mode == "none" or (self.mode == "once" and self.exists)
+        p = self.policy
+        return not p.records_missing_episodes or (self.exists and not p.records_missing_steps)
 
     @property
     def records(self) -> bool:
@@ -672,7 +663,7 @@ class CassetteTransport:
         body_bytes = request.read()
         method = request.method.upper()
         rel_path = self._relative(request.url.path)
-        if self.mode in ("none", "once", "new_episodes"):
+        if self.policy.replays:
             stored = self._lookup(method, rel_path, canonical_body(body_bytes))
             if stored is not None:
                 self.replayed += 1
