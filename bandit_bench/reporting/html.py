@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
-from bandit_bench.reporting.figures import DPI, line_style, new_figure
+from bandit_bench.reporting.figures import DPI, line_style, new_figure, sheet, sheet_png
 from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
     CaseEpisodes,
@@ -50,6 +50,7 @@ from bandit_bench.reporting.tables import kind_of as row_kind
 
 if TYPE_CHECKING:
     import jinja2
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -223,20 +224,23 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def draw_figures(jobs: Sequence[Callable[[], str]]) -> list[str]:
+def draw_figures(jobs: Sequence[Callable[[], str]], warm: Sequence[Callable[[], object]] = ()) -> list[str]:
     """Each job draws one figure and returns its data URI; the results in job order.
 
     matplotlib draws in Python under the GIL, so threads would not help: with several figures
     and cores the jobs run in forked worker processes (one per core). Where fork is missing
     (Windows, macOS's default is spawn and would import matplotlib again per worker) or only one
     core is ours, they run here. Agg's output depends only on the figure, so the page is the
-    same byte for byte either way."""
+    same byte for byte either way. ``warm`` (the shared sheets, see :func:`sheet_png`) runs here
+    before the workers start, so that each worker finds them drawn instead of drawing its own."""
     import multiprocessing
 
     global _FIGURE_JOBS
     workers = min(len(jobs), _cores())
     if workers < 2 or len(jobs) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
         return [job() for job in jobs]
+    for step in warm:
+        step()
     _FIGURE_JOBS = jobs
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -252,45 +256,23 @@ def png_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _png_of(draw: Callable[..., Figure], *args: Any) -> str:
+def _png_of(draw: Callable[..., Figure | str], *args: Any) -> str:
+    """The data URI of what ``draw(*args)`` makes: a figure, or a data URI already."""
     import matplotlib
 
     # A title set at a fixed height skips matplotlib's search for decorations above the axes
     # (a tight bounding box of every tick label, a sixth of a figure's drawing time); with no
     # ticks or labels on top, the automatic height is this one, so the pixels do not change.
     with matplotlib.rc_context({"axes.titley": 1.0}):
-        return png_data_uri(draw(*args))
+        out = draw(*args)
+        return out if isinstance(out, str) else png_data_uri(out)
 
 
-def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
-    """The paper's Figure 1 for one config: models solid, baselines dashed, one shared legend."""
-    from matplotlib.lines import Line2D
-
+def config_sheet(horizon: int) -> tuple[Figure, tuple[Axes, ...]]:
+    """Figure 1's empty panels for a horizon: what every config of that horizon shares."""
     fig = new_figure(12.0, 3.9)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.26)
     ax_hist, ax_suffix, ax_reward = fig.subplots(1, 3)
-    horizon = cases[0].batch.horizon
-    handles: list[Any] = []
-    for case in cases:
-        data = figure_one_data(case.model, case.batch)
-        style = line_style(case.model, colours)
-        label = f"{case.model} (N={data.n})"
-        ax_hist.stairs(data.episode_shares, data.bin_edges, label=label, **style)
-        ax_suffix.plot(data.t, data.suffix_failure, drawstyle="steps-post", label=label, **style)
-        (line,) = ax_reward.plot(data.t, data.reward_mean, label=label, **style)
-        ax_reward.fill_between(
-            data.t,
-            np.clip(data.reward_low, 0, 1),
-            np.clip(data.reward_high, 0, 1),
-            color=style["color"],
-            alpha=0.12,
-            linewidth=0,
-        )
-        handles.append(line)
-    best = figure_one_data(cases[0].model, cases[0].batch).best_mean
-    ax_reward.axhline(best, color="#222222", linestyle=":", linewidth=1.2)
-    handles.append(Line2D([], [], color="#222222", linestyle=":", linewidth=1.2, label=f"OPT = {best:g}"))
-    ax_suffix.axvline(horizon // 2 + 1, color="#999999", linestyle=":", linewidth=1)
     ax_hist.set(
         title="plays of the best arm per episode",
         xlabel=f"number of plays of the best arm (of T = {horizon})",
@@ -314,15 +296,77 @@ def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> 
     )
     for ax in (ax_hist, ax_suffix, ax_reward):
         ax.grid(alpha=0.3)
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        ncol=min(len(handles), 4),
-        fontsize=9,
-        frameon=False,
-        bbox_to_anchor=(0.5, 0.0),
+    return fig, (ax_hist, ax_suffix, ax_reward)
+
+
+def config_artists(
+    fig: Figure, axes: Sequence[Axes], cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
+) -> list[Artist]:
+    """Adds one config's data to :func:`config_sheet`'s panels; returns what it added."""
+    from matplotlib.lines import Line2D
+
+    ax_hist, ax_suffix, ax_reward = axes
+    horizon = cases[0].batch.horizon
+    added: list[Artist] = []
+    handles: list[Any] = []
+    for case in cases:
+        data = figure_one_data(case.model, case.batch)
+        style = line_style(case.model, colours)
+        label = f"{case.model} (N={data.n})"
+        added.append(ax_hist.stairs(data.episode_shares, data.bin_edges, label=label, **style))
+        added += ax_suffix.plot(data.t, data.suffix_failure, drawstyle="steps-post", label=label, **style)
+        (line,) = ax_reward.plot(data.t, data.reward_mean, label=label, **style)
+        added.append(line)
+        added.append(
+            ax_reward.fill_between(
+                data.t,
+                np.clip(data.reward_low, 0, 1),
+                np.clip(data.reward_high, 0, 1),
+                color=style["color"],
+                alpha=0.12,
+                linewidth=0,
+            )
+        )
+        handles.append(line)
+    best = figure_one_data(cases[0].model, cases[0].batch).best_mean
+    added.append(ax_reward.axhline(best, color="#222222", linestyle=":", linewidth=1.2))
+    handles.append(Line2D([], [], color="#222222", linestyle=":", linewidth=1.2, label=f"OPT = {best:g}"))
+    added.append(ax_suffix.axvline(horizon // 2 + 1, color="#999999", linestyle=":", linewidth=1))
+    added.append(
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 4),
+            fontsize=9,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
     )
+    return added
+
+
+def config_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
+    """The paper's Figure 1 for one config: models solid, baselines dashed, one shared legend."""
+    fig, axes = config_sheet(cases[0].batch.horizon)
+    config_artists(fig, axes, cases, colours)
     return fig
+
+
+def _config_png(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> str:
+    horizon = cases[0].batch.horizon
+    return sheet_png(
+        ("figure 1", horizon),
+        functools.partial(config_sheet, horizon),
+        lambda fig, axes: config_artists(fig, axes, cases, colours),
+    )
+
+
+def _warm_sheets(horizon: int) -> None:
+    """Draws the sheets of a horizon's figures (as _config_png and exploration_png use them)."""
+    from bandit_bench.reporting.panels import exploration_sheet
+
+    sheet(("figure 1", horizon), functools.partial(config_sheet, horizon))
+    sheet(("exploration", horizon), functools.partial(exploration_sheet, horizon))
 
 
 # ---------------------------------------------------------------------------- figures 3 and 10
@@ -716,7 +760,7 @@ def render_html(
     """The page for these summary rows, step lines and run metadata (as in summary.json and
     steps.jsonl)."""
     from bandit_bench.reporting.grid import GRID_STATS, SINGLE_ROUND_STATS, paper_grids, single_round_grids
-    from bandit_bench.reporting.panels import exploration_figure
+    from bandit_bench.reporting.panels import exploration_png
     from bandit_bench.reporting.provenance import metadata_lines
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
@@ -725,7 +769,12 @@ def render_html(
     cases = case_episodes(summary, steps)
     # Every figure of the page is a job; draw_figures runs them (in parallel where it pays).
     jobs: list[Callable[[], str]] = []
+    horizons: dict[int, None] = {}
     parts = []
+    panels = scatter_panels(summary)
+    if panels:
+        # First: the longest job, so that no worker is left drawing it alone at the end.
+        jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
 
     def stepless(r: Mapping[str, Any]) -> bool:
         # Single-round rows have steps but no episode to plot: their table is at the top.
@@ -745,15 +794,13 @@ def render_html(
         job = details = None
         if with_data:
             job = len(jobs)
-            jobs.append(functools.partial(_png_of, config_figure, with_data, colours))
+            jobs.append(functools.partial(_png_of, _config_png, with_data, colours))
             # The other exploration panels (reporting/panels.py), folded away on the page.
             details = len(jobs)
-            jobs.append(functools.partial(_png_of, exploration_figure, with_data, colours))
+            jobs.append(functools.partial(_png_of, exploration_png, with_data, colours))
+            horizons[with_data[0].batch.horizon] = None
         parts.append((config, config_facts(rows[0]), job, note, details))
-    panels = scatter_panels(summary)
-    if panels:
-        jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
-    images = draw_figures(jobs)
+    images = draw_figures(jobs, [functools.partial(_warm_sheets, h) for h in horizons])
     sections = [
         ConfigSection(
             config,
@@ -764,7 +811,7 @@ def render_html(
         )
         for config, facts, job, note, details in parts
     ]
-    scatter = images[-1] if panels else None
+    scatter = images[0] if panels else None
     prompt = sum(int(r.get("prompt_tokens") or 0) for r in summary)
     completion = sum(int(r.get("completion_tokens") or 0) for r in summary)
     costs = [float(r["cost_usd"]) for r in summary if r.get("cost_usd") is not None]

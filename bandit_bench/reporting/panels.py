@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best
-from bandit_bench.reporting.figures import line_style, new_figure
+from bandit_bench.reporting.figures import line_style, new_figure, sheet_png
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from bandit_bench.reporting.tables import CaseEpisodes
 
-__all__ = ["ExplorationData", "exploration_data", "exploration_figure"]
+__all__ = ["ExplorationData", "exploration_data", "exploration_figure", "exploration_png"]
 
 # Up to this many episodes per model in the arms trace and the per-episode lines: a page stays
 # readable, and the first episodes are the same instances for every model.
@@ -51,50 +53,11 @@ def exploration_data(batch: EpisodeBatch) -> ExplorationData:
     return ExplorationData(t=t, k_min_frac=k_min, best_share=best_share, arms=batch.arms.copy())
 
 
-def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
-    """K*MinFrac(t), best-arm share per episode, and the arms trace, for one config's cases."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.lines import Line2D
-
+def exploration_sheet(horizon: int) -> tuple[Figure, tuple[Axes, ...]]:
+    """The three panels without data: what every config of a horizon shares."""
     fig = new_figure(12.0, 3.9)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.3, top=0.9, wspace=0.3)
     ax_kmin, ax_best, ax_arms = fig.subplots(1, 3)
-    horizon, k = cases[0].batch.horizon, cases[0].batch.k
-    handles: list[object] = []
-    traces: list[np.ndarray] = []
-    ticks: list[tuple[float, str]] = []
-    for case in cases:
-        data = exploration_data(case.batch)
-        style = line_style(case.model, colours)
-        ax_kmin.plot(data.t, data.k_min_frac, label=case.model, **style)
-        handles.append(Line2D([], [], label=f"{case.model} (N={case.batch.n})", **style))
-        shown = data.best_share[:MAX_TRACED]
-        for row in shown:
-            ax_best.plot(
-                data.t, row, color=style["color"], linestyle=style["linestyle"], linewidth=0.9, alpha=0.6
-            )
-        start = sum(len(x) for x in traces) + len(traces)  # one blank row between models
-        traces.append(data.arms[:MAX_TRACED])
-        ticks.append((start + (len(shown) - 1) / 2, case.model))
-    # Arms trace: episodes as rows (a blank row between models), colour = arm.
-    rows = []
-    for i, block in enumerate(traces):
-        if i:
-            rows.append(np.full((1, horizon), np.nan))
-        rows.append(block.astype(float))
-    image = np.vstack(rows)
-    palette = ["#1f77b4", "#2ca02c", "#d62728", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-    cmap = ListedColormap([palette[i % len(palette)] for i in range(k)]).with_extremes(bad="#ffffff")
-    ax_arms.imshow(
-        np.ma.masked_invalid(image),
-        aspect="auto",
-        interpolation="nearest",
-        cmap=cmap,
-        vmin=-0.5,
-        vmax=k - 0.5,
-        extent=(0.5, horizon + 0.5, image.shape[0] - 0.5, -0.5),
-    )
-    ax_arms.set_yticks([p for p, _ in ticks], [m.split("/")[-1][:18] for _, m in ticks], fontsize=7)
     ax_kmin.set(
         title="K*MinFrac up to t",
         xlabel="t",
@@ -109,11 +72,99 @@ def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
         xlim=(1, horizon),
         ylim=(-0.02, 1.02),
     )
-    ax_arms.set(title="arm chosen at t (one row per episode)", xlabel="t (colour: arm index)")
+    ax_arms.set(
+        title="arm chosen at t (one row per episode)",
+        xlabel="t (colour: arm index)",
+        xlim=(0.5, horizon + 0.5),
+        yticks=[],  # the models' names are written beside their rows by exploration_artists
+    )
     for ax in (ax_kmin, ax_best):
         ax.grid(alpha=0.3)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    return fig, (ax_kmin, ax_best, ax_arms)
+
+
+def exploration_artists(
+    fig: Figure, axes: Sequence[Axes], cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
+) -> list[Artist]:
+    """Adds one config's data to :func:`exploration_sheet`'s panels (with the models' names beside
+    the arms trace); returns what it added."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
+    ax_kmin, ax_best, ax_arms = axes
+    horizon, k = cases[0].batch.horizon, cases[0].batch.k
+    added: list[Artist] = []
+    handles: list[Artist] = []
+    traces: list[np.ndarray] = []
+    ticks: list[tuple[float, str]] = []
+    for case in cases:
+        data = exploration_data(case.batch)
+        style = line_style(case.model, colours)
+        added += ax_kmin.plot(data.t, data.k_min_frac, label=case.model, **style)
+        handles.append(Line2D([], [], label=f"{case.model} (N={case.batch.n})", **style))
+        shown = data.best_share[:MAX_TRACED]
+        for row in shown:
+            added += ax_best.plot(
+                data.t, row, color=style["color"], linestyle=style["linestyle"], linewidth=0.9, alpha=0.6
+            )
+        start = sum(len(x) for x in traces) + len(traces)  # one blank row between models
+        traces.append(data.arms[:MAX_TRACED])
+        ticks.append((start + (len(shown) - 1) / 2, case.model))
+    # Arms trace: episodes as rows (a blank row between models), colour = arm.
+    rows = []
+    for i, block in enumerate(traces):
+        if i:
+            rows.append(np.full((1, horizon), np.nan))
+        rows.append(block.astype(float))
+    image = np.vstack(rows)
+    palette = ["#1f77b4", "#2ca02c", "#d62728", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    cmap = ListedColormap([palette[i % len(palette)] for i in range(k)]).with_extremes(bad="#ffffff")
+    added.append(
+        ax_arms.imshow(
+            np.ma.masked_invalid(image),
+            aspect="auto",
+            interpolation="nearest",
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=k - 0.5,
+            extent=(0.5, horizon + 0.5, image.shape[0] - 0.5, -0.5),
+        )
+    )
+    ax_arms.set_ylim(image.shape[0] - 0.5, -0.5)
+    for position, model in ticks:
+        added.append(
+            ax_arms.annotate(
+                model.split("/")[-1][:18],
+                (0, position),
+                xycoords=ax_arms.get_yaxis_transform(),
+                xytext=(-4, 0),
+                textcoords="offset points",
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
+        )
+    added.append(
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    )
+    return added
+
+
+def exploration_figure(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> Figure:
+    """K*MinFrac(t), best-arm share per episode, and the arms trace, for one config's cases."""
+    fig, axes = exploration_sheet(cases[0].batch.horizon)
+    exploration_artists(fig, axes, cases, colours)
     return fig
+
+
+def exploration_png(cases: Sequence[CaseEpisodes], colours: Mapping[str, str]) -> str:
+    """:func:`exploration_figure` as a PNG data URI, its empty panels drawn once per horizon."""
+    horizon = cases[0].batch.horizon
+    return sheet_png(
+        ("exploration", horizon),  # as html._warm_sheets draws it ahead
+        lambda: exploration_sheet(horizon),
+        lambda fig, axes: exploration_artists(fig, axes, cases, colours),
+    )
 
 
 # ---------------------------------------------------------------------------- scatter labels

@@ -418,3 +418,55 @@ def test_page_in_headless_chromium(browser_report: Path, tmp_path: Path, width: 
     assert attrs["data-table-rows"] == str(len(models) + len(CONFIGS) * len(BASELINES))
     # Nothing wider than the window, no table that scrolls sideways: the verdict column is on screen.
     assert attrs["data-overflow"] == "none"
+
+
+# ---------------------------------------------------------------------------- shared sheets
+
+
+def _pixels(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"), dtype=int
+    )
+
+
+@pytest.mark.parametrize("kind", ["figure 1", "exploration"])
+def test_figures_on_a_shared_sheet_are_the_full_drawing_and_leave_nothing_behind(
+    report_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    import threading
+
+    import bandit_bench.reporting.figures as figures
+    import bandit_bench.reporting.html as page
+    from bandit_bench.reporting.panels import exploration_figure, exploration_png
+
+    data = load_report_dir(report_dir)
+    cases = case_episodes(data.summary, data.steps)
+    colours = colours_for([FAKE, *BASELINES])
+    config = CONFIGS[0].name
+    every = [cases[(m, config)] for m in (FAKE, *BASELINES)]
+    one = [cases[(BASELINES[1], config)]]  # other lines, rows and legend on the same panels
+    draw, full = (
+        (page._config_png, config_figure) if kind == "figure 1" else (exploration_png, exploration_figure)
+    )
+    monkeypatch.setattr(figures, "_SHEETS", threading.local())
+    first = page._png_of(draw, every, colours)
+    after_one = (page._png_of(draw, one, colours), page._png_of(draw, every, colours))
+    # Nothing of a figure stays on the sheet for the next one: the same figure again is the same
+    # PNG, and a figure drawn first on a fresh sheet is the one drawn after another.
+    assert after_one[1] == first
+    monkeypatch.setattr(figures, "_SHEETS", threading.local())
+    assert page._png_of(draw, one, colours) == after_one[0]
+    assert after_one[0] != first
+    # The same picture as matplotlib's full drawing of the figure: only the stacking of the
+    # band over the grid lines differs, a few pixels in ten thousand (a missing legend: 0.1-0.5%).
+    for cases_drawn, shared in ((every, first), (one, after_one[0])):
+        drawn = _pixels(page._png_of(full, cases_drawn, colours))
+        ours = _pixels(shared)
+        assert drawn.shape == ours.shape
+        differ = (np.abs(drawn - ours).max(axis=2) > 24).mean()
+        assert differ < 0.0005, differ

@@ -52,6 +52,33 @@ def test_unregistered_tokens_are_replaced_but_prose_is_not() -> None:
     assert redact_bytes(b"\xff\xfe not utf-8") == b"\xff\xfe not utf-8"
 
 
+def test_credentials_are_found_on_any_line_of_a_long_text() -> None:
+    # The URL search runs line by line (only lines with "://"); the token's whitespace may be
+    # a line break; lines without either come back untouched.
+    figure = "data:image/png;base64," + "QUJD" * 5000
+    text = "\n".join(
+        [
+            figure,
+            "endpoint http://bob:pw-0123456789@proxy.local/v1",
+            figure,
+            "<td>Bearer",
+            "abcDEF0123456789xyz</td> and ftp://eve:s3cret@files.example/x",
+            "",
+        ]
+    )
+    assert redact(text) == "\n".join(
+        [
+            figure,
+            "endpoint http://[redacted]@proxy.local/v1",
+            figure,
+            "<td>Bearer",
+            "[redacted]</td> and ftp://[redacted]@files.example/x",
+            "",
+        ]
+    )
+    assert redact(figure + "\nBasic YWxpY2U6c2VjcmV0MTIzNDU2") == figure + "\nBasic [redacted]"
+
+
 def test_a_secret_never_shows_its_value_and_compares_by_it() -> None:
     value = f"sk-cmp-{secrets.token_hex(8)}"
     secret = Secret(value)
