@@ -12,6 +12,7 @@ import socket
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,17 +91,45 @@ def test_server_that_exits_at_once_gives_its_log_tail(tmp_path: Path) -> None:
     server.log_path.unlink()
 
 
-def test_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) -> None:
+class _ClockFromStart:
+    """``time`` for servers/llama.py whose clock stands still until ``started()``, then runs a
+    second per reading: the startup timeout counts from the moment the child is up, however
+    long a loaded machine takes to start it (no timed assertion, no flaky 1.5 s)."""
+
+    def __init__(self, started: Callable[[], bool]) -> None:
+        self.started = started
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        if self.now or self.started():
+            self.now += 1.0
+        return self.now
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_server_that_never_answers_times_out_and_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pid_file = tmp_path / "pid"
+    log = tmp_path / "server.log"
     script = (
-        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        f"import os, time; open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid())); "
+        f"os.replace({str(pid_file)!r} + '.tmp', {str(pid_file)!r}); "
         "print('still loading', flush=True); time.sleep(120)"
     )
+
+    def started() -> bool:
+        return pid_file.exists() and "still loading" in log.read_text()
+
+    monkeypatch.setattr(local_server, "time", _ClockFromStart(started))
     server = LlamaServer(
         tmp_path / "x.gguf",
         command=[sys.executable, "-c", script],
         startup_timeout=1.5,
-        log_path=tmp_path / "server.log",
+        log_path=log,
     )
     with pytest.raises(LocalServerError, match=r"did not answer .* within 1.5 s") as info:
         server.start()
