@@ -9,25 +9,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import QUICK_AND_PICKY_PYPROJECT, record_quick
 
 from bandit_bench.servers.simulator import always, cycle
 
-PYPROJECT = """
-[tool.bandit_bench.configs.quick]
-design = "BNRN0"
-instance = "hard"
-horizon = 6
-episodes = 3
-min_format_compliance = 0.9
-min_best_arm_rate = 0.0
-
-[tool.bandit_bench.configs.picky]
-design = "BSSC~0"
-instance = "hard"
-horizon = 6
-episodes = 3
-min_best_arm_rate = 0.9
-"""
+PYPROJECT = QUICK_AND_PICKY_PYPROJECT
 OTHER_TEST = "def test_other():\n    assert True\n"
 OWN_BENCH_TEST = "def test_mine(bandit_case):\n    bandit_case.run_and_check()\n"
 
@@ -37,17 +23,7 @@ def project(bench_project) -> pytest.Pytester:
     return bench_project(PYPROJECT)
 
 
-def _record(project: pytest.Pytester, base_url: str, *args: str) -> pytest.RunResult:
-    return project.runpytest(
-        "--model",
-        "sim/cycle",
-        "--bandit-config",
-        "quick",
-        "--base-url",
-        base_url,
-        "--record-mode=once",
-        *args,
-    )
+_record = record_quick
 
 
 # ---------------------------------------------------------------------------- 1. no case is no pass

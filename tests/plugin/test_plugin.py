@@ -7,25 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import QUICK_AND_PICKY_PYPROJECT, record_quick
 
 from bandit_bench.servers.simulator import always, cycle
 
-PYPROJECT = """
-[tool.bandit_bench.configs.quick]
-design = "BNRN0"
-instance = "hard"
-horizon = 6
-episodes = 3
-min_format_compliance = 0.9
-min_best_arm_rate = 0.0
-
-[tool.bandit_bench.configs.picky]
-design = "BSSC~0"
-instance = "hard"
-horizon = 6
-episodes = 3
-min_best_arm_rate = 0.9
-"""
+PYPROJECT = QUICK_AND_PICKY_PYPROJECT
 
 
 @pytest.fixture
@@ -33,17 +19,7 @@ def project(bench_project) -> pytest.Pytester:
     return bench_project(PYPROJECT)
 
 
-def _record(project: pytest.Pytester, base_url: str, *args: str) -> pytest.RunResult:
-    return project.runpytest(
-        "--model",
-        "sim/cycle",
-        "--bandit-config",
-        "quick",
-        "--base-url",
-        base_url,
-        "--record-mode=once",
-        *args,
-    )
+_record = record_quick
 
 
 def test_record_then_replay_offline_gives_the_same_decisions(project, simulator):

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import case_config, record_case
 
-from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig
 from bandit_bench.reporting.evaluation import case_record
 from bandit_bench.running.runner import CaseResult, RunOptions, run_case
 from bandit_bench.servers.simulator import SimReply, Simulator, scripted
@@ -59,24 +60,11 @@ ERROR_MARKERS = ("simulated fault", "upstream error", '"choices": []', '"code": 
 
 
 def _config(horizon: int = 2) -> CaseConfig:
-    return CaseConfig(
-        name="faults",
-        design=DesignSpec.parse("BNRN0"),
-        instance=InstanceSpec(k=5, delta=0.2, horizon=horizon),
-        run=RunSpec(episodes=1, seed=0),
-    )
+    return case_config("faults", horizon=horizon)
 
 
 def _record(sim: Simulator, cassettes: Path, config: CaseConfig, max_retries: int = 1) -> CaseResult:
-    opts = RunOptions(
-        base_url=sim.base_url,
-        api_key="sk-test",
-        cassette_dir=cassettes,
-        record_mode="once",
-        max_retries=max_retries,
-        request_timeout=TIMEOUT,
-    )
-    return run_case(MODEL, config, opts)
+    return record_case(sim, cassettes, config, MODEL, max_retries=max_retries, request_timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("fault", list(RETRIED))

@@ -13,8 +13,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from helpers import case_config
 
-from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig
 from bandit_bench.recording import transport
 from bandit_bench.recording.transport import MAX_REPLY_BYTES, cassette_path
 from bandit_bench.running.runner import RunOptions, run_case
@@ -26,10 +27,7 @@ MEMORY_LIMIT = 1024 * 1024 * 1024
 
 
 def _config(horizon: int = 2, episodes: int = 1) -> CaseConfig:
-    return CaseConfig(
-        name="cap", design=DesignSpec.parse("BNRN0"), instance=InstanceSpec(k=5, delta=0.2, horizon=horizon),
-        run=RunSpec(episodes=episodes, seed=0),
-    )  # fmt: skip
+    return case_config("cap", horizon=horizon, episodes=episodes)
 
 
 def _gzip_bomb(inflated: int) -> bytes:

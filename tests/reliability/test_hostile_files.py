@@ -16,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import TINY_PYPROJECT
 
 from bandit_bench.servers.simulator import SimReply, Simulator, always
 
-PYPROJECT = """
-[tool.bandit_bench.configs.tiny]
-design = "BNRN0"
-instance = "hard"
-horizon = 3
-episodes = 2
-min_format_compliance = 0.0
-"""
+PYPROJECT = TINY_PYPROJECT
 MEMORY_LIMIT = 1024 * 1024 * 1024
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import case_config
 
 from bandit_bench.core.bandit import draw_instance
 from bandit_bench.core.episode import Trajectory
@@ -208,12 +209,7 @@ def test_the_corpus_is_large_and_covers_every_failure_reason() -> None:
 
 def _config(design: str, horizon: int) -> CaseConfig:
     # Thresholds left at the default 0.9: the corpus is meant to fall below it.
-    return CaseConfig(
-        name="hostile",
-        design=DesignSpec.parse(design),
-        instance=InstanceSpec(k=5, delta=0.2, horizon=horizon),
-        run=RunSpec(episodes=1, seed=0),
-    )
+    return case_config("hostile", design, horizon=horizon)
 
 
 def _expected_arms(config: CaseConfig, corpus: list[Hostile]) -> list[int]:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import case_config, record_case
 
 from bandit_bench.core.episode import Trajectory
 from bandit_bench.core.replies import Price
-from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig
 from bandit_bench.plugin.spend import Budget
 from bandit_bench.recording.transport import clear_endpoint_stops
 from bandit_bench.reporting.evaluation import case_record
@@ -43,12 +44,7 @@ def _no_daily_cap_left_behind() -> Iterator[None]:
 
 
 def _config(design: str, horizon: int = 3, episodes: int = 1) -> CaseConfig:
-    return CaseConfig(
-        name=f"prov-{design}",
-        design=DesignSpec.parse(design),
-        instance=InstanceSpec(k=5, delta=0.2, horizon=horizon),
-        run=RunSpec(episodes=episodes, seed=0),
-    )
+    return case_config(f"prov-{design}", design, horizon=horizon, episodes=episodes)
 
 
 def _record(
@@ -60,17 +56,16 @@ def _record(
     max_retries: int = 1,
     model: str = "sim/p",
 ) -> CaseResult:
-    opts = RunOptions(
-        base_url=sim.base_url,
-        api_key="sk-test",
-        cassette_dir=tmp / "cassettes",
-        record_mode="once",
+    return record_case(
+        sim,
+        tmp / "cassettes",
+        config,
+        model,
         concurrency=1,
         max_retries=max_retries,
         request_timeout=5.0,
         budget=budget,
     )
-    return run_case(model, config, opts)
 
 
 def _replay(tmp: Path, config: CaseConfig, model: str = "sim/p") -> CaseResult:

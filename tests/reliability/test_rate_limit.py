@@ -9,20 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import case_config
 
-from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
+from bandit_bench.core.specs import CaseConfig
 from bandit_bench.running.ratelimit import SessionRateLimit, estimate_tokens, retry_after
 from bandit_bench.running.runner import RunOptions, run_case
 from bandit_bench.servers.simulator import SimReply, cycle
 
 
 def _config(name: str) -> CaseConfig:
-    return CaseConfig(
-        name=name,
-        design=DesignSpec.parse("BNRN0"),
-        instance=InstanceSpec(k=3, delta=0.5, horizon=4),
-        run=RunSpec(episodes=4, seed=3),
-    )
+    return case_config(name, k=3, delta=0.5, horizon=4, episodes=4, seed=3)
 
 
 class FakeClock:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from helpers import TINY_PYPROJECT
 
 from bandit_bench.core.specs import CaseConfig, DesignSpec, InstanceSpec, RunSpec
 from bandit_bench.recording.redaction import Secret
@@ -24,14 +25,7 @@ from bandit_bench.running.credentials import key_problem, select_api_key
 from bandit_bench.running.runner import RunOptions, record_command, run_case
 from bandit_bench.servers.simulator import SimReply, Simulator, always
 
-PYPROJECT = """
-[tool.bandit_bench.configs.tiny]
-design = "BNRN0"
-instance = "hard"
-horizon = 3
-episodes = 2
-min_format_compliance = 0.0
-"""
+PYPROJECT = TINY_PYPROJECT
 KEY_VARS = ("OPENROUTER_API_KEY", "OPENAI_API_KEY")
 
 
