@@ -248,6 +248,8 @@ def episode_regret(batch: EpisodeBatch) -> np.ndarray:
 # name -> (the units the metric averages over, the statistic, the interval). Wilson metrics
 # are shares of pooled units (steps or episodes); bootstrap metrics resample episodes. One table
 # drives both summaries and point values, so the CLI's figures are the report's figures.
+# The Wilson interval of best_arm_rate treats pulls as independent; pulls within an episode are
+# correlated (an agent that locks onto an arm does so for many rounds), so it is optimistic.
 _Units = Callable[[EpisodeBatch], np.ndarray]
 _METRICS: dict[str, tuple[_Units, Callable[..., Any], str]] = {
     "format_compliance": (lambda b: b.valid, np.mean, "wilson"),
@@ -270,51 +272,6 @@ def _summary(name: str, batch: EpisodeBatch) -> Estimate:
     return _bootstrap_estimate(units, stat)
 
 
-def format_compliance(batch: EpisodeBatch) -> Estimate:
-    """Share of steps with a valid reply, pooled over all N*T steps (Wilson over steps)."""
-    return _summary("format_compliance", batch)
-
-
-def best_arm_rate(batch: EpisodeBatch) -> Estimate:
-    """Share of pulls on the best arm, pooled over all N*T pulls.
-
-    The Wilson interval treats pulls as independent; pulls within an episode are correlated
-    (an agent that locks onto an arm does so for many rounds), so the interval is optimistic.
-    """
-    return _summary("best_arm_rate", batch)
-
-
-def best_arm_rate_second_half(batch: EpisodeBatch) -> Estimate:
-    """:func:`best_arm_rate` over rounds T//2..T-1 only (same optimistic Wilson interval)."""
-    return _summary("best_arm_rate_second_half", batch)
-
-
-def suffix_failure_freq(batch: EpisodeBatch) -> Estimate:
-    """SuffFailFreq(T/2): share of episodes never picking the best arm after step T//2, i.e. in
-    the last half of the rounds (see :func:`episode_suffix_failure` for why this reading)."""
-    return _summary("suffix_failure_freq", batch)
-
-
-def k_min_frac(batch: EpisodeBatch) -> Estimate:
-    """K*MinFrac averaged over episodes, bootstrap interval."""
-    return _summary("k_min_frac", batch)
-
-
-def greedy_frac(batch: EpisodeBatch) -> Estimate:
-    """GreedyFrac averaged over episodes, bootstrap interval."""
-    return _summary("greedy_frac", batch)
-
-
-def median_reward(batch: EpisodeBatch) -> Estimate:
-    """MedianReward: median over episodes of the rescaled time-averaged reward (can be < 0)."""
-    return _summary("median_reward", batch)
-
-
-def mean_regret(batch: EpisodeBatch) -> Estimate:
-    """Pseudo-regret over the episode, averaged over episodes, bootstrap interval."""
-    return _summary("mean_regret", batch)
-
-
 def summarize(batch: EpisodeBatch) -> dict[str, Estimate]:
     """Every summary metric of the batch with its interval, keyed as in :data:`METRIC_NAMES`."""
     return {name: _summary(name, batch) for name in _METRICS}
@@ -328,23 +285,8 @@ def point_values(batch: EpisodeBatch) -> dict[str, float]:
 # ---------------------------------------------------------------------------- curves for plots
 
 
-def best_arm_curve(batch: EpisodeBatch) -> np.ndarray:
-    """(T,) share of episodes picking the best arm at each step."""
-    return on_best(batch).mean(axis=0)
-
-
-def cumulative_regret_curve(batch: EpisodeBatch) -> np.ndarray:
-    """(T,) pseudo-regret accumulated up to and including each step, mean over episodes."""
-    return np.cumsum(batch.delta * ~on_best(batch), axis=1).mean(axis=0)
-
-
 def suffix_failure_curve(batch: EpisodeBatch) -> np.ndarray:
     """(T,) for each t the share of episodes that never pick the best arm after step t (0-based
-    steps t..T-1): the Figure 1 curve, with :func:`suffix_failure_freq` its value at T//2."""
+    steps t..T-1): the Figure 1 curve, with the metric ``suffix_failure_freq`` its value at T//2."""
     hit_from_t = np.flip(np.logical_or.accumulate(np.flip(on_best(batch), axis=1), axis=1), axis=1)
     return (~hit_from_t).mean(axis=0)
-
-
-def arm_rank_shares(batch: EpisodeBatch) -> np.ndarray:
-    """(K,) share of pulls by arm rank within the episode (rank 0 = most pulled), averaged."""
-    return (-np.sort(-_counts(batch), axis=1) / batch.horizon).mean(axis=0)

@@ -245,13 +245,6 @@ def strip_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def url_password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
-
-
 _USERINFO_PARTS = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)@")
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve, wilson_bounds
+from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve
 from bandit_bench.reporting.figures import DPI, line_style, new_figure, sheet, sheet_png
 from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
@@ -135,13 +135,6 @@ def colours_for(models: Iterable[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- bands
-
-
-def wilson_band(hits: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column share of ``hits`` (N, T) with its Wilson interval over the N rows."""
-    p = hits.mean(axis=0)
-    low, high = wilson_bounds(p, hits.shape[0], z)
-    return p, low, high
 
 
 def mean_band(values: np.ndarray, z: float = Z_BAND) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

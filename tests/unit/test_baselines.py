@@ -5,7 +5,7 @@ import pytest
 
 from bandit_bench import Agent, BanditInstance, InstanceSpec, draw_instance, run_episode
 from bandit_bench.core.agents.baselines import BASELINES, BaselineAgent, run_baseline_batch
-from bandit_bench.core.metrics import EpisodeBatch, best_arm_rate
+from bandit_bench.core.metrics import EpisodeBatch, point_values
 
 # K=4, delta=0.2, T=20, base seed 3, episode 0: best arm 1. Arm sequences with
 # default_rng(2024), computed once and pasted: any change to a chooser's logic or to the
@@ -91,7 +91,7 @@ def test_ucb_and_ts_beat_uniform_on_best_arm_rate() -> None:
     for j, name in enumerate(BASELINES):
         arms = run_baseline_batch(name, tables, np.random.default_rng([0, j]))
         rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]
-        rates[name] = best_arm_rate(EpisodeBatch.from_arrays(arms, rewards, best, 5, 0.5)).value
+        rates[name] = point_values(EpisodeBatch.from_arrays(arms, rewards, best, 5, 0.5))["best_arm_rate"]
     assert rates == pytest.approx(
         {"ucb": 0.9206, "ts": 0.873475, "greedy": 0.71635, "eps_greedy": 0.80665, "uniform": 0.20045}
     )

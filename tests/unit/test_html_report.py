@@ -30,7 +30,6 @@ from bandit_bench.reporting.html import (
     render_html,
     scatter_figure,
     scatter_panels,
-    wilson_band,
 )
 from bandit_bench.reporting.tables import case_episodes, load_report_dir
 from bandit_bench.reporting.writer import write_reports
@@ -146,11 +145,6 @@ def test_a_case_without_complete_episodes_is_named_not_plotted(report_dir: Path)
 
 
 def test_bands() -> None:
-    hits = np.array([[1, 0], [1, 0], [1, 1], [1, 0]], dtype=bool)
-    share, low, high = wilson_band(hits)
-    assert share.tolist() == [1.0, 0.25]
-    assert high[0] == pytest.approx(1.0) and 0.45 < low[0] < 0.55  # Wilson at 4/4
-    assert low[1] < 0.25 < high[1]
     mean, low, high = mean_band(np.array([[0.0, 1.0], [2.0, 3.0]]))
     assert mean.tolist() == [1.0, 2.0]
     # +-2 standard errors, as in the paper: sd sqrt(2) over sqrt(2) episodes.
