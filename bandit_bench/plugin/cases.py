@@ -178,7 +178,7 @@ def expand_config_names(
                 raise SpecError(
                     "--bandit-config",
                     given,
-                    f"a pattern matching at least one of {', '.join(sorted(settings.configs))}",
+                    f"a pattern matching at least one of the {_configs_listed(settings)}",
                     "Patterns are case-sensitive shell patterns (* ? [...]); quote them in the shell",
                 )
         elif derive_config(given, settings, recordings) is not None:
@@ -187,12 +187,26 @@ def expand_config_names(
             raise SpecError(
                 "--bandit-config",
                 given,
-                f"one of {', '.join(sorted(settings.configs))} (or add [tool.bandit_bench.configs.NAME])",
-                f"Or a suite ({', '.join(SUITES)}) or a shell pattern such as 'BS*-hard-T100', or a "
+                f"one of the {_configs_listed(settings)} (or add [tool.bandit_bench.configs.NAME])",
+                _did_you_mean(given, [*settings.configs, *SUITES])
+                + f"Or a suite ({', '.join(SUITES)}) or a shell pattern such as 'BS*-hard-T100', or a "
                 "config with another horizon such as BNRN0-hard-T30",
             )
         out += [n for n in found if n not in out]
     return out
+
+
+def _configs_listed(settings: ProjectSettings) -> str:
+    # The count, not the ~170 names: the command prints them as a table.
+    return f"{len(settings.configs)} configs that `bandit-bench configs` lists"
+
+
+def _did_you_mean(given: str, names: Iterable[str]) -> str:
+    """ "Did you mean X or Y? " for the names closest to a mistyped one, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(given, sorted(set(names)), n=3, cutoff=0.75)
+    return f"Did you mean {' or '.join(close)}? " if close else ""
 
 
 def resolve_configs(

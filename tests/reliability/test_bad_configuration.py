@@ -194,8 +194,9 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     ),
     "unknown-config-with-model": (
         ["--model", "sim/x", "--bandit-config", "BNRN0-hardest-T25"],
-        f"--bandit-config: got 'BNRN0-hardest-T25'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        f"(or add [tool.bandit_bench.configs.NAME]). Or a suite ({', '.join(SUITES)}) or a shell pattern "
+        f"--bandit-config: got 'BNRN0-hardest-T25'; expected one of the {len(BUILTIN_CONFIGS)} configs that "
+        "`bandit-bench configs` lists (or add [tool.bandit_bench.configs.NAME]). Did you mean BNRN0-hard-T25 "
+        f"or BNRN0-hard-T500 or BNRN0-easy-T25? Or a suite ({', '.join(SUITES)}) or a shell pattern "
         "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
     ),
     "ambiguous-override-config": (
@@ -208,14 +209,16 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
     ),
     "pattern-matching-nothing": (
         ["--model", "sim/x", "--bandit-config", "BX*-hard-T100"],
-        f"--bandit-config: got 'BX*-hard-T100'; expected a pattern matching at least one of "
-        f"{', '.join(sorted(BUILTIN_CONFIGS))}. Patterns are case-sensitive shell patterns (* ? [...]); "
+        f"--bandit-config: got 'BX*-hard-T100'; expected a pattern matching at least one of the "
+        f"{len(BUILTIN_CONFIGS)} configs that `bandit-bench configs` lists. Patterns are case-sensitive "
+        "shell patterns (* ? [...]); "
         "quote them in the shell",
     ),
     "unknown-config-without-model": (
         ["--bandit-config", "nope"],
-        f"--bandit-config: got 'nope'; expected one of {', '.join(sorted(BUILTIN_CONFIGS))} "
-        f"(or add [tool.bandit_bench.configs.NAME]). Or a suite ({', '.join(SUITES)}) or a shell pattern "
+        f"--bandit-config: got 'nope'; expected one of the {len(BUILTIN_CONFIGS)} configs that "
+        "`bandit-bench configs` lists (or add [tool.bandit_bench.configs.NAME]). Or a suite "
+        f"({', '.join(SUITES)}) or a shell pattern "
         "such as 'BS*-hard-T100', or a config with another horizon such as BNRN0-hard-T30",
     ),
     "episodes-0": (["--model", "sim/x", "--episodes", "0"], "--episodes: got 0; expected a number >= 1"),

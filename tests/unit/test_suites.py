@@ -131,6 +131,22 @@ def test_shell_patterns_select_configs() -> None:
         expand_config_names(["bnrn0-*"], settings)
 
 
+def test_a_mistyped_config_gets_the_closest_names_and_the_count_not_the_list() -> None:
+    settings = _settings()
+    with pytest.raises(SpecError) as err:
+        expand_config_names(["BSSC~0-hard-T25x"], settings)
+    message = str(err.value)
+    assert f"expected one of the {len(settings.configs)} configs that `bandit-bench configs` lists" in message
+    assert "Did you mean BSSC~0-hard-T25 or BSSC~0-hard-T200 or BSSC~0-hard-T100? " in message
+    assert "BNRN0-easy-T25" not in message  # the ~170 names are not printed
+    # A suite's name is suggested too; a name close to nothing gets no suggestion.
+    with pytest.raises(SpecError, match=r"Did you mean paper-fig7 or paper-fig6 or paper-fig1\? "):
+        expand_config_names(["paper-fig"], settings)
+    with pytest.raises(SpecError) as err:
+        expand_config_names(["nope"], settings)
+    assert "Did you mean" not in str(err.value)
+
+
 def test_overrides_apply_to_every_config_of_a_suite() -> None:
     configs = resolve_configs(["paper"], _settings(), episodes=3)
     assert len(configs) == 37 and {c.run.episodes for c in configs} == {3}
