@@ -540,9 +540,11 @@ def test_escaped_encoded_split_and_query_secrets_reach_no_byte_even_in_a_keyless
     cassette = json.loads((pytester.path / "cassettes/sim/secret/tiny/000.json").read_text(encoding="utf-8"))
     assert cassette["interactions"][0]["response"]["headers"] == {"Content-Type": ["application/json"]}
     assert cassette["interactions"][0]["request"]["uri"].endswith("/chat/completions?api-version=2024-06-01")
-    needles = {"key": key, "query_key": query_key, "code": code, **decoys}
+    needles = {"query_key": query_key, "code": code, **decoys}
     if len(key) >= 8:
-        needles.update({"key[-12:]": key[-12:], "key escaped": key.replace("/", "\\/")})
+        # A 5-character key is searched for as a token only (below): as a bare substring it
+        # can turn up by chance in the report's base64 images (91338 did in one run).
+        needles.update({"key": key, "key[-12:]": key[-12:], "key escaped": key.replace("/", "\\/")})
         needles.update({f"key b64 {i}": core for i, core in enumerate(_b64_cores(f"Bearer {key}"))})
     written = _everything_written(pytester.path)
     for what, data in [
