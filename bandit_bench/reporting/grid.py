@@ -86,11 +86,40 @@ def _cells(row: Mapping[str, Any] | None, mark: str = "", title: str = "") -> li
     return cells
 
 
+def _design_rows(
+    configs: Sequence[str],
+    facts: Mapping[str, Mapping[str, Any]],
+    rows_of: Mapping[tuple[str, str], Mapping[str, Any]],
+    models: Sequence[str],
+    published: Sequence[str],
+    references: bool,
+) -> list[GridRow]:
+    """One grid row per design (config): the measured models' cells with their verdict marks,
+    the published rows' cells, and blanks under the reference group."""
+    from bandit_bench.reporting.tables import verdict
+
+    rows = []
+    for c in configs:
+        label = str(facts[c]["design"]) + (" constrained" if facts[c].get("constrained") else "")
+        cells: list[GridCell] = []
+        for m in models:
+            row = rows_of.get((m, c))
+            mark = verdict(row) if row is not None else ""
+            cells += _cells(row, mark if mark in _MARKS else "", f"{m} x {c}: {mark}" if row else "")
+        for m in published:
+            row = rows_of.get((m, c))
+            cells += _cells(row, title=str(row.get("source") or "") if row else "")
+        if references:
+            cells += _cells(None)
+        rows.append(GridRow("design", label, tuple(cells)))
+    return rows
+
+
 def paper_grids(summary: Sequence[Mapping[str, Any]]) -> list[Grid]:
     """The grids of a run's summary rows: one per scenario, instance and T that holds at least two
     designs (or a design both plain and constrained) measured in this run; none otherwise."""
     from bandit_bench.reporting.scale import is_scale_reference
-    from bandit_bench.reporting.tables import kind_of, verdict
+    from bandit_bench.reporting.tables import kind_of
 
     measured = [r for r in summary if kind_of(r) == "model" and not r.get("single_round")]
     by_instance: dict[tuple[Any, ...], list[str]] = {}
@@ -128,20 +157,7 @@ def paper_grids(summary: Sequence[Mapping[str, Any]]) -> list[Grid]:
                 groups.append(f"{m} (N={'/'.join(map(str, ns))})")
             if references:
                 groups.append("reference, 1000 episodes")
-            rows = []
-            for c in mine:
-                label = str(facts[c]["design"]) + (" constrained" if facts[c].get("constrained") else "")
-                cells: list[GridCell] = []
-                for m in models:
-                    row = rows_of.get((m, c))
-                    mark = verdict(row) if row is not None else ""
-                    cells += _cells(row, mark if mark in _MARKS else "", f"{m} x {c}: {mark}" if row else "")
-                for m in published:
-                    row = rows_of.get((m, c))
-                    cells += _cells(row, title=str(row.get("source") or "") if row else "")
-                if references:
-                    cells += _cells(None)
-                rows.append(GridRow("design", label, tuple(cells)))
+            rows = _design_rows(mine, facts, rows_of, models, published, bool(references))
             for ref in references:
                 cells = [GridCell("") for _ in range(len(GRID_STATS) * (len(groups) - 1))]
                 cells += _cells(ref, title=str(ref.get("source") or ""))
