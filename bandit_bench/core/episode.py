@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit_bench.core.agents.base import Agent, AgentError, EpisodeContext
+from bandit_bench.core.agents.base import Agent, AgentError, Decision, EpisodeContext
 from bandit_bench.core.bandit import BanditInstance
 
 
@@ -85,31 +85,37 @@ def run_episode(
         except AgentError as err:
             traj.error = f"step {t + 1} of {instance.horizon}: {err}"
             break
-        if d.valid and d.distribution is not None:
-            arm = int(harness_rng.choice(instance.k, p=np.asarray(d.distribution)))
-        elif d.valid and d.arm is not None:
-            arm = d.arm
-        else:
-            arm = int(harness_rng.integers(instance.k))
+        arm = _arm_played(d, instance.k, harness_rng)
         reward = instance.pull(t, arm)
         history.append((arm, reward))
-        traj.steps.append(
-            StepRecord(
-                t=t,
-                arm=arm,
-                reward=reward,
-                valid=d.valid,
-                raw=d.raw,
-                reason=d.reason,
-                prompt_tokens=d.prompt_tokens,
-                completion_tokens=d.completion_tokens,
-                latency=d.latency,
-                cost=d.cost,
-                reasoning=d.reasoning,
-                reasoning_tokens=d.reasoning_tokens,
-                finish_reason=d.finish_reason,
-            )
-        )
+        traj.steps.append(_step_record(t, arm, reward, d))
         if on_step is not None:
             on_step(t)
     return traj
+
+
+def _arm_played(d: Decision, k: int, harness_rng: np.random.Generator) -> int:
+    """The arm asked for; a draw from the distribution asked for; else a uniform draw."""
+    if d.valid and d.distribution is not None:
+        return int(harness_rng.choice(k, p=np.asarray(d.distribution)))
+    if d.valid and d.arm is not None:
+        return d.arm
+    return int(harness_rng.integers(k))
+
+
+def _step_record(t: int, arm: int, reward: int, d: Decision) -> StepRecord:
+    return StepRecord(
+        t=t,
+        arm=arm,
+        reward=reward,
+        valid=d.valid,
+        raw=d.raw,
+        reason=d.reason,
+        prompt_tokens=d.prompt_tokens,
+        completion_tokens=d.completion_tokens,
+        latency=d.latency,
+        cost=d.cost,
+        reasoning=d.reasoning,
+        reasoning_tokens=d.reasoning_tokens,
+        finish_reason=d.finish_reason,
+    )
