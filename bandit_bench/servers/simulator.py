@@ -735,183 +735,8 @@ class Simulator:
         self.stop()
 
     def start(self) -> None:
-        sim = self
         self._stopping.clear()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Without this, headers and body go out in two packets and delayed ACKs add ~40 ms.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length", 0))
-                raw = self.rfile.read(length)
-                if not self.path.partition("?")[0].rstrip("/").endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                body = json.loads(raw)
-                with sim._lock:
-                    call = sim.calls
-                    sim.calls += 1
-                    sim.requests.append(body)
-                    sim.headers.append(dict(self.headers.items()))
-                    sim.paths.append(self.path)
-                    sim.in_flight += 1
-                    sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
-                try:
-                    if sim.latency:
-                        time.sleep(sim.latency)
-                    personality = sim.personality
-                    refusal = (
-                        personality.check(self.path, dict(self.headers.items()), body)
-                        if personality is not None and personality.check is not None
-                        else None
-                    )
-                    if refusal is not None:
-                        self._send(refusal.status, refusal.body)
-                        return
-                    reply = sim.policy(body, call)
-                    if personality is not None:
-                        reply = _forced(body, reply, personality.honours)
-                    if reply.delay:
-                        time.sleep(reply.delay)
-                    if reply.echo_auth:
-                        auth = self.headers.get("Authorization", "(no Authorization header)")
-                        reply = replace(
-                            reply,
-                            content=f"{reply.content or ''} your key is {auth}",
-                            headers={**reply.headers, "X-Debug": auth},
-                        )
-                    self._answer(body, reply, raw)
-                finally:
-                    with sim._lock:
-                        sim.in_flight -= 1
-
-            def _answer(self, body: dict[str, Any], reply: SimReply, raw: bytes) -> None:
-                if reply.fault == "reset":
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
-                    self.connection.close()
-                    self.close_connection = True
-                    return
-                if reply.fault == "not-json":
-                    self._send_raw(200, b"<html>upstream error</html>", "text/html", reply.headers)
-                    return
-                if reply.status != 200:
-                    error = reply.error_body
-                    if error is None:
-                        error = {
-                            "error": {"message": reply.content or "simulated fault", "code": reply.status}
-                        }
-                    self._send(reply.status, error, reply.headers)
-                    return
-                if reply.body is not None:
-                    self._send(200, reply.body, reply.headers, drip=reply.drip)
-                    return
-                if reply.raw is not None:
-                    headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-type"}
-                    ctype = reply.headers.get("Content-Type", "application/json")
-                    self._send_raw(200, reply.raw, ctype, headers, reply.drip)
-                    return
-                if reply.fault == "no-choices":
-                    self._send(200, {"id": "x", "object": "chat.completion", "choices": []}, reply.headers)
-                    return
-                content: Any = reply.content if reply.parts is None else reply.parts
-                message: dict[str, Any] = {"role": "assistant", "content": content, **reply.message_extra}
-                if reply.tool_call:
-                    message = {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_0",
-                                "type": "function",
-                                "function": {"name": "press", "arguments": json.dumps({"button": "blue"})},
-                            }
-                        ],
-                    }
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-                completion_tokens = len((reply.content or "").split())
-                usage: dict[str, Any] = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                }
-                if sim.cost_per_million is not None:
-                    per_prompt, per_completion = sim.cost_per_million
-                    usage["cost"] = (prompt_tokens * per_prompt + completion_tokens * per_completion) / 1e6
-                if reply.usage is not None:
-                    usage = reply.usage
-                self._send(
-                    200,
-                    {
-                        # Deterministic fields: the same request always gets byte-identical answers.
-                        "id": "chatcmpl-sim-" + hashlib.sha256(raw).hexdigest()[:16],
-                        "object": "chat.completion",
-                        "created": 1_700_000_000,
-                        "model": sim.model_name or body.get("model", "sim"),
-                        "system_fingerprint": "bandit-bench-simulator",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": message,
-                                "finish_reason": reply.finish_reason,
-                                **reply.choice_extra,
-                            }
-                        ],
-                        "usage": usage,
-                        **reply.body_extra,
-                    },
-                    reply.headers,
-                    drip=reply.drip,
-                )
-
-            def _send(
-                self, status: int, payload: Any, headers: dict[str, str] | None = None, drip: float = 0.0
-            ) -> None:
-                self._send_raw(status, json.dumps(payload).encode(), "application/json", headers or {}, drip)
-
-            def _send_raw(
-                self, status: int, data: bytes, ctype: str, headers: dict[str, str], drip: float = 0.0
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                if not drip:
-                    self.wfile.write(data)
-                    return
-                for i in range(len(data)):
-                    if sim._stopping.is_set():
-                        return
-                    self.wfile.write(data[i : i + 1])
-                    self.wfile.flush()
-                    time.sleep(drip)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            # stop() returns at once: a handler still sleeping through a scripted delay is not waited for.
-            block_on_close = False
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                err = sys.exc_info()[1]
-                if isinstance(err, (BrokenPipeError, ConnectionResetError)):
-                    return  # the client gave up on this request (its timeout): expected in fault tests
-                if err is not None:
-                    with sim._lock:
-                        sim.errors.append(err)
-                super().handle_error(request, client_address)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(self)
         # A short poll interval: stop() waits for the serving loop to notice (0.5 s by default).
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), name="bandit-sim", daemon=True
@@ -924,3 +749,190 @@ class Simulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection to the simulator: each chat completion answered by its policy."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Without this, headers and body go out in two packets and delayed ACKs add ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        sim = self.server.sim
+        length = int(self.headers.get("Content-Length", 0))
+        raw = self.rfile.read(length)
+        if not self.path.partition("?")[0].rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        body = json.loads(raw)
+        with sim._lock:
+            call = sim.calls
+            sim.calls += 1
+            sim.requests.append(body)
+            sim.headers.append(dict(self.headers.items()))
+            sim.paths.append(self.path)
+            sim.in_flight += 1
+            sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
+        try:
+            if sim.latency:
+                time.sleep(sim.latency)
+            personality = sim.personality
+            refusal = (
+                personality.check(self.path, dict(self.headers.items()), body)
+                if personality is not None and personality.check is not None
+                else None
+            )
+            if refusal is not None:
+                self._send(refusal.status, refusal.body)
+                return
+            reply = sim.policy(body, call)
+            if personality is not None:
+                reply = _forced(body, reply, personality.honours)
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.echo_auth:
+                auth = self.headers.get("Authorization", "(no Authorization header)")
+                reply = replace(
+                    reply,
+                    content=f"{reply.content or ''} your key is {auth}",
+                    headers={**reply.headers, "X-Debug": auth},
+                )
+            self._answer(body, reply, raw)
+        finally:
+            with sim._lock:
+                sim.in_flight -= 1
+
+    def _answer(self, body: dict[str, Any], reply: SimReply, raw: bytes) -> None:
+        sim = self.server.sim
+        if reply.fault == "reset":
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            self.connection.close()
+            self.close_connection = True
+            return
+        if reply.fault == "not-json":
+            self._send_raw(200, b"<html>upstream error</html>", "text/html", reply.headers)
+            return
+        if reply.status != 200:
+            error = reply.error_body
+            if error is None:
+                error = {"error": {"message": reply.content or "simulated fault", "code": reply.status}}
+            self._send(reply.status, error, reply.headers)
+            return
+        if reply.body is not None:
+            self._send(200, reply.body, reply.headers, drip=reply.drip)
+            return
+        if reply.raw is not None:
+            headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-type"}
+            ctype = reply.headers.get("Content-Type", "application/json")
+            self._send_raw(200, reply.raw, ctype, headers, reply.drip)
+            return
+        if reply.fault == "no-choices":
+            self._send(200, {"id": "x", "object": "chat.completion", "choices": []}, reply.headers)
+            return
+        self._send(200, _completion(sim, body, reply, raw), reply.headers, drip=reply.drip)
+
+    def _send(
+        self, status: int, payload: Any, headers: dict[str, str] | None = None, drip: float = 0.0
+    ) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers or {}, drip)
+
+    def _send_raw(
+        self, status: int, data: bytes, ctype: str, headers: dict[str, str], drip: float = 0.0
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        sim = self.server.sim
+        if not drip:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            if sim._stopping.is_set():
+                return
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            time.sleep(drip)
+
+
+class _Server(ThreadingHTTPServer):
+    """The simulator's server on a free port of 127.0.0.1."""
+
+    daemon_threads = True
+    # stop() returns at once: a handler still sleeping through a scripted delay is not waited for.
+    block_on_close = False
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        sim = self.sim
+        err = sys.exc_info()[1]
+        if isinstance(err, (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up on this request (its timeout): expected in fault tests
+        if err is not None:
+            with sim._lock:
+                sim.errors.append(err)
+        super().handle_error(request, client_address)
+
+
+def _completion(sim: Simulator, body: dict[str, Any], reply: SimReply, raw: bytes) -> dict[str, Any]:
+    """The chat completion answering ``body`` with ``reply``: its message, and usage counted in
+    words (priced when the simulator has a price), unless the reply sets its own."""
+    content: Any = reply.content if reply.parts is None else reply.parts
+    message: dict[str, Any] = {"role": "assistant", "content": content, **reply.message_extra}
+    if reply.tool_call:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": "press", "arguments": json.dumps({"button": "blue"})},
+                }
+            ],
+        }
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    completion_tokens = len((reply.content or "").split())
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if sim.cost_per_million is not None:
+        per_prompt, per_completion = sim.cost_per_million
+        usage["cost"] = (prompt_tokens * per_prompt + completion_tokens * per_completion) / 1e6
+    if reply.usage is not None:
+        usage = reply.usage
+    return {
+        # Deterministic fields: the same request always gets byte-identical answers.
+        "id": "chatcmpl-sim-" + hashlib.sha256(raw).hexdigest()[:16],
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": sim.model_name or body.get("model", "sim"),
+        "system_fingerprint": "bandit-bench-simulator",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": reply.finish_reason,
+                **reply.choice_extra,
+            }
+        ],
+        "usage": usage,
+        **reply.body_extra,
+    }
