@@ -579,6 +579,33 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _not_a_completion(request: httpx2.Request, status: int, content: bytes) -> Exception:
+    """The error for a 2xx reply that is not a chat completion: not retried when it was billed."""
+    why = _unusable_reason(content) or ""
+    excerpt = content[:200].decode("utf-8", "replace")
+    paid = paid_tokens(content)
+    if paid and not why.startswith(ERROR_INSIDE_200):
+        return MalformedPaidReply(
+            f"HTTP {status} from {shown_url(str(request.url))} is not a chat "
+            f"completion ({why}), "
+            f"yet it was billed ({paid} output tokens): not retried, since asking again would "
+            f"pay again for the same answer (--max-cost charges it): {excerpt!r}"
+        )
+    return _unusable_response(
+        f"HTTP {status} from {shown_url(str(request.url))} is not a chat completion ({why}): {excerpt!r}",
+        request,
+    )
+
+
+def _reply_headers(response: httpx2.Response) -> list[tuple[str, str]]:
+    """The headers the client gets with a recorded reply."""
+    if 200 <= response.status_code < 300:
+        # What replay will give: the recorded headers (the body may have been re-encoded).
+        return [(k, v) for k, vs in _RECORDED_RESPONSE_HEADERS.items() for v in vs]
+    # An error keeps its headers (Retry-After paces the client's retries).
+    return [(k, redact(v)) for k, v in response.headers.items() if k.lower() not in _DROPPED_RESPONSE_HEADERS]
+
+
 @functools.cache
 def _transport_class() -> type:
     import httpx2
@@ -661,19 +688,9 @@ class CassetteTransport:
         import httpx2
 
         body_bytes = request.read()
-        method = request.method.upper()
-        rel_path = self._relative(request.url.path)
-        if self.policy.replays:
-            stored = self._lookup(method, rel_path, canonical_body(body_bytes))
-            if stored is not None:
-                self.replayed += 1
-                return self._to_response(stored, request)
-            if self.replay_only:
-                raise StaleCassetteError(
-                    f"cassette {self.path} has no recorded answer for this {method} {rel_path} request "
-                    f"(request {self.replayed + 1}; the prompt, model or parameters changed since it was "
-                    f"recorded). {self.stale_hint}"
-                )
+        replayed = self._replay(request, body_bytes)
+        if replayed is not None:
+            return replayed
         if self.inner is None:
             raise CassetteError(f"cassette {self.path}: recording needs a network transport")
         stopped = endpoint_stopped(request, body_bytes, time.time())
@@ -681,6 +698,49 @@ class CassetteTransport:
             raise EndpointStopped(stopped)
         if self.limiter is not None:
             self.limiter.before(body_bytes)
+        response, content = self._forward(request, body_bytes)
+        # A server may echo the key (or the URL's password) in the body or a header: the client,
+        # the trajectory and the cassette all get the redacted answer, so replay sees the same.
+        content = redact_bytes(content)
+        if _is_recordable(response.status_code, content):
+            self._append(request, body_bytes, response, content)
+        elif 200 <= response.status_code < 300:
+            raise _not_a_completion(request, response.status_code, content)
+        headers = _reply_headers(response)
+        now = time.time()
+        final = should_not_retry(response.status_code, content, dict(response.headers.items()), now)
+        if self.limiter is not None and not final:
+            # A 429 that retrying cannot cure (no credit, a daily cap) does not slow the session.
+            self.limiter.after(response.status_code, response.headers)
+        if final:
+            # Out of credits, or a daily cap hours from its reset: the openai client obeys this
+            # header, so no retry pays a backoff for an answer that cannot change.
+            headers.append(("x-should-retry", "false"))
+            stop_endpoint(request, response.status_code, content, dict(response.headers.items()), now)
+        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
+
+    def _replay(self, request: httpx2.Request, body_bytes: bytes) -> httpx2.Response | None:
+        """The recorded answer to this request; None when it is to be recorded; StaleCassetteError
+        when the mode may not record it."""
+        if not self.policy.replays:
+            return None
+        method = request.method.upper()
+        rel_path = self._relative(request.url.path)
+        stored = self._lookup(method, rel_path, canonical_body(body_bytes))
+        if stored is not None:
+            self.replayed += 1
+            return self._to_response(stored, request)
+        if self.replay_only:
+            raise StaleCassetteError(
+                f"cassette {self.path} has no recorded answer for this {method} {rel_path} request "
+                f"(request {self.replayed + 1}; the prompt, model or parameters changed since it was "
+                f"recorded). {self.stale_hint}"
+            )
+        return None
+
+    def _forward(self, request: httpx2.Request, body_bytes: bytes) -> tuple[httpx2.Response, bytes]:
+        """The API's response and its body (at most MAX_REPLY_BYTES), charged to --max-cost's guard."""
+        assert self.inner is not None
         bound = self.guard.before(body_bytes) if self.guard is not None else None
         try:
             response = self.inner.handle_request(request)
@@ -699,48 +759,7 @@ class CassetteTransport:
             )
         if bound is not None:
             self.guard.after(bound, response.status_code, content)
-        # A server may echo the key (or the URL's password) in the body or a header: the client,
-        # the trajectory and the cassette all get the redacted answer, so replay sees the same.
-        content = redact_bytes(content)
-        if _is_recordable(response.status_code, content):
-            self._append(request, body_bytes, response, content)
-        elif 200 <= response.status_code < 300:
-            why = _unusable_reason(content) or ""
-            excerpt = content[:200].decode("utf-8", "replace")
-            paid = paid_tokens(content)
-            if paid and not why.startswith(ERROR_INSIDE_200):
-                raise MalformedPaidReply(
-                    f"HTTP {response.status_code} from {shown_url(str(request.url))} is not a chat "
-                    f"completion ({why}), "
-                    f"yet it was billed ({paid} output tokens): not retried, since asking again would "
-                    f"pay again for the same answer (--max-cost charges it): {excerpt!r}"
-                )
-            raise _unusable_response(
-                f"HTTP {response.status_code} from {shown_url(str(request.url))} is not a chat completion "
-                f"({why}): {excerpt!r}",
-                request,
-            )
-        if 200 <= response.status_code < 300:
-            # What replay will give: the recorded headers (the body may have been re-encoded).
-            headers = [(k, v) for k, vs in _RECORDED_RESPONSE_HEADERS.items() for v in vs]
-        else:
-            # An error keeps its headers (Retry-After paces the client's retries).
-            headers = [
-                (k, redact(v))
-                for k, v in response.headers.items()
-                if k.lower() not in _DROPPED_RESPONSE_HEADERS
-            ]
-        now = time.time()
-        final = should_not_retry(response.status_code, content, dict(response.headers.items()), now)
-        if self.limiter is not None and not final:
-            # A 429 that retrying cannot cure (no credit, a daily cap) does not slow the session.
-            self.limiter.after(response.status_code, response.headers)
-        if final:
-            # Out of credits, or a daily cap hours from its reset: the openai client obeys this
-            # header, so no retry pays a backoff for an answer that cannot change.
-            headers.append(("x-should-retry", "false"))
-            stop_endpoint(request, response.status_code, content, dict(response.headers.items()), now)
-        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
+        return response, content
 
     def _append(
         self, request: httpx2.Request, body: bytes, response: httpx2.Response, content: bytes
