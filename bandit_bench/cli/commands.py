@@ -267,7 +267,7 @@ def _add_configs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from bandit_bench.cli.scaffold import CI_TEST_COMMAND, init_project
+    from bandit_bench.cli.scaffold import CI_TEST_COMMAND, WORKFLOW_PATH, init_project, install_spec
     from bandit_bench.plugin.cases import discover_models, expand_config_names, resolve_configs, split_models
     from bandit_bench.plugin.settings import load_settings
 
@@ -280,11 +280,23 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise SpecError("--model", None, "the models CI checks (repeatable), e.g. --model openai/gpt-4o-mini")
     configs = expand_config_names(args.bandit_config or DEFAULT_CONFIGS, settings)
     resolve_configs(configs, settings)
-    result = init_project(root, models, configs, install=args.install)
+    install, warning = (args.install, None) if args.install else install_spec()
+    result = init_project(root, models, configs, install=install)
     for line in result.written:
         print(f"wrote    {line}")
     for line in result.skipped:
         print(f"skipped  {line}")
+    if warning and any(str(WORKFLOW_PATH) == line for line in result.written):
+        print(f"warning  {warning}")
+    # An existing bandit_models list is never edited: a model outside it is one CI never runs.
+    ci_models = _ini_models(root / "pyproject.toml")
+    outside = [m for m in models if ci_models is not None and m not in ci_models]
+    if outside:
+        print(
+            f"warning  CI runs the models of bandit_models in pyproject.toml ({', '.join(ci_models or [])}); "
+            f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not among them: add "
+            f"{'it' if len(outside) == 1 else 'them'} there, or CI never replays what you record"
+        )
     names = " ".join(f"--model {m}" for m in models)
     print(
         "\nNext: record the cassettes once and commit them (CI replays them with no key):\n"
@@ -293,6 +305,17 @@ def _cmd_init(args: argparse.Namespace) -> int:
         f"CI then runs: {CI_TEST_COMMAND}"
     )
     return 0
+
+
+def _ini_models(pyproject: Path) -> list[str] | None:
+    import tomllib
+
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    models = data.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("bandit_models")
+    return [str(m) for m in models] if isinstance(models, list) else None
 
 
 def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -317,8 +340,10 @@ def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dir", default=".", help="the repository (default: the current folder)")
     p.add_argument(
         "--install",
-        default="bandit-bench",
-        help="what the workflow pip-installs (default bandit-bench; e.g. a pinned version)",
+        default=None,
+        help="what the workflow pip-installs, as one pip argument (default: the way this copy was "
+        "installed, when CI can repeat it: its git URL or wheel URL; else pytest-bandit-bench, "
+        "not yet on PyPI). E.g. 'pytest-bandit-bench @ git+https://github.com/OWNER/REPO@v0.1.0'",
     )
     p.set_defaults(func=_cmd_init)
 
@@ -367,8 +392,14 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_record_local(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bandit_bench.servers.llama import RECORD_CONFIGS, LocalServerError, record_local
+    from bandit_bench.servers.llama import (
+        RECORD_CONFIGS,
+        LocalServerError,
+        record_local,
+        terminate_like_ctrl_c,
+    )
 
+    terminate_like_ctrl_c()
     try:
         return record_local(
             venv=Path(args.venv),
@@ -384,7 +415,8 @@ def _cmd_record_local(args: argparse.Namespace) -> int:
         print(f"bandit-bench record-local: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bandit-bench record-local: interrupted; the server was stopped", file=sys.stderr)
+        # Ctrl-C or SIGTERM: pytest was stopped (complete episodes are saved), then the server.
+        print("bandit-bench record-local: interrupted; pytest and the server were stopped", file=sys.stderr)
         return 130
 
 

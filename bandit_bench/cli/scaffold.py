@@ -14,12 +14,14 @@ The workflow's test step is :data:`CI_TEST_COMMAND`, the command the README docu
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 WORKFLOW_PATH = Path(".github/workflows/bandit-bench.yml")
+LOCK_PATTERN = "cassettes/**/.lock"
 ARTIFACT = "bandit-bench-reports"
 # `--cassette-dir` on the command line makes the run the benchmark alone (the project's own
 # tests stay out of this job), with the models and configs of [tool.pytest.ini_options].
@@ -41,6 +43,11 @@ permissions:
 
 jobs:
   bandit-bench:
+    # A branch of this repository runs on push; its pull request would run the same commit
+    # again. Pull requests run here only from forks, which push elsewhere.
+    if: >-
+      github.event_name != 'pull_request' ||
+      github.event.pull_request.head.repo.full_name != github.repository
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
@@ -57,10 +64,11 @@ jobs:
         run: |
           run_id=$(gh run list --workflow bandit-bench.yml --branch "$BRANCH" --status success \\
             --limit 1 --json databaseId --jq '.[0].databaseId')
-          if [ -n "$run_id" ]; then
-            gh run download "$run_id" --name {artifact} --dir previous-reports
-          else
-            echo "no earlier report on $BRANCH: this run is not compared"
+          # No run, or its artifact expired (90 days by default) or was never uploaded: this run
+          # is not compared, as a first run is not.
+          if [ -z "$run_id" ] || ! gh run download "$run_id" --name {artifact} --dir previous-reports; then
+            rm -rf previous-reports
+            echo "no earlier report of $BRANCH to download: this run is not compared"
           fi
       - name: Replay the cassettes offline and judge
         run: |
@@ -151,8 +159,42 @@ def _init_pyproject(root: Path, models: Sequence[str], configs: Sequence[str], r
         result.written.append(f"pyproject.toml: {', '.join(added)}")
 
 
+DISTRIBUTION = "pytest-bandit-bench"
+
+
+def install_spec() -> tuple[str, str | None]:
+    """What CI should pip-install: the way this copy was installed, when CI can do the same.
+
+    From the installed distribution's ``direct_url.json`` (PEP 610): a git URL gives
+    ``pytest-bandit-bench @ git+URL@COMMIT``, a remote wheel or sdist its URL. A local path or
+    editable install cannot be repeated on a CI runner: then the PyPI name, with a warning that
+    says what to pass instead."""
+    import json
+    from importlib import metadata
+
+    try:
+        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+        direct = json.loads(text) if text else None
+    except (metadata.PackageNotFoundError, ValueError):
+        direct = None
+    if isinstance(direct, dict) and isinstance(direct.get("url"), str):
+        url = direct["url"]
+        vcs = direct.get("vcs_info")
+        if isinstance(vcs, dict) and vcs.get("vcs") == "git":
+            commit = vcs.get("commit_id") or vcs.get("requested_revision")
+            return f"{DISTRIBUTION} @ git+{url}" + (f"@{commit}" if commit else ""), None
+        if not url.startswith("file:") and "archive_info" in direct:
+            return f"{DISTRIBUTION} @ {url}", None
+    return DISTRIBUTION, (
+        f"the workflow installs {DISTRIBUTION!r} from PyPI, where no release is published yet, and this "
+        "copy was installed from a local path CI cannot reach. Run init with --install naming where CI "
+        f"gets it, e.g. --install '{DISTRIBUTION} @ git+https://github.com/OWNER/REPO@TAG' or a wheel URL "
+        "(or edit the workflow's install step)"
+    )
+
+
 def init_project(
-    root: Path, models: Sequence[str], configs: Sequence[str], install: str = "bandit-bench"
+    root: Path, models: Sequence[str], configs: Sequence[str], install: str = DISTRIBUTION
 ) -> InitResult:
     """Write what is missing under ``root``; never overwrite. Models and configs are validated
     by the caller."""
@@ -163,17 +205,29 @@ def init_project(
         result.skipped.append(f"{WORKFLOW_PATH} exists (not overwritten)")
     else:
         workflow.parent.mkdir(parents=True, exist_ok=True)
+        # Quoted for the shell: a spec such as 'pkg @ git+https://...' or 'pkg>=1,<2' is one argument.
         workflow.write_text(
-            WORKFLOW.format(install=install, artifact=ARTIFACT, command=CI_TEST_COMMAND), encoding="utf-8"
+            WORKFLOW.format(install=shlex.quote(install), artifact=ARTIFACT, command=CI_TEST_COMMAND),
+            encoding="utf-8",
         )
         result.written.append(str(WORKFLOW_PATH))
     gitignore = root / ".gitignore"
     existing = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
-    if any(line.strip().strip("/") == "reports" for line in existing.splitlines()):
+    present = {line.strip() for line in existing.splitlines()}
+    lines = []
+    if any(line.strip("/") == "reports" for line in present):
         result.skipped.append(".gitignore: reports/ is ignored already")
     else:
+        lines += ["# bandit-bench: written by every run, uploaded by CI", "reports/"]
+    if LOCK_PATTERN in present:
+        result.skipped.append(f".gitignore: {LOCK_PATTERN} is ignored already")
+    else:
+        # The case folders' lock files are process state, not recordings: `git add cassettes`
+        # must not commit them.
+        lines += ["# bandit-bench: the case folders' lock files", LOCK_PATTERN]
+    if lines:
         with gitignore.open("a", encoding="utf-8") as fh:
             prefix = "\n" if existing and not existing.endswith("\n") else ""
-            fh.write(f"{prefix}# bandit-bench: written by every run, uploaded by CI\nreports/\n")
-        result.written.append(".gitignore: reports/")
+            fh.write(prefix + "\n".join(lines) + "\n")
+        result.written.append(".gitignore: " + ", ".join(x for x in lines if not x.startswith("#")))
     return result

@@ -218,6 +218,11 @@ class CaseConfig:
     # rounds played by this baseline ("uniform", "ucb", "ts"), then one decision of the model.
     single_round: str = ""
     history_length: int = 0
+    # "classic": the best-arm threshold is the classic algorithms' floor at this instance and
+    # horizon (classic_best_arm_floor), recomputed when --horizon changes T.
+    best_arm_rule: str = ""
+    # Why the threshold is what it is, when with_overrides recomputed it (shown in headers).
+    threshold_note: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.~+-]+", self.name):
@@ -341,7 +346,13 @@ def _adverts(code: str) -> str:
 
 def _long(design: str, instance: str, horizon: int, episodes: int, **kw: Any) -> CaseConfig:
     return _preset(
-        design, instance, horizon, episodes, min_best_arm_rate=BEST_ARM_THRESHOLDS[instance, horizon], **kw
+        design,
+        instance,
+        horizon,
+        episodes,
+        min_best_arm_rate=BEST_ARM_THRESHOLDS[instance, horizon],
+        best_arm_rule="classic",
+        **kw,
     )
 
 

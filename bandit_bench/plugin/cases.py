@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bandit_bench.core.specs import CaseConfig, SpecError
+from bandit_bench.core.thresholds import follow_horizon
 from bandit_bench.plugin.settings import ProjectSettings
 from bandit_bench.recording.casefolder import MANIFEST, Recording, find_recordings, is_folder
 from bandit_bench.recording.transport import safe_component
@@ -19,6 +20,8 @@ class Case:
     model: str
     config: CaseConfig
     expected_failure: bool = False
+    # Per case, from its manifest on a replay (casefolder.as_recorded); None: the run's option.
+    early_stop: bool | None = None
 
     @property
     def id(self) -> str:
@@ -133,7 +136,10 @@ def derive_config(
             m = re.fullmatch(pattern, name)
             if m and int(m.group(1)) >= 1 and int(m.group(1)) != cfg.instance.horizon:
                 candidates.append((base, int(m.group(1))))
-    derived = [settings.configs[b].with_overrides(horizon=t) for b, t in candidates]
+    derived = [
+        follow_horizon(settings.configs[b], settings.configs[b].with_overrides(horizon=t))
+        for b, t in candidates
+    ]
     derived = [d for d in derived if d.name == name]
     if len(derived) > 1:
         options = " or ".join(f"--bandit-config '{d.origin}' --horizon {d.instance.horizon}" for d in derived)
@@ -222,7 +228,14 @@ def resolve_configs(
     for name in expand_config_names(names, settings, found):
         base = settings.configs.get(name) or derive_config(name, settings, found)
         assert base is not None  # expand_config_names only passes names it can resolve
-        cfg = base.with_overrides(episodes=episodes, horizon=horizon)
+        cfg = follow_horizon(base, base.with_overrides(episodes=episodes, horizon=horizon))
+        same = next((i for i, c in enumerate(out) if c.name == cfg.name), None)
+        if same is not None:
+            # Two names made one config (recordings at T = 10 and T = 30 replayed with
+            # --horizon 30): one case, the one asked for by its own name if there is one.
+            if name == cfg.name:
+                out[same] = cfg
+            continue
         if cfg not in out:
             _check_distinct_folder("--bandit-config", name, [c.name for c in out], safe_component)
             out.append(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,6 +13,9 @@ if TYPE_CHECKING:
 
 # Reference rows added to every config of a run, on the same instances as the models.
 REFERENCE_BASELINES = ("baseline/ucb", "baseline/ts", "baseline/greedy")
+
+# The note a crashed case's row carries (reporting.tables.verdict reads it back as CRASHED).
+CRASHED = "crashed (its xdist worker died)"
 
 # What --junitxml (and any reader of report.user_properties) gets per case: plain values.
 JUNIT_METRICS = ("format_compliance", "best_arm_rate", "suffix_failure_freq", "k_min_frac")
@@ -42,6 +47,41 @@ def case_properties(record: dict[str, Any], prices: Any) -> list[tuple[str, obje
     return props
 
 
+def _one_line(urls: list[str]) -> str:
+    """Several recording endpoints in a few words: a local server restarted on other ports is one
+    endpoint (``http://127.0.0.1/v1 (4 ports)``)."""
+    from urllib.parse import urlsplit
+
+    shapes = set()
+    for url in urls:
+        parts = urlsplit(url)
+        shapes.add((parts.scheme, parts.hostname, parts.path))
+    if len(urls) > 1 and len(shapes) == 1:
+        scheme, host, path = shapes.pop()
+        return f"{scheme}://{host}{path} ({len(urls)} ports)"
+    return ", ".join(sorted(urls))
+
+
+class LastLine:
+    """A session that failed for a reason of its own (not an item) ends saying so, after pytest's
+    "2 passed" line, which alone would read as a success. A plugin of its own: its wrapper must
+    be outside the terminal reporter's, which prints that line."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
+        result = yield
+        reasons = self.collector.failed_because
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reasons and session.exitstatus == pytest.ExitCode.TESTS_FAILED and reporter is not None:
+            reporter.write_line(
+                f"bandit-bench: the session failed (exit 1): {'; '.join(reasons)}", red=True, bold=True
+            )
+        return result
+
+
 class Collector:
     def __init__(self, config: pytest.Config, bench: Bench) -> None:
         self.config = config
@@ -57,6 +97,15 @@ class Collector:
         self.folders: dict[tuple[str, str], Any] = {}  # (model, config) -> casefolder.CaseFolder
         self.locked: list[Any] = []
         self.write_errors: list[str] = []
+        # What workers reported as it happened (plugin/relay.py): episodes saved per case, and
+        # steps recorded (paid for) per case, which a crashed worker's case still counts.
+        self.saved: dict[tuple[str, str], dict[int, int]] = {}
+        self.live_recorded: dict[tuple[str, str], int] = {}
+        self._relay_lock = threading.Lock()
+        self.relay: Any = None
+        # Why the session failed beyond its items' verdicts: said in its very last line.
+        self.failed_because: list[str] = []
+        self._sigterm: Any = None
 
     def prepare_folders(self) -> None:
         """Before any request of a recording run: every case folder is writable and its own
@@ -73,7 +122,12 @@ class Collector:
         for case in self.bench.cases:
             if not is_baseline(case.model):
                 folder = CaseFolder(
-                    opts.cassette_dir, case.model, case.config, opts.base_url, opts.record_mode
+                    opts.cassette_dir,
+                    case.model,
+                    case.config,
+                    opts.base_url,
+                    opts.record_mode,
+                    opts.early_stop,
                 )
                 self.folders[(case.model, case.config.name)] = folder
         problems = []
@@ -98,7 +152,101 @@ class Collector:
 
     @pytest.hookimpl
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.relay is not None:
+            self.relay.close()
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
         self.release_folders()
+
+    def handle_sigterm(self) -> None:
+        """SIGTERM stops the session as Ctrl-C does (workers told, complete episodes kept),
+        instead of killing the controller and leaving its workers to run on."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # someone else's handler: theirs to run
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        self._sigterm = signal.signal(signal.SIGTERM, interrupt)
+
+    # ------------------------------------------------------------ episodes from workers
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: a channel per worker, on which each complete episode travels as it completes."""
+        from bandit_bench.plugin.relay import FOLDER_KEY, RELAY_KEY, ControllerRelay, folder_token
+
+        if self.relay is None:
+            self.relay = ControllerRelay(self._episode_from_worker, self._recorded_on_worker)
+        node.workerinput[RELAY_KEY] = self.relay.open(node.gateway)
+        node.workerinput["bandit_bench_popen"] = bool(node.gateway.spec.popen)
+        if self.bench.opts.record_mode != "none":
+            node.workerinput[FOLDER_KEY] = folder_token(self.bench.opts.cassette_dir)
+
+    def _episode_from_worker(self, data: dict[str, Any]) -> None:
+        key = (str(data["model"]), str(data["config"]))
+        if isinstance(data.get("text"), str):
+            sent = {
+                "model": key[0],
+                "config": key[1],
+                "episodes": {str(data["episode"]): (data["text"], data["requests"])},
+            }
+            self._write_sent_cassettes(sent)
+        with self._relay_lock:
+            self.saved.setdefault(key, {})[int(data["episode"])] = int(data["requests"])
+
+    def _recorded_on_worker(self, data: dict[str, Any]) -> None:
+        key = (str(data["model"]), str(data["config"]))
+        with self._relay_lock:
+            self.live_recorded[key] = max(self.live_recorded.get(key, 0), int(data["steps"]))
+
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        # Ctrl-C (or SIGTERM) of the controller: every worker stops sending requests now, rather
+        # than when xdist's teardown gets to it.
+        if self.relay is not None:
+            self.relay.close()
+
+    def _crashed_record(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The record of a case whose worker died mid-case: it stays in the table, as crashed."""
+        from bandit_bench.core.episode import Trajectory
+        from bandit_bench.reporting.evaluation import case_record
+        from bandit_bench.running.runner import CaseResult
+
+        param = report.nodeid.rpartition("[")[2].rstrip("]") if report.nodeid.endswith("]") else None
+        case = next((c for c in self.bench.cases if c.id == param), None)
+        if case is None:
+            return None
+        key = (case.model, case.config.name)
+        with self._relay_lock:
+            saved = dict(self.saved.get(key, {}))
+            recorded = self.live_recorded.get(key, 0)
+        kept = f"episodes {', '.join(str(e) for e in sorted(saved))} saved" if saved else "no episode saved"
+        error = (
+            f"the xdist worker running this case crashed ({str(report.longrepr).strip()}); {kept}, "
+            f"{recorded} requests recorded. Run the same command with --record-mode=once: it replays "
+            "the saved episodes and records only the missing ones."
+        )
+        inst = case.config.instance
+        # A stand-in errored episode gives the record its error path; no episode data is kept.
+        stand_in = Trajectory(0, inst.k, inst.horizon, inst.delta, 0)
+        stand_in.error = error
+        record = case_record(CaseResult(case.model, case.config, [stand_in]), **self.bench.thresholds)
+        n = case.config.run.episodes
+        stopped = {
+            "reason": "crashed",
+            "episodes_run": len(saved),
+            "episodes": n,
+            "note": f"{CRASHED}: {kept}",
+        }
+        record.update(
+            errors=[error], trajectories=[], episodes_run=len(saved), stopped=stopped, recorded=recorded,
+            expected_failure=case.expected_failure,
+        )  # fmt: skip
+        record["failures"] = [f"{case.id}: {error}"]
+        return record
 
     def _write_sent_cassettes(self, sent: dict[str, Any]) -> list[str]:
         """Write what a worker recorded, as the one writer of the controller's cassette folder."""
@@ -183,6 +331,10 @@ class Collector:
             else:
                 kept.append((name, value))
         report.user_properties = kept
+        if report.when == "???" and report.failed:  # xdist: the worker died while running the item
+            record = self._crashed_record(report)
+            if record is not None:
+                self.records.setdefault((record["model"], record["config"]), record)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -222,6 +374,31 @@ class Collector:
                 records.setdefault((record["model"], name), record)
         return list(records.values())
 
+    def _base_url(self) -> str:
+        """Where the numbers came from: the run's endpoint, or on a replay the endpoint(s) the
+        replayed folders were recorded from (their manifests), never the default one."""
+        from bandit_bench.recording.casefolder import read_manifest
+        from bandit_bench.recording.transport import CassetteError, case_dir
+        from bandit_bench.running.runner import is_baseline
+
+        opts = self.bench.opts
+        if opts.record_mode != "none":
+            return str(opts.base_url)
+        urls: list[str] = []
+        for model, config in self.records:
+            if is_baseline(model):
+                continue
+            try:
+                manifest = read_manifest(case_dir(opts.cassette_dir, model, config))
+            except CassetteError:
+                manifest = None
+            url = manifest.get("base_url") if manifest is not None else None
+            if isinstance(url, str) and url and url not in urls:
+                urls.append(url)
+        if not urls:
+            return str(opts.base_url)
+        return _one_line(urls)
+
     def _budget_summary(self, session: pytest.Session) -> None:
         budget = self.bench.opts.budget
         if budget is None:
@@ -241,6 +418,7 @@ class Collector:
                 "and --record-mode=once: it replays what is saved and records only what is missing."
             )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.failed_because.append(f"the budget --max-cost ${budget.limit:g} stopped the run")
         self.budget_line = line
 
     @pytest.hookimpl(trylast=True)
@@ -248,6 +426,7 @@ class Collector:
         self._budget_summary(session)
         if self.write_errors:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.failed_because.append(f"{len(self.write_errors)} cassette write(s) failed")
         if (
             self.bench.scope.fails_when_empty(self.config.option.markexpr)
             and self._selected() == 0
@@ -272,7 +451,7 @@ class Collector:
         self.notes = stopped_notes(summary)
         opts = self.bench.opts
         run = run_metadata(
-            records, base_url=opts.base_url, record_mode=opts.record_mode, repo_dir=self.config.rootpath
+            records, base_url=self._base_url(), record_mode=opts.record_mode, repo_dir=self.config.rootpath
         )
         try:
             paths = write_reports(records, self.bench.report_dir, self.bench.settings.prices, run)
@@ -280,6 +459,7 @@ class Collector:
             # The run's verdicts stand; say where the report could not go and fail the session.
             self.written = [f"NOT WRITTEN to {self.bench.report_dir}: {err}. Check --report-dir."]
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.failed_because.append(f"the report could not be written to {self.bench.report_dir}")
             return
         self.written = [str(p) for p in paths.values()]
         if self.bench.compare_to is not None:
@@ -291,11 +471,14 @@ class Collector:
             except ReportDirError as err:
                 self.comparison = f"comparison impossible: {err}"
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                self.failed_because.append(f"--compare-to {self.bench.compare_to}: comparison impossible")
                 return
             self.comparison = outcome.text
             # A regression, or a comparison that left out what it was meant to check.
             if outcome.regressed or outcome.incomplete:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                what = "a significant regression" if outcome.regressed else "an incomplete comparison"
+                self.failed_because.append(f"--compare-to {self.bench.compare_to}: {what}")
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ def _build(config: pytest.Config) -> Bench:
             names, settings, episodes=o.episodes, horizon=o.horizon, cassette_dir=o.cassette_dir
         )
         cases += build_cases([model], configs, settings)
+    if o.record_mode == "none":
+        cases = [_as_recorded(c, o) for c in cases]
 
     single = next((c for c in cases if c.config.run.episodes < 2 and not is_baseline(c.model)), None)
     if o.early_stop and single is not None:
@@ -91,7 +94,8 @@ def _build(config: pytest.Config) -> Bench:
             "cases of at least 2 episodes: with one there is nothing to stop early",
             hint="Drop --early-stop (or bandit_early_stop) for this run, or raise --episodes",
         )
-    budget = _budget(config, o.max_cost, cases, settings) if o.max_cost is not None else None
+    # A replay sends nothing and spends nothing: it has no budget to keep (and needs no price).
+    budget = _budget(config, o.max_cost, cases, settings, o.record_mode) if o.max_cost is not None else None
     rate_limit = None
     if o.max_rpm is not None or o.max_tpm is not None:
         from bandit_bench.running.ratelimit import SessionRateLimit
@@ -100,6 +104,19 @@ def _build(config: pytest.Config) -> Bench:
         workerinput = getattr(config, "workerinput", None)
         ledger = workerinput[_RATE_KEY] if workerinput is not None else SessionRateLimit.create_ledger()
         rate_limit = SessionRateLimit(ledger, o.max_rpm, o.max_tpm)
+    progress = _progress_printer(config) if o.record_mode != "none" else None
+    # On an xdist worker: how complete episodes travel (see plugin/relay.py).
+    workerinput = getattr(config, "workerinput", None)
+    relay = stop = None
+    shares_folder = False
+    if workerinput is not None:
+        from bandit_bench.plugin.relay import FOLDER_KEY, RELAY_KEY, WorkerRelay, same_folder
+
+        stop = threading.Event()
+        if workerinput.get(RELAY_KEY) is not None:
+            relay = WorkerRelay(workerinput[RELAY_KEY], stop)
+            progress = _relayed(progress, relay)
+        shares_folder = o.record_mode != "none" and same_folder(workerinput.get(FOLDER_KEY), o.cassette_dir)
     opts = RunOptions(
         base_url=o.base_url,
         api_key=o.api_key,
@@ -110,14 +127,18 @@ def _build(config: pytest.Config) -> Bench:
         max_retries=o.max_retries,
         request_timeout=o.request_timeout,
         max_rps=o.max_rps,
-        progress=_progress_printer(config) if o.record_mode != "none" else None,
+        progress=progress,
         early_stop=o.early_stop,
         budget=budget,
         profiles=settings.profiles.with_cli(o.request_profile),
         base_url_given=o.base_url_given,
         rate_limit=rate_limit,
-        # The controller writes every cassette; a worker (maybe on another machine) sends them.
-        write_cassettes=not hasattr(config, "workerinput"),
+        # A worker sharing the controller's cassette folder writes each complete episode itself,
+        # under the lock its controller holds for the session; any other worker sends them.
+        write_cassettes=workerinput is None or shares_folder,
+        lock_folders=workerinput is None,
+        relay=relay,
+        stop=stop,
         notify=lambda message: _write_stderr(config, f"[bandit-bench] {message}\n"),
     )
     return Bench(
@@ -137,13 +158,49 @@ _LEDGER_KEY = "bandit_budget_ledger"
 _RATE_KEY = "bandit_rate_ledger"
 
 
-def _budget(config: pytest.Config, max_cost: float, cases: list[Case], settings: ProjectSettings) -> Any:
+def _as_recorded(case: Case, o: Any) -> Case:
+    """A replayed case runs as its manifest says it was recorded (casefolder.as_recorded)."""
+    from dataclasses import replace
+
+    from bandit_bench.recording.casefolder import as_recorded
+    from bandit_bench.running.runner import is_baseline
+
+    if is_baseline(case.model):
+        return case
+    rec = as_recorded(
+        o.cassette_dir,
+        case.model,
+        case.config,
+        episodes_given=o.episodes is not None,
+        early_stop=o.early_stop,
+    )
+    return replace(case, config=rec.config, early_stop=rec.early_stop)
+
+
+def _relayed(progress: Any, relay: Any) -> Any:
+    """Progress that also tells the controller how many steps this worker has paid for."""
+    sent: dict[tuple[str, str], int] = {}
+
+    def show(p: Any) -> None:
+        if p.recorded and sent.get((p.model, p.config)) != p.recorded:
+            sent[(p.model, p.config)] = p.recorded
+            relay.recorded(p.model, p.config, p.recorded)
+        if progress is not None:
+            progress(p)
+
+    return show
+
+
+def _budget(
+    config: pytest.Config, max_cost: float, cases: list[Case], settings: ProjectSettings, record_mode: str
+) -> Any:
     """The session's budget: the controller makes its ledger file, xdist workers get its path."""
     from bandit_bench.plugin.spend import Budget
     from bandit_bench.running.runner import is_baseline
 
     unpriced = sorted({c.model for c in cases if not is_baseline(c.model) and c.model not in settings.prices})
-    if unpriced:
+    # A replay sends nothing and spends nothing: it needs no price to keep within a budget.
+    if unpriced and record_mode != "none":
         raise SpecError(
             "--max-cost",
             max_cost,
@@ -168,6 +225,14 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[_LEDGER_KEY] = str(opts.budget.ledger)
     if opts.rate_limit is not None:
         node.workerinput[_RATE_KEY] = str(opts.rate_limit.ledger)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    bench = session.config.stash.get(BENCH, None)
+    relay = bench.opts.relay if bench is not None else None
+    if relay is not None:
+        relay.finished = True  # the channel closing from now on is the normal end
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -284,13 +349,17 @@ def ensure_bench(config: pytest.Config) -> Bench:
     if clash:
         raise pytest.UsageError(f"bandit-bench: {clash}")
     config.stash[BENCH] = bench
+    if bench.opts.relay is not None:
+        bench.opts.relay.watch(popen=bool(config.workerinput.get("bandit_bench_popen")))  # type: ignore[attr-defined]
     if not hasattr(config, "workerinput"):
-        from bandit_bench.plugin.collector import Collector
+        from bandit_bench.plugin.collector import Collector, LastLine
 
         collector = Collector(config, bench)
         config.pluginmanager.register(collector, "bandit_bench_collector")
+        config.pluginmanager.register(LastLine(collector), "bandit_bench_last_line")
         if not config.getoption("collectonly"):
             collector.prepare_folders()
+            collector.handle_sigterm()
     return bench
 
 
@@ -320,6 +389,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from bandit_bench.plugin.options import options_in_use
 
     config.addinivalue_line("markers", "bandit_case: a model x config case of bandit-bench")
+    if config.option.help:
+        from bandit_bench.plugin.options import explain_record_mode
+
+        explain_record_mode(config)
     misread = _space_form_error(config)
     if misread:
         raise pytest.UsageError(f"bandit-bench: {misread}")
@@ -438,6 +511,11 @@ class BenchCase:
         from bandit_bench.reporting.evaluation import case_record
         from bandit_bench.running.runner import run_case
 
+        opts = self.bench.opts
+        if self.case.early_stop is not None and self.case.early_stop != opts.early_stop:
+            from dataclasses import replace
+
+            opts = replace(opts, early_stop=self.case.early_stop)
         hook = self.node.config.hook.pytest_bandit_bench_agent
         make_agent = hook(model=self.case.model, config=self.case.config)
         if make_agent is not None:  # a project's own agent (docs/extending.md)
@@ -445,7 +523,7 @@ class BenchCase:
 
             result = run_agent_case(self.case.model, self.case.config, make_agent)
         else:
-            result = run_case(self.case.model, self.case.config, self.bench.opts, **self.bench.thresholds)
+            result = run_case(self.case.model, self.case.config, opts, **self.bench.thresholds)
         # Everything below reaches the terminal, junit properties and the report files.
         record = redact_obj(case_record(result, **self.bench.thresholds))
         record["expected_failure"] = self.case.expected_failure

@@ -158,6 +158,26 @@ def options_in_use(config: pytest.Config) -> bool:
     return False
 
 
+# --record-mode belongs to pytest-recording (so both plugins coexist); its help line there is
+# vcrpy's. What each mode does here, per episode (one cassette per complete episode):
+RECORD_MODE_HELP = (
+    "bandit-bench, per episode (one cassette per complete episode): none = replay only (the "
+    "default; a missing cassette errors); once = replay the episodes that have a cassette, record "
+    "the missing ones; new_episodes = replay what matches, record the rest into the same cassette; "
+    "all = record every request of the run's episodes again (each episode's cassette replaced, "
+    "other episodes kept); rewrite = like all, and the case's manifest then lists only this run's "
+    "episodes"
+)
+
+
+def explain_record_mode(config: pytest.Config) -> None:
+    """Put what --record-mode does here into ``pytest --help`` (pytest-recording declares it)."""
+    parser = getattr(getattr(config, "_parser", None), "optparser", None)
+    for action in getattr(parser, "_actions", []):
+        if "--record-mode" in getattr(action, "option_strings", ()):
+            action.help = RECORD_MODE_HELP
+
+
 def opt(config: pytest.Config, name: str, ini: str | None, default: Any, cast: Any = str) -> Any:
     value = config.getoption(name)
     if value is None and ini:
@@ -176,6 +196,26 @@ def check_range(name: str, value: float | int | None, low: float, high: float | 
     if not value >= low or (high is not None and value > high):  # NaN fails the first test
         allowed = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
         raise SpecError(name, value, allowed)
+
+
+def check_base_url(url: str) -> None:
+    """An http(s) URL with a host: ``127.0.0.1:8001/v1`` would be retried as a relative path."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        # Credentials (user:password@) never show, even in a malformed URL.
+        shown = url.rpartition("@")[2] if "@" in url else url
+        raise SpecError(
+            "--base-url",
+            shown,
+            "an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001/v1",
+            hint=f"Add the scheme: --base-url=http://{shown}" if "://" not in url else "",
+        )
 
 
 @dataclass(frozen=True)
@@ -263,6 +303,7 @@ def read_options(config: pytest.Config) -> Options:
     base_url = opt(config, "base_url", "bandit_base_url", None)
     base_url_given = base_url is not None
     base_url = base_url or DEFAULT_BASE_URL
+    check_base_url(base_url)
     from bandit_bench.running.profiles import parse_cli
 
     request_profile = parse_cli(opt(config, "request_profile", "bandit_request_profile", ""))

@@ -98,7 +98,9 @@ def nothing_selected_message(config: pytest.Config, bench: Bench) -> str:
             f"  The matrix has {len(ids)} cases ({shown}) but none was selected"
             + (f" ({'; '.join(why)})." if why else ".")
         )
-        lines.append("  Select by case id: -k 'BNRN0' or -k 'openai/gpt-4o-mini-BNRN0-hard-T25'.")
+        first = bench.cases[0]
+        design = first.config.design.code
+        lines.append(f"  Select by case id: -k '{design}' or -k '{first.id}'.")
     lines += [
         "  Record a model: OPENROUTER_API_KEY=... pytest --model MODEL --record-mode=once",
         "  Run the classic algorithms (no key, no cassette): pytest --model baseline/ucb",

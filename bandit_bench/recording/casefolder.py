@@ -94,7 +94,12 @@ def _version() -> str:
 
 
 def new_manifest(
-    model: str, config: CaseConfig, base_url: str, record_mode: str, request: dict[str, Any] | None = None
+    model: str,
+    config: CaseConfig,
+    base_url: str,
+    record_mode: str,
+    early_stop: bool = False,
+    request: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "bandit_bench_manifest": MANIFEST_FORMAT,
@@ -107,6 +112,10 @@ def new_manifest(
         "recorded_at": _now(),
         "episodes": {},
     }
+    if early_stop:
+        # The last recording ran in --early-stop waves: a replay then runs in the same waves,
+        # with or without the flag, and stops where the recording stopped. (Absent otherwise.)
+        manifest["early_stop"] = True
     if config.origin:
         manifest["derived_from"] = {"config": config.origin, "T": config.instance.horizon}
     if request:
@@ -205,7 +214,16 @@ _manifest_lock = threading.Lock()
 class CaseFolder:
     """The writer of one case's recording: checks, lock, cassettes and manifest."""
 
-    def __init__(self, cassette_dir: Path, model: str, config: CaseConfig, base_url: str, record_mode: str):
+    def __init__(
+        self,
+        cassette_dir: Path,
+        model: str,
+        config: CaseConfig,
+        base_url: str,
+        record_mode: str,
+        early_stop: bool = False,
+    ):
+        self.early_stop = early_stop
         self.cassette_dir = Path(cassette_dir)
         self.model = model
         self.config = config
@@ -340,7 +358,9 @@ class CaseFolder:
             manifest = read_manifest(self.path)
             if manifest is not None:
                 self.check_identity(manifest)
-            fresh = new_manifest(self.model, self.config, self.base_url, self.record_mode, self.request)
+            fresh = new_manifest(
+                self.model, self.config, self.base_url, self.record_mode, self.early_stop, self.request
+            )
             if manifest is None or (record_mode(self.record_mode).rewrites_folder and not self._written):
                 # rewrite: this run's episodes are the folder's recording; files it did not
                 # write are no longer listed, so a replay refuses them instead of blending.
@@ -349,6 +369,8 @@ class CaseFolder:
                 episodes = manifest["episodes"]
                 manifest.update(fresh)
                 manifest["episodes"] = episodes
+                if not self.early_stop:
+                    manifest.pop("early_stop", None)  # this run records the episodes in full
             self._written.add(path.name)
             manifest["episodes"][path.name] = {
                 "recorded_at": fresh["recorded_at"],
@@ -359,6 +381,57 @@ class CaseFolder:
             write_json_atomic(self.path / MANIFEST, manifest)
         write_text_atomic(path, text)
         return path
+
+
+@dataclass(frozen=True)
+class AsRecorded:
+    """How a replay runs a case folder: as its manifest says it was recorded."""
+
+    config: CaseConfig
+    early_stop: bool
+    base_url: str | None  # the endpoint the cassettes came from (credentials removed)
+
+
+def as_recorded(
+    cassette_dir: Path, model: str, config: CaseConfig, *, episodes_given: bool, early_stop: bool
+) -> AsRecorded:
+    """The replay rules of the manifest (record mode ``none``).
+
+    - N, T and the seed are the recording's (``spec``), unless ``--episodes`` was given;
+    - a folder recorded in ``--early-stop`` waves replays in the same waves, with or without the
+      flag, so it stops where the recording stopped, with the same verdict;
+    - ``--early-stop`` over a folder that was not recorded so and lacks some of its N episodes
+      runs every episode, so the missing ones error exactly as the full run's would (never a
+      verdict from the episodes that happen to be there).
+    """
+    from dataclasses import replace
+
+    folder = case_dir(cassette_dir, model, config.name)
+    try:
+        manifest = read_manifest(folder)
+    except CassetteError:
+        manifest = None  # the run itself reports a damaged manifest, naming the fix
+    recorded_early = False
+    base_url = None
+    if manifest is not None and manifest.get("model") == model and manifest.get("config") == config.name:
+        raw = manifest.get("spec")
+        spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        n, t, seed = spec.get("N"), spec.get("T"), spec.get("seed")
+        if not episodes_given and isinstance(n, int) and n >= 1 and n != config.run.episodes:
+            config = config.with_overrides(episodes=n)
+        if isinstance(t, int) and t >= 1 and t != config.instance.horizon:
+            config = replace(config, instance=replace(config.instance, horizon=t))
+        if isinstance(seed, int) and seed != config.run.seed:
+            config = replace(config, run=replace(config.run, seed=seed))
+        recorded_early = manifest.get("early_stop") is True
+        base_url = manifest.get("base_url") if isinstance(manifest.get("base_url"), str) else None
+    if recorded_early:
+        return AsRecorded(config, True, base_url)
+    if early_stop:
+        missing = [e for e in range(config.run.episodes) if not (folder / episode_file(e)).exists()]
+        if missing:
+            return AsRecorded(config, False, base_url)
+    return AsRecorded(config, early_stop, base_url)
 
 
 def adopt_recordings(

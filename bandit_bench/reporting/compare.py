@@ -353,6 +353,17 @@ def run_side_by_side(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     return _table(["run", "OLD", "NEW", ""], rows, right=set())
 
 
+def _compared_count(by_case: Mapping[tuple[str, str], object]) -> str:
+    """Model rows compared; reference baselines are counted apart (they never count as compared,
+    except in a run of baselines alone)."""
+    models = sum(1 for m, _ in by_case if not m.startswith("baseline/"))
+    baselines = len(by_case) - models
+    if not models:
+        return f"{baselines} model x config compared"
+    beside = f"; {baselines} reference baseline rows beside them" if baselines else ""
+    return f"{models} model x config compared{beside}"
+
+
 def render_comparison(c: Comparison) -> str:
     """A plain-text table (one line per model x config x metric), notes and a verdict line.
 
@@ -412,6 +423,6 @@ def render_comparison(c: Comparison) -> str:
     else:
         lines.append(
             f"no regression: no metric got worse by more than {c.tolerance:g} with one-sided p < {c.alpha:g} "
-            f"({len(by_case)} model x config compared)"
+            f"({_compared_count(by_case)})"
         )
     return "\n".join(lines)

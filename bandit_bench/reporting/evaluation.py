@@ -149,6 +149,8 @@ def case_record(
         "constrained": cfg.constrained,
         "single_round": cfg.single_round,
         "thresholds": thresholds,
+        # Why the best-arm threshold is what it is, when --horizon recomputed it.
+        "threshold_note": cfg.threshold_note or None,
         "metrics": metrics,
         "steps": len(steps),
         "prompt_tokens": sum(s.prompt_tokens for s in steps),

@@ -35,10 +35,15 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("vcrpy", "vcrpy"),
     ("numpy", "numpy"),
 )
-_PACKAGES = {"bandit_bench": "bandit-bench", "openai": "openai", "vcrpy": "vcrpy", "numpy": "numpy"}
+DISTRIBUTION = "pytest-bandit-bench"
+_PACKAGES = {"bandit_bench": DISTRIBUTION, "openai": "openai", "vcrpy": "vcrpy", "numpy": "numpy"}
 
 
 def _version(distribution: str) -> str | None:
+    if distribution == DISTRIBUTION:
+        from bandit_bench import __version__
+
+        return __version__  # the package's own, whatever name an older install registered
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

@@ -64,6 +64,7 @@ SUMMARY_COLUMNS = (
     # The single-round screen (appendix E): the history policy, and LeastFrac of the decisions.
     "single_round",
     "least_frac",
+    "threshold_note",
 )
 STEP_COLUMNS = (
     "model",
@@ -180,6 +181,7 @@ def summary_row(record: Mapping[str, Any], prices: Mapping[str, Any] | None = No
         row["request"] = None
     notes = record.get("request_notes") or []
     row["request_note"] = "; ".join(str(n) for n in notes) or None
+    row["threshold_note"] = record.get("threshold_note")
     return row
 
 
@@ -294,9 +296,14 @@ def config_facts(row: Mapping[str, Any]) -> str:
         parts.append("constrained decoding")
     checks = (
         f"thresholds: format {threshold_text(row.get('min_format_compliance'))}, "
-        f"best arm {threshold_text(row.get('min_best_arm_rate'))}"
+        f"best arm {threshold_text(row.get('min_best_arm_rate'))}{_note(row)}"
     )
     return ", ".join(parts) + "; " + checks
+
+
+def _note(row: Mapping[str, Any]) -> str:
+    note = row.get("threshold_note")
+    return f" ({note})" if isinstance(note, str) and note else ""
 
 
 def instance_facts(row: Mapping[str, Any]) -> str:
@@ -333,7 +340,7 @@ def _brief_config(config: str, row: Mapping[str, Any]) -> str:
         parts.append("constrained")
     checks = (
         f"format {threshold_text(row.get('min_format_compliance'))}, "
-        f"best arm {threshold_text(row.get('min_best_arm_rate'))}"
+        f"best arm {threshold_text(row.get('min_best_arm_rate'))}{_note(row)}"
     )
     return f"{config} ({', '.join(parts)}; {checks})"
 
@@ -419,7 +426,8 @@ def verdict(row: Any) -> str:
     if kind == "published":
         return "published"
     if row["errors"]:
-        return "ERROR"
+        # A case whose xdist worker died (plugin.collector.CRASHED): it stays in the table.
+        return "CRASHED" if str(row.get("stopped") or "").startswith("crashed (") else "ERROR"
     if row["expected_failure"]:
         return "xfail" if not row["passed"] else "XPASS"
     return "pass" if row["passed"] else "FAIL"

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bandit_bench.core.agents.base import AgentError
 from bandit_bench.core.specs import CaseConfig, SpecError
 from bandit_bench.recording.redaction import Secret, redact, register_url
-from bandit_bench.recording.transport import CassetteError
+from bandit_bench.recording.transport import CassetteError, CorruptCassetteError
 from bandit_bench.running.credentials import key_env_for, key_help, key_problem
 
 if TYPE_CHECKING:
@@ -67,9 +67,20 @@ class RunOptions:
     request_timeout: float = 60.0
     max_rps: float | None = None
     progress: ProgressFn | None = None
-    # False on a pytest-xdist worker: a recorded episode's cassette travels in
-    # CaseResult.cassettes to the controller, the one writer of the cassette folder.
+    # False on a pytest-xdist worker that does not share the controller's cassette folder: a
+    # recorded episode's cassette goes to ``relay`` as it completes (else it stays in
+    # CaseResult.cassettes) and the controller writes it.
     write_cassettes: bool = True
+    # False on an xdist worker sharing the controller's folder: the controller holds every case
+    # folder's lock for the session, on behalf of its workers, which write under it.
+    lock_folders: bool = True
+    # An object with ``episode(model, config, episode, text, requests)``: told of each complete
+    # episode as it completes (``text`` None when it was written here); False from it means the
+    # text did not travel and the episode stays in CaseResult.cassettes.
+    relay: Any = None
+    # Set from outside (the controller is gone, the session is stopping): every case of the
+    # process stops as on Ctrl-C, requests in flight dropped.
+    stop: threading.Event | None = None
     # Told once when another process holds the case folder's lock and this run waits.
     notify: Callable[[str], None] | None = None
     # Run episodes in waves and stop once the verdict is settled (see early_stop).
@@ -183,6 +194,9 @@ class RateLimiter:
             time.sleep(delay)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def record_command(model: str, config: CaseConfig, opts: RunOptions | None = None, mode: str = "once") -> str:
     """The command that (re-)records a case, overrides, folder and endpoint included.
 
@@ -191,7 +205,8 @@ def record_command(model: str, config: CaseConfig, opts: RunOptions | None = Non
     opts = opts or RunOptions()
     base_url = hint_url(opts.base_url)
     extra = "" if opts.cassette_dir == Path("cassettes") else f" --cassette-dir={opts.cassette_dir}"
-    if model == "local/smollm2-135m-instruct" and base_url == DEFAULT_BASE_URL:
+    host = urlsplit(base_url).hostname or ""
+    if model == "local/smollm2-135m-instruct" and (base_url == DEFAULT_BASE_URL or host in _LOOPBACK):
         return (
             f"bandit-bench record-local {config.cli_args} --record-mode={mode} "
             "(it starts the llama.cpp server)"
@@ -248,6 +263,7 @@ def _episode(
     sink: Callable[[int, str, int], object] | None = None,
     refused: str | None = None,
     profile: Any = None,
+    hint_opts: RunOptions | None = None,
 ) -> tuple[Trajectory, int, int]:
     # Imported here: the plugin imports this module at pytest start-up, numpy is not needed then.
     from bandit_bench.core.bandit import draw_instance
@@ -260,8 +276,8 @@ def _episode(
     from bandit_bench.running.llm import LLMAgent, make_client
 
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
-    hint = f"To record it: {record_command(model, config, opts)}"
-    stale_hint = f"To record it again: {record_command(model, config, opts, mode='rewrite')}"
+    hint = f"To record it: {record_command(model, config, hint_opts or opts)}"
+    stale_hint = f"To record it again: {record_command(model, config, hint_opts or opts, mode='rewrite')}"
     try:
         if refused:
             raise CassetteError(refused)
@@ -275,8 +291,12 @@ def _episode(
     except CassetteError as err:
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = str(err)
+        if isinstance(err, CorruptCassetteError):
+            # The fix, as a command: the case's own options, folder and endpoint.
+            traj.error += f" {stale_hint}"
         return traj, 0, 0
-    if opts.budget is not None:
+    if opts.budget is not None and transport.records:
+        # Only a request that is sent is priced (a replay-only run needs no price).
         transport.guard = opts.budget.guard(model)
     if opts.rate_limit is not None:
         from bandit_bench.running.ratelimit import LimitGuard
@@ -391,6 +411,17 @@ def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
     return result
 
 
+class _CaseCancel(threading.Event):
+    """A case's cancel flag, also set while the session's ``stop`` flag is (a lost controller)."""
+
+    def __init__(self, session: threading.Event | None) -> None:
+        super().__init__()
+        self._session = session
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._session is not None and self._session.is_set())
+
+
 # After Ctrl-C, how long episodes get to notice (in-flight reads look every deadline.POLL
 # seconds) and to finish saving a complete cassette. A thread asleep in the client's retry
 # backoff is not waited for: episode threads are daemons and cannot hold the exit.
@@ -450,6 +481,8 @@ def _in_threads(
         raise
     if failures:
         raise failures[0]
+    if cancel.is_set() and len(results) < len(indices):
+        raise RunCancelled("the run was stopped")  # the session's stop flag (a lost controller)
     return [results[i] for i in indices]
 
 
@@ -477,7 +510,7 @@ def run_case(
     from bandit_bench.recording.casefolder import CaseFolder
 
     result = CaseResult(model=model, config=config)
-    folder = CaseFolder(opts.cassette_dir, model, config, opts.base_url, opts.record_mode)
+    folder = CaseFolder(opts.cassette_dir, model, config, opts.base_url, opts.record_mode, opts.early_stop)
     writes_here = opts.record_mode != "none" and opts.write_cassettes
     refused: str | None = None
     if writes_here:
@@ -486,7 +519,7 @@ def run_case(
             folder.check_writable()
         except CassetteError as err:
             refused = str(err)
-    locked = writes_here and refused is None
+    locked = writes_here and refused is None and opts.lock_folders
     if locked:
         # Held for the whole case: a second process recording it waits, then replays.
         folder.acquire(opts.notify)
@@ -535,9 +568,13 @@ def _run_case_in(
     refused = refused or problem
 
     def sink(episode: int, text: str, requests: int) -> None:
+        # Each complete episode reaches disk (or the controller) as soon as it completes: a
+        # Ctrl-C, a killed worker or a killed controller loses only episodes still running.
         if opts.write_cassettes:
             folder.write_episode(episode, text, requests)
-        else:
+            if opts.relay is not None:
+                opts.relay.episode(model, config.name, episode, None, requests)
+        elif opts.relay is None or not opts.relay.episode(model, config.name, episode, text, requests):
             result.cassettes[episode] = (text, requests)
 
     def why_refused(episode: int) -> str | None:
@@ -552,7 +589,7 @@ def _run_case_in(
     limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
     done = recorded_steps = 0
     lock = threading.Lock()
-    cancel = threading.Event()
+    cancel = _CaseCancel(opts.stop)
 
     def counter(recorded: bool) -> None:
         nonlocal done, recorded_steps
@@ -580,8 +617,25 @@ def _run_case_in(
         workers = 1
     outcomes: list[tuple[Trajectory, int, int]] = []
 
+    # A replay's hints name the endpoint the folder was recorded from (and so its key variable),
+    # not the default one, unless the run named an endpoint itself.
+    hint_opts = None
+    recorded_url = manifest.get("base_url") if manifest is not None else None
+    if (
+        opts.record_mode == "none"
+        and isinstance(recorded_url, str)
+        and recorded_url
+        and opts.base_url == DEFAULT_BASE_URL
+        and recorded_url.rstrip("/") != DEFAULT_BASE_URL
+    ):
+        from dataclasses import replace
+
+        hint_opts = replace(opts, base_url=recorded_url)
+
     def one(i: int) -> tuple[Trajectory, int, int]:
-        return _episode(model, config, i, opts, limiter, counter, cancel, sink, why_refused(i), profile)
+        return _episode(
+            model, config, i, opts, limiter, counter, cancel, sink, why_refused(i), profile, hint_opts
+        )
 
     try:
         for wave in waves:

@@ -505,6 +505,21 @@ def pytest_command(
     return cmd
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: pytest is told to stop, then the server is stopped."""
+
+
+def terminate_like_ctrl_c() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread (as Ctrl-C raises
+    KeyboardInterrupt), so ``record_local``'s clean-up runs instead of the process vanishing
+    with llama.cpp's server and pytest left running."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def record_local(
     *,
     venv: Path = DEFAULT_VENV,
@@ -553,8 +568,12 @@ def record_local(
         proc = subprocess.Popen(cmd, cwd=repo)
         try:
             code = proc.wait()
-        except BaseException:
-            # Ctrl-C reaches pytest too (same process group): give it time to stop cleanly.
+        except BaseException as err:
+            # Ctrl-C reaches pytest too (same process group); a SIGTERM sent to this process
+            # alone does not, so pytest gets the Ctrl-C here. Then it has time to stop cleanly.
+            if isinstance(err, Terminated):
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
             if proc.poll() is None:

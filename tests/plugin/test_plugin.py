@@ -93,10 +93,12 @@ def test_stale_cassette_after_a_prompt_change_names_file_and_step(project, simul
     assert "quick/<episode>.json has no recorded answer" in out
     # 'once' would replay the same stale file: the advice is to rewrite it.
     assert "step 1 of 6" in out
+    # From the endpoint the folder was recorded from (its manifest), not OpenRouter (issue 20).
     assert (
-        "To record it again: OPENROUTER_API_KEY=... pytest --model sim/cycle --bandit-config 'quick' "
-        "--record-mode=rewrite" in out
+        "To record it again: pytest --model sim/cycle --bandit-config 'quick' --record-mode=rewrite " in out
     )
+    assert f" --base-url={sim.base_url} (with the server running" in out
+    assert "OPENROUTER_API_KEY" not in out
 
 
 def test_horizon_override_is_its_own_case_with_its_own_cassettes(project, simulator):

@@ -428,4 +428,4 @@ def test_a_malformed_completion_errors_its_episode_only_and_is_never_recorded(
         f"cassette {path} is unreadable or not a vcrpy JSON cassette (interaction 2: the response is not "
         f"a chat completion: {reason}"
     )
-    assert episode1.endswith("). Delete it, or re-record it with --record-mode=rewrite.")
+    assert "). Delete it, or re-record it with --record-mode=rewrite. To record it again: pytest" in episode1

@@ -463,7 +463,7 @@ def test_a_damaged_cassette_errors_naming_the_file(
         assert sim.calls == 0  # the other episodes replay; the damaged one is not re-recorded silently
     [error] = result.errors
     assert error.startswith(f"episode 2: cassette {bad} is unreadable or not a vcrpy JSON cassette (")
-    assert error.endswith("Delete it, or re-record it with --record-mode=rewrite.")
+    assert "Delete it, or re-record it with --record-mode=rewrite. To record it again: pytest" in error
     assert "Traceback" not in error
     assert [t.episode for t in result.trajectories if t.error is None] == [0, 1, 3]
     record = case_record(result)
@@ -485,7 +485,10 @@ def test_every_damaged_cassette_shape_names_the_file_what_is_wrong_and_the_fix(
     [error] = result.errors
     expected = (
         f"episode 2: cassette {bad} is unreadable or not a vcrpy JSON cassette ({what}). "
-        "Delete it, or re-record it with --record-mode=rewrite."
+        "Delete it, or re-record it with --record-mode=rewrite. To record it again: pytest --model "
+        f"{MODEL} --bandit-config '{CONFIG.name}' --record-mode=rewrite --cassette-dir={cassettes} "
+        "--base-url=http://127.0.0.1:9/v1 (with the server running; it is sent no key unless given one: "
+        "--api-key-env NAME or --api-key)"
     )
     assert error == expected
     assert [t.episode for t in result.trajectories if t.error is None] == [0, 1, 3]
@@ -549,7 +552,9 @@ def test_through_the_plugin_a_damaged_cassette_names_the_file_and_rewrite_replac
             "*sim/interrupted-quick: 1 of 2 episodes errored:",
             f"  episode 1: cassette {bad} is unreadable or "
             "not a vcrpy JSON cassette (JSONDecodeError: *). Delete it, or re-record it with "
-            "--record-mode=rewrite.",
+            "--record-mode=rewrite. To record it again: pytest --model sim/interrupted --bandit-config "
+            "'quick' --record-mode=rewrite --cassette-dir=* --base-url=http://127.0.0.1:9/v1 "
+            "(with the server running*",
         ]
     )
     assert "Traceback" not in replay.stdout.str() + replay.stderr.str()

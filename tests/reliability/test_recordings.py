@@ -279,8 +279,13 @@ def test_rewrite_with_fewer_episodes_never_replays_a_blend(project, simulator):
     # The rewritten episodes replay as recorded...
     _run(project, UNREACHABLE, "--episodes", "2").assert_outcomes(passed=1)
     assert _report(project) == report
-    # ...and the default replay refuses the older third episode instead of blending it in.
-    blended = _run(project, UNREACHABLE)
+    # ...and so does the default replay: the manifest says N = 2 (issue 20: a folder replays as
+    # recorded), so the older third episode is never read.
+    _run(project, UNREACHABLE).assert_outcomes(passed=1)
+    assert _report(project) == report
+    # Asked for the config's three episodes, the replay refuses the older third one instead of
+    # blending it in.
+    blended = _run(project, UNREACHABLE, "--episodes", "3")
     blended.assert_outcomes(failed=1)
     blended.stdout.fnmatch_lines(
         [

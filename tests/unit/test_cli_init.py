@@ -52,7 +52,7 @@ def test_init_writes_what_ci_needs_and_its_pytest_command_passes_offline(
     assert out.splitlines()[:3] == [
         "wrote    pyproject.toml: [tool.pytest.ini_options]",
         f"wrote    {WORKFLOW_PATH}",
-        "wrote    .gitignore: reports/",
+        "wrote    .gitignore: reports/, cassettes/**/.lock",
     ]
     assert "skipped  pyproject.toml: [tool.bandit_bench] exists" in out  # it holds the config
     assert f"CI then runs: {CI_TEST_COMMAND}" in out
@@ -65,7 +65,10 @@ def test_init_writes_what_ci_needs_and_its_pytest_command_passes_offline(
     assert list(data["tool"]["bandit_bench"]) == ["configs"]
 
     steps = _workflow_steps(tmp_path)
-    assert steps["Install bandit-bench"]["run"] == "python -m pip install bandit-bench"
+    # This copy is an editable install from a path CI cannot reach: the PyPI name, and a warning
+    # saying what to pass instead.
+    assert steps["Install bandit-bench"]["run"] == "python -m pip install pytest-bandit-bench"
+    assert "warning  the workflow installs 'pytest-bandit-bench' from PyPI, where no release" in out
     judge = steps["Replay the cassettes offline and judge"]["run"]
     assert CI_TEST_COMMAND in judge and "--compare-to=previous-reports" in judge
     upload = steps["Upload reports/"]
@@ -130,15 +133,16 @@ def test_init_refuses_to_overwrite_and_says_what_it_skipped(
     )
     (tmp_path / WORKFLOW_PATH).parent.mkdir(parents=True)
     (tmp_path / WORKFLOW_PATH).write_text("name: ours\n")
-    (tmp_path / ".gitignore").write_text("reports/")
+    (tmp_path / ".gitignore").write_text("reports/\ncassettes/**/.lock")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     monkeypatch.chdir(tmp_path)
     assert main(["init", "--model", "sim/cycle"]) == 0
-    assert capsys.readouterr().out.splitlines()[:4] == [
+    assert capsys.readouterr().out.splitlines()[:5] == [
         "skipped  pyproject.toml: [tool.pytest.ini_options] already names bandit-bench models",
         "skipped  pyproject.toml: [tool.bandit_bench] exists",
         f"skipped  {WORKFLOW_PATH} exists (not overwritten)",
         "skipped  .gitignore: reports/ is ignored already",
+        "skipped  .gitignore: cassettes/**/.lock is ignored already",
     ]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
@@ -234,3 +238,99 @@ def test_bandit_config_help_names_the_configs_command(pytester: pytest.Pytester)
         "`bandit-bench configs` lists them. Default: the configs the model has cassettes for, "
         "else BNRN0-hard-T25, BSSC~0-hard-T25" in help_text
     )
+
+
+def _fetch_script(root: Path) -> str:
+    return str(
+        _workflow_steps(root)["Fetch the default branch's last report (the OLD of --compare-to)"]["run"]
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the workflow's steps are bash")
+def test_the_workflow_treats_a_missing_or_expired_artifact_as_not_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gh run download` failing (the artifact expired after 90 days, or was never uploaded)
+    leaves no previous-reports/ and does not fail the job; the judge step then does not compare."""
+    assert main(["init", "--dir", str(tmp_path), "--model", "a/b"]) == 0
+    data = yaml.safe_load((tmp_path / WORKFLOW_PATH).read_text())
+    [job] = data["jobs"].values()
+    # push and pull_request for a branch of this repository would run the job twice.
+    assert job["if"] == (
+        "github.event_name != 'pull_request' || "
+        "github.event.pull_request.head.repo.full_name != github.repository"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {
+        "run-list-finds-one": "echo 1234",
+        "download-fails": "mkdir -p previous-reports; echo 'no valid artifacts found' >&2; exit 1",
+    }.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / "gh").write_text(
+        '#!/bin/sh\nif [ "$2" = list ]; then exec run-list-finds-one; else exec download-fails; fi\n'
+    )
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    env = {**_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "BRANCH": "main"}
+    done = subprocess.run(
+        ["bash", "-e", "-c", _fetch_script(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no earlier report of main to download: this run is not compared" in done.stdout
+    assert not (tmp_path / "previous-reports").exists()
+
+
+def test_init_quotes_the_install_spec_and_ignores_lock_files(tmp_path: Path) -> None:
+    spec = "pytest-bandit-bench @ git+https://github.com/o/r@v0.1.0"
+    assert main(["init", "--dir", str(tmp_path), "--model", "a/b", "--install", spec]) == 0
+    run = _workflow_steps(tmp_path)["Install bandit-bench"]["run"]
+    assert run == "python -m pip install 'pytest-bandit-bench @ git+https://github.com/o/r@v0.1.0'"
+    assert "cassettes/**/.lock" in (tmp_path / ".gitignore").read_text().splitlines()
+    # git itself leaves a case folder's lock file out of `git add cassettes`.
+    if shutil.which("git"):
+        lock = tmp_path / "cassettes" / "a" / "b" / "quick" / ".lock"
+        lock.parent.mkdir(parents=True)
+        lock.write_text("")
+        (lock.parent / "000.json").write_text("{}")
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "add", "cassettes"], cwd=tmp_path, check=True)
+        staged = subprocess.run(
+            ["git", "diff", "--cached", "--name-only"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert staged == ["cassettes/a/b/quick/000.json"]
+
+
+def test_init_again_with_another_model_says_ci_does_not_run_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--dir", str(tmp_path), "--model", "a/b"]) == 0
+    capsys.readouterr()
+    assert main(["init", "--dir", str(tmp_path), "--model", "c/d"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning  CI runs the models of bandit_models in pyproject.toml (a/b); c/d is not among them: "
+        "add it there, or CI never replays what you record"
+    ) in out
+
+
+def test_the_release_workflow_builds_checks_and_publishes_on_a_tag() -> None:
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / ".github/workflows/release.yml").read_text())
+    assert data["on"]["push"] == {"tags": ["v*"]}
+    build = data["jobs"]["build"]["steps"]
+    runs = "\n".join(str(s.get("run", "")) for s in build)
+    assert "python -m build" in runs and "twine check --strict dist/*" in runs
+    publish = data["jobs"]["publish"]
+    assert publish["needs"] == "build" and publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    # Trusted publishing: an OIDC token, no stored API token.
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["steps"][-1] == {"uses": "pypa/gh-action-pypi-publish@release/v1"}
+    assert "password" not in str(publish)
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "pytest-bandit-bench" and project["scripts"] == {
+        "bandit-bench": "bandit_bench.cli.commands:main"
+    }

@@ -407,3 +407,77 @@ def test_record_local_threads_reach_the_server_command(
     argv = list(seen["argv"])  # type: ignore[call-overload]
     assert argv[argv.index("--n_threads") + 1] == "1"
     assert main(["record-local", "--threads", "0"]) == 2
+
+
+_RECORD_LOCAL_UNDER_TEST = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from bandit_bench.servers import llama
+    from bandit_bench.cli.commands import main
+
+    script, tmp = sys.argv[1], Path(sys.argv[2])
+    real = llama.LlamaServer
+    def fake_server(weights, model, port, *, python, n_threads=None):
+        command = [sys.executable, script, "{port}", "obey-term"]
+        server = real(weights, command=command, log_path=tmp / "server.log")
+        original = server.start
+        def start():
+            started = original()
+            (tmp / "server.pid").write_text(str(server.process.pid))
+            return started
+        server.start = start
+        return server
+    # pytest's stand-in: says it is up, notes SIGINT (Ctrl-C) when it comes, and exits 2 as pytest does.
+    child = (
+        "import signal, sys, time, pathlib\\n"
+        "def on_int(*a):\\n"
+        f"    pathlib.Path({str(tmp / 'pytest.sigint')!r}).write_text('yes'); sys.exit(2)\\n"
+        "signal.signal(signal.SIGINT, on_int)\\n"
+        f"pathlib.Path({str(tmp / 'pytest.up')!r}).write_text('up')\\n"
+        "time.sleep(600)\\n"
+    )
+    llama.server_python = lambda *a, **k: sys.executable
+    llama.find_weights = lambda *a, **k: tmp / "w.gguf"
+    llama.LlamaServer = fake_server
+    llama.pytest_command = lambda *a, **k: [sys.executable, "-c", child]
+    sys.exit(main(["record-local", "--bandit-config", "BNRN0-hard-T25"]))
+    """
+)
+
+
+@posix_only
+def test_record_local_handles_sigterm_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM to ``bandit-bench record-local`` alone: pytest gets a Ctrl-C, the server is
+    stopped, and it exits as on Ctrl-C (130), instead of leaving both running."""
+    import signal
+    import subprocess
+
+    script = tmp_path / "fake_server.py"
+    script.write_text(_FAKE_SERVER)
+    (tmp_path / "w.gguf").write_bytes(b"")
+    driver = tmp_path / "driver.py"
+    driver.write_text(_RECORD_LOCAL_UNDER_TEST)
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), str(script), str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "pytest.up").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.05)
+        server_pid = int((tmp_path / "server.pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "interrupted; pytest and the server were stopped" in out
+    assert (tmp_path / "pytest.sigint").read_text() == "yes"
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)

@@ -241,3 +241,23 @@ def test_configs_lists_every_suite(capsys: pytest.CaptureFixture[str], tmp_path,
         assert f"suite {suite}: {len(names)} configs (--bandit-config {suite})" in out
     for name in SUITES["paper-gpt35"] + SUITES["paper-fig16"]:
         assert f"\n{name} " in out
+
+
+def test_thresholds_follow_the_horizon_run() -> None:
+    """`--horizon 10` on the paper suite: each best-arm threshold is the classic algorithms' floor
+    at that instance and T = 10 (not T = 100's, which not even UCB reaches at T = 10)."""
+    from bandit_bench.core.specs import instance_preset
+    from bandit_bench.core.thresholds import classic_best_arm_floor
+
+    for (instance, horizon), value in BEST_ARM_THRESHOLDS.items():
+        inst = instance_preset(instance, horizon)
+        assert classic_best_arm_floor(inst.k, inst.delta, horizon) == value
+    configs = resolve_configs(["paper"], _settings(), horizon=10)
+    assert len(configs) == 37
+    for cfg in configs:
+        floor = 0.20 if cfg.instance.k == 5 else 0.40
+        assert (cfg.instance.horizon, cfg.min_best_arm_rate) == (10, floor), cfg.name
+        assert cfg.threshold_note == "UCB/TS/Greedy floor at T=10"
+    # Format-only presets stay format-only; the configs' own T keeps its table value.
+    assert resolve_configs(["BNRN0-hard-T25"], _settings(), horizon=10)[0].min_best_arm_rate == 0.0
+    assert resolve_configs(["BNRN0-hard-T100"], _settings(), episodes=3)[0].min_best_arm_rate == 0.40
