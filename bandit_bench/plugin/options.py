@@ -198,26 +198,6 @@ def check_range(name: str, value: float | int | None, low: float, high: float | 
         raise SpecError(name, value, allowed)
 
 
-def check_base_url(url: str) -> None:
-    """An http(s) URL with a host: ``127.0.0.1:8001/v1`` would be retried as a relative path."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        ok = False
-    if not ok:
-        # Credentials (user:password@) never show, even in a malformed URL.
-        shown = url.rpartition("@")[2] if "@" in url else url
-        raise SpecError(
-            "--base-url",
-            shown,
-            "an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001/v1",
-            hint=f"Add the scheme: --base-url=http://{shown}" if "://" not in url else "",
-        )
-
-
 @dataclass(frozen=True)
 class Options:
     """The run's options after parsing, validation and defaults (command line, else ini twin)."""

@@ -151,7 +151,11 @@ def check_base_url(base_url: Any) -> None:
             "--base-url", "(unparseable URL, not shown)", allowed, hint=f"It does not parse: {err}"
         ) from None
     if not ok:
-        raise SpecError("--base-url", shown_url(base_url), allowed)
+        # Without a scheme "user:password@host" does not parse as credentials: drop up to the '@'.
+        shown = shown_url(base_url).rpartition("@")[2]
+        # Without a scheme, httpx would take "127.0.0.1:8001/v1" as a relative path.
+        hint = f"Add the scheme: --base-url=http://{shown}" if "://" not in base_url else ""
+        raise SpecError("--base-url", shown, allowed, hint=hint)
 
 
 def is_baseline(model: str) -> bool:

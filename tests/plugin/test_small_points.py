@@ -34,8 +34,9 @@ def test_a_base_url_without_scheme_is_refused(project) -> None:
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
-        "--base-url: got '127.0.0.1:8001/v1'; expected an http:// or https:// URL with a host, e.g. "
-        "http://127.0.0.1:8001/v1. Add the scheme: --base-url=http://127.0.0.1:8001/v1"
+        "--base-url: got '127.0.0.1:8001/v1'; expected an http(s) URL such as "
+        "https://openrouter.ai/api/v1 or http://127.0.0.1:8080/v1. "
+        "Add the scheme: --base-url=http://127.0.0.1:8001/v1"
     ) in result.stderr.str()
     # Credentials never show, even in a refused URL.
     result = project.runpytest(
