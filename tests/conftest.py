@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import signal
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,12 @@ import pytest
 from bandit_bench.servers.simulator import Policy, Simulator
 
 pytest_plugins = ["pytester"]
+
+# A suite started in the background by a non-interactive shell (`cmd &`, nohup, some CI runners)
+# inherits SIGINT ignored, and so does every process its tests start: the tests of Ctrl-C would
+# then see nothing happen and wait for their timeouts. Ctrl-C is what they test: restore it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The `slow` marker (registered in pyproject.toml) is put here on every test that runs a whole
 # pytest session inside itself (the `pytester` fixture, which `bench_project` uses) or starts

@@ -399,18 +399,18 @@ def _cmd_record_local(args: argparse.Namespace) -> int:
         terminate_like_ctrl_c,
     )
 
-    terminate_like_ctrl_c()
     try:
-        return record_local(
-            venv=Path(args.venv),
-            configs=args.bandit_config or RECORD_CONFIGS,
-            episodes=args.episodes,
-            horizon=args.horizon,
-            workers=args.workers,
-            record_mode=args.record_mode,
-            port=args.port,
-            threads=args.threads,
-        )
+        with terminate_like_ctrl_c():
+            return record_local(
+                venv=Path(args.venv),
+                configs=args.bandit_config or RECORD_CONFIGS,
+                episodes=args.episodes,
+                horizon=args.horizon,
+                workers=args.workers,
+                record_mode=args.record_mode,
+                port=args.port,
+                threads=args.threads,
+            )
     except LocalServerError as err:
         print(f"bandit-bench record-local: {err}", file=sys.stderr)
         return 1

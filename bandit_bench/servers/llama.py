@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -509,15 +509,21 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C: pytest is told to stop, then the server is stopped."""
 
 
-def terminate_like_ctrl_c() -> None:
-    """From now on SIGTERM raises :class:`Terminated` in the main thread (as Ctrl-C raises
+@contextlib.contextmanager
+def terminate_like_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Terminated` in the main thread (as Ctrl-C raises
     KeyboardInterrupt), so ``record_local``'s clean-up runs instead of the process vanishing
-    with llama.cpp's server and pytest left running."""
+    with llama.cpp's server and pytest left running. The previous handler is back on exit: a
+    caller that runs the command in its own process (a test, a notebook) keeps its own."""
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated("SIGTERM")
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def record_local(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import textwrap
@@ -330,10 +331,21 @@ def test_record_local_refuses_an_unknown_config(monkeypatch: pytest.MonkeyPatch)
     from bandit_bench.cli.commands import main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    before = signal.getsignal(signal.SIGTERM)
     # Checked before anything is installed or started.
     monkeypatch.setattr(local_server, "server_python", lambda *a, **k: pytest.fail("must not get here"))
     assert main(["record-local", "--bandit-config", "no-such-config"]) == 1
     assert main(["record-local", "--bandit-config", "BX*-hard-T100"]) == 1  # a pattern matching nothing
+    # SIGTERM is Ctrl-C only while the command runs: a process that ran it in-process keeps its own.
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@posix_only
+def test_sigterm_is_ctrl_c_inside_terminate_like_ctrl_c_only() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(local_server.Terminated), local_server.terminate_like_ctrl_c():
+        signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # ---------------------------------------------------------------------------- live
