@@ -222,15 +222,25 @@ def draw_figures(jobs: Sequence[Callable[[], str]], warm: Sequence[Callable[[], 
 
     matplotlib draws in Python under the GIL, so threads would not help: with several figures
     and cores the jobs run in forked worker processes (one per core). Where fork is missing
-    (Windows, macOS's default is spawn and would import matplotlib again per worker) or only one
-    core is ours, they run here. Agg's output depends only on the figure, so the page is the
-    same byte for byte either way. ``warm`` (the shared sheets, see :func:`sheet_png`) runs here
-    before the workers start, so that each worker finds them drawn instead of drawing its own."""
+    (Windows, macOS's default is spawn and would import matplotlib again per worker), only one
+    core is ours, or other threads run in this process (see below), they run here. Agg's output
+    depends only on the figure, so the page is the same byte for byte either way. ``warm`` (the
+    shared sheets, see :func:`sheet_png`) runs here before the workers start, so that each
+    worker finds them drawn instead of drawing its own."""
     import multiprocessing
+    import threading
 
     global _FIGURE_JOBS
     workers = min(len(jobs), _cores())
-    if workers < 2 or len(jobs) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        workers < 2
+        or len(jobs) < PARALLEL_FROM
+        or "fork" not in multiprocessing.get_all_start_methods()
+        # fork copies the calling thread only: a lock that another thread holds at that moment
+        # (execnet's in an xdist controller or worker, a server thread in the same process) is
+        # never released in the child, whose figure then waits forever. Seen as a hung report.
+        or threading.active_count() > 1
+    ):
         return [job() for job in jobs]
     for step in warm:
         step()

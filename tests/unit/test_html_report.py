@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +131,37 @@ def test_figures_drawn_in_worker_processes_make_the_same_page(
     # Each figure says which process drew it.
     real = page._png_of
     monkeypatch.setattr(page, "_png_of", lambda *a: f"{os.getpid()}|{real(*a)}")
+    # As if this process ran one thread (an xdist worker runs execnet's too; they hold no lock
+    # the figures need, which is not true of every thread, hence the rule pinned below).
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     parallel = render_html(data.summary, data.steps, data.run)
     pids = set(re.findall(r'src="(\d+)\|', parallel))
     assert pids and str(os.getpid()) not in pids, pids
     assert re.sub(r'src="\d+\|', 'src="', parallel) == here
+
+
+def test_figures_are_drawn_here_while_another_thread_runs(
+    report_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child holds only the forking thread: a lock another thread held stays locked in
+    it, and its figure waits forever (a report hung in an xdist run). With other threads
+    running, every figure is drawn in this process."""
+    import bandit_bench.reporting.html as page
+
+    data = load_report_dir(report_dir)
+    monkeypatch.setattr(page, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(page, "_cores", lambda: 2)
+    real = page._png_of
+    monkeypatch.setattr(page, "_png_of", lambda *a: f"{os.getpid()}|{real(*a)}")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        page_html = render_html(data.summary, data.steps, data.run)
+    finally:
+        stop.set()
+        other.join()
+    assert set(re.findall(r'src="(\d+)\|', page_html)) == {str(os.getpid())}
 
 
 def test_a_case_without_complete_episodes_is_named_not_plotted(report_dir: Path) -> None:
