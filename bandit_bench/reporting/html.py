@@ -519,6 +519,11 @@ def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str], placed: A
         alpha=0.6 if p.kind == "published" else 1.0,
         label=p.label,
     )
+    _annotate_point(ax, p, placed)
+
+
+def _annotate_point(ax: Axes, p: ScatterPoint, placed: Any = None) -> None:
+    """The point's number (its label in the list beside the plot), or else its label."""
     if placed is not None:
         # A number by the marker; its label is in the list beside the plot (no overlaps).
         ax.annotate(
@@ -548,63 +553,34 @@ def _draw_point(ax: Axes, p: ScatterPoint, colours: Mapping[str, str], placed: A
     )
 
 
-def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -> Figure:
-    """The paper's Figures 3/10: SuffFailFreq(T/2) against K*MinFrac, one panel per (scenario,
-    instance); models filled, baselines hollow, published rows as stars, epsilon-greedy a line."""
+def _draw_sweep(ax: Axes, sweep: Sequence[tuple[float, float, float]]) -> None:
+    """The epsilon-greedy line, its two ends named by their epsilon."""
+    ax.plot(
+        [s[1] for s in sweep],
+        [s[2] for s in sweep],
+        color=BASELINE_COLOURS["baseline/eps_greedy"],
+        marker=".",
+        linewidth=1.2,
+        zorder=2,
+        label="eps-greedy sweep",
+    )
+    for eps, x, y in (sweep[0], sweep[-1]):
+        ax.annotate(
+            f"eps={eps:g}",
+            (x, y),
+            xytext=(4, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color="#6b6b10",
+        )
+
+
+def _scatter_legend(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -> list[Any]:
+    """One entry per model, in its colour and its kind's marker: the legend covers every panel."""
     from matplotlib.lines import Line2D
 
-    n = len(panels)
-    cols = min(n, 2)
-    rows = math.ceil(n / cols)
-    legend_width = 3.2  # inches to the right of the panels
-    width, height = 5.6 * cols + legend_width, 4.8 * rows + 0.2
-    fig = new_figure(width, height)
-    fig.subplots_adjust(
-        left=0.55 / width,
-        right=1 - (legend_width + 0.1) / width,
-        bottom=0.6 / height,
-        top=1 - 0.4 / height,
-        wspace=0.25,
-        hspace=0.4,
-    )
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, panel in zip(axes, panels, strict=False):
-        if panel.sweep:
-            ax.plot(
-                [s[1] for s in panel.sweep],
-                [s[2] for s in panel.sweep],
-                color=BASELINE_COLOURS["baseline/eps_greedy"],
-                marker=".",
-                linewidth=1.2,
-                zorder=2,
-                label="eps-greedy sweep",
-            )
-            for eps, x, y in (panel.sweep[0], panel.sweep[-1]):
-                ax.annotate(
-                    f"eps={eps:g}",
-                    (x, y),
-                    xytext=(4, -10),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color="#6b6b10",
-                )
-        numbers = scatter_numbers(panel)
-        for p, placed in zip(panel.points, numbers, strict=True):
-            _draw_point(ax, p, colours, placed)
-        ax.set(
-            xlim=(-0.04, 1.04),
-            ylim=(-0.04, 1.04),
-            xlabel="SuffFailFreq(T/2)",
-            ylabel="K*MinFrac",
-            title=panel.title,
-        )
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.3)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    # One entry per model, in its colour and its kind's marker: the legend covers every panel.
     kinds = {m: k for panel in panels for p in panel.points for k, m, _ in p.members}
-    handles = []
+    handles: list[Any] = []
     for m in sorted(kinds):
         colour = colours.get(m, "#444444")
         published = kinds[m] == "published"
@@ -630,6 +606,46 @@ def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -
                 label="eps-greedy, eps swept",
             )
         )
+    return handles
+
+
+def scatter_figure(panels: Sequence[ScatterPanel], colours: Mapping[str, str]) -> Figure:
+    """The paper's Figures 3/10: SuffFailFreq(T/2) against K*MinFrac, one panel per (scenario,
+    instance); models filled, baselines hollow, published rows as stars, epsilon-greedy a line."""
+
+    n = len(panels)
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    legend_width = 3.2  # inches to the right of the panels
+    width, height = 5.6 * cols + legend_width, 4.8 * rows + 0.2
+    fig = new_figure(width, height)
+    fig.subplots_adjust(
+        left=0.55 / width,
+        right=1 - (legend_width + 0.1) / width,
+        bottom=0.6 / height,
+        top=1 - 0.4 / height,
+        wspace=0.25,
+        hspace=0.4,
+    )
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        if panel.sweep:
+            _draw_sweep(ax, panel.sweep)
+        numbers = scatter_numbers(panel)
+        for p, placed in zip(panel.points, numbers, strict=True):
+            _draw_point(ax, p, colours, placed)
+        ax.set(
+            xlim=(-0.04, 1.04),
+            ylim=(-0.04, 1.04),
+            xlabel="SuffFailFreq(T/2)",
+            ylabel="K*MinFrac",
+            title=panel.title,
+        )
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    handles = _scatter_legend(panels, colours)
     fig.legend(
         handles=handles,
         loc="center left",
@@ -755,29 +771,21 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(
+def _config_parts(
     summary: Sequence[Mapping[str, Any]],
-    steps: Iterable[Mapping[str, Any]],
-    run: Mapping[str, Any] | None = None,
-) -> str:
-    """The page for these summary rows, step lines and run metadata (as in summary.json and
-    steps.jsonl)."""
-    from bandit_bench.reporting.grid import GRID_STATS, SINGLE_ROUND_STATS, paper_grids, single_round_grids
+    cases: Mapping[tuple[str, str], CaseEpisodes],
+    colours: Mapping[str, str],
+    jobs: list[Callable[[], str]],
+    horizons: dict[int, None],
+) -> list[tuple[str, str, int | None, str, int | None]]:
+    """Per config with episodes to plot: (config, facts, index of its Figure 1 job, note, index of
+    its exploration panels' job); the figures' jobs are appended to ``jobs``, their horizons to
+    ``horizons``."""
     from bandit_bench.reporting.panels import exploration_png
-    from bandit_bench.reporting.provenance import metadata_lines
     from bandit_bench.reporting.scale import is_scale_reference
     from bandit_bench.reporting.tables import config_facts
 
-    colours = colours_for(r["model"] for r in summary)
-    cases = case_episodes(summary, steps)
-    # Every figure of the page is a job; draw_figures runs them (in parallel where it pays).
-    jobs: list[Callable[[], str]] = []
-    horizons: dict[int, None] = {}
-    parts = []
-    panels = scatter_panels(summary)
-    if panels:
-        # First: the longest job, so that no worker is left drawing it alone at the end.
-        jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
+    parts: list[tuple[str, str, int | None, str, int | None]] = []
 
     def stepless(r: Mapping[str, Any]) -> bool:
         # Single-round rows have steps but no episode to plot: their table is at the top.
@@ -803,15 +811,37 @@ def render_html(
             jobs.append(functools.partial(_png_of, exploration_png, with_data, colours))
             horizons[with_data[0].batch.horizon] = None
         parts.append((config, config_facts(rows[0]), job, note, details))
+    return parts
+
+
+def _image(images: Sequence[str], job: int | None) -> str | None:
+    return None if job is None else images[job]
+
+
+def render_html(
+    summary: Sequence[Mapping[str, Any]],
+    steps: Iterable[Mapping[str, Any]],
+    run: Mapping[str, Any] | None = None,
+) -> str:
+    """The page for these summary rows, step lines and run metadata (as in summary.json and
+    steps.jsonl)."""
+    from bandit_bench.reporting.grid import GRID_STATS, SINGLE_ROUND_STATS, paper_grids, single_round_grids
+    from bandit_bench.reporting.provenance import metadata_lines
+
+    colours = colours_for(r["model"] for r in summary)
+    cases = case_episodes(summary, steps)
+    # Every figure of the page is a job; draw_figures runs them (in parallel where it pays).
+    jobs: list[Callable[[], str]] = []
+    horizons: dict[int, None] = {}
+    panels = scatter_panels(summary)
+    if panels:
+        # First: the longest job, so that no worker is left drawing it alone at the end.
+        jobs.append(functools.partial(_png_of, scatter_figure, panels, colours))
+
+    parts = _config_parts(summary, cases, colours, jobs, horizons)
     images = draw_figures(jobs, [functools.partial(_warm_sheets, h) for h in horizons])
     sections = [
-        ConfigSection(
-            config,
-            facts,
-            None if job is None else images[job],
-            note,
-            None if details is None else images[details],
-        )
+        ConfigSection(config, facts, _image(images, job), note, _image(images, details))
         for config, facts, job, note, details in parts
     ]
     scatter = images[0] if panels else None

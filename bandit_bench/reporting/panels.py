@@ -83,6 +83,16 @@ def exploration_sheet(horizon: int) -> tuple[Figure, tuple[Axes, ...]]:
     return fig, (ax_kmin, ax_best, ax_arms)
 
 
+def _arms_image(traces: Sequence[np.ndarray], horizon: int) -> np.ndarray:
+    """The arms trace: episodes as rows (a blank row between models), the arm index as value."""
+    rows = []
+    for i, block in enumerate(traces):
+        if i:
+            rows.append(np.full((1, horizon), np.nan))
+        rows.append(block.astype(float))
+    return np.vstack(rows)
+
+
 def exploration_artists(
     fig: Figure, axes: Sequence[Axes], cases: Sequence[CaseEpisodes], colours: Mapping[str, str]
 ) -> list[Artist]:
@@ -110,13 +120,7 @@ def exploration_artists(
         start = sum(len(x) for x in traces) + len(traces)  # one blank row between models
         traces.append(data.arms[:MAX_TRACED])
         ticks.append((start + (len(shown) - 1) / 2, case.model))
-    # Arms trace: episodes as rows (a blank row between models), colour = arm.
-    rows = []
-    for i, block in enumerate(traces):
-        if i:
-            rows.append(np.full((1, horizon), np.nan))
-        rows.append(block.astype(float))
-    image = np.vstack(rows)
+    image = _arms_image(traces, horizon)
     palette = ["#1f77b4", "#2ca02c", "#d62728", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     cmap = ListedColormap([palette[i % len(palette)] for i in range(k)]).with_extremes(bad="#ffffff")
     added.append(
