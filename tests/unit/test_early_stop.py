@@ -105,3 +105,60 @@ def test_early_stop_uses_the_best_arm_override_given_to_run_case(simulator, tmp_
     assert case_record(result, min_best_arm_rate=0.0)["passed"] is True
     # Without the override the same two episodes settle the config's verdict: a failure.
     assert settle(result.trajectories, 10, effective_thresholds(config)).passed is False
+
+
+def test_a_command_line_format_compliance_alone_overrides_the_configs():
+    assert effective_thresholds(_config(3, 2, 0.9, 0.1), 0.5) == {
+        "format_compliance": 0.5,
+        "best_arm_rate": 0.1,
+    }
+
+
+def test_nothing_is_settled_by_a_whole_run_an_errored_or_an_unfinished_episode():
+    thresholds = {"format_compliance": 0.9, "best_arm_rate": 0.0}
+    invalid = [_episode(i, [False] * 2, [0] * 2) for i in range(3)]
+    assert settle(invalid[:2], 3, thresholds) is not None  # two of three settle a failure...
+    assert settle(invalid, 3, thresholds) is None  # ...but a run that is over is judged in full
+    assert settle([], 3, thresholds) is None
+    errored = _episode(0, [False] * 2, [0] * 2)
+    errored.error = "step 2 of 2: the server went away"
+    assert settle([errored, invalid[1]], 3, thresholds) is None  # the runner stops on it itself
+    unfinished = Trajectory(0, 2, 2, 0.5, 0, [StepRecord(t=0, arm=0, reward=0, valid=False)])
+    assert settle([unfinished, invalid[1]], 3, thresholds) is None
+
+
+def test_a_settled_failure_says_why_and_what_the_record_holds():
+    # 1 valid step of 5 in each of 2 episodes out of 10: 0.200 so far, at most 0.840 in the end.
+    trajs = [_episode(i, [True] + [False] * 4, [0] * 5) for i in range(2)]
+    s = settle(trajs, 10, {"format_compliance": 0.9, "best_arm_rate": 0.0})
+    assert s is not None and (s.passed, s.episodes_run, s.episodes) == (False, 2, 10)
+    reason = (
+        "format compliance 0.200 over 2 of 10 episodes x 5 steps: even if the 8 remaining episodes were "
+        "perfect it would reach only 0.840, below the threshold 0.900"
+    )
+    note = (
+        "stopped after 2 of 10 episodes: verdict settled (fail; rule: the remaining episodes cannot "
+        "change it; confidence 100%: the full run's verdict, exactly)"
+    )
+    assert s.reasons == (reason,)
+    assert s.to_dict() == {
+        "reason": "settled",
+        "episodes_run": 2,
+        "episodes": 10,
+        "passed": False,
+        "rule": "the remaining episodes cannot change it",
+        "confidence": "100%: the full run's verdict, exactly",
+        "reasons": [reason],
+        "note": note,
+    }
+
+
+def test_a_settled_pass_says_why():
+    trajs = [_episode(0, [True] * 4, [0] * 4)]
+    s = settle(trajs, 2, {"format_compliance": 0.5, "best_arm_rate": 0.5})
+    assert s is not None and (s.passed, s.episodes_run, s.episodes) == (True, 1, 2)
+    assert s.reasons == (
+        "format compliance is at least 0.500 >= 0.500 even if the 1 remaining episodes scored 0",
+        "best-arm rate is at least 0.500 >= 0.500 even if the 1 remaining episodes scored 0",
+    )
+    assert s.note.startswith("stopped after 1 of 2 episodes: verdict settled (pass; ")
