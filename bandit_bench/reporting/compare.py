@@ -250,6 +250,29 @@ def compare_case(
     return changes, note
 
 
+def _unpaired_rows(
+    old_rows: Mapping[tuple[str, str], Any],
+    new_rows: Mapping[tuple[str, str], Any],
+    is_model: Callable[[tuple[str, str]], bool],
+) -> tuple[list[str], list[str]]:
+    """(gaps, notes) for the rows one folder has and the other lacks: a model row missing in NEW
+    is a gap; a reference row missing in NEW, or any row only in NEW, a note."""
+    gaps: list[str] = []
+    notes: list[str] = []
+    only_old = [k for k in old_rows if k not in new_rows]
+    only_new = [k for k in new_rows if k not in old_rows]
+    if [k for k in only_old if is_model(k)]:
+        gaps.append("missing in NEW: " + ", ".join(f"{m} x {c}" for m, c in only_old if is_model((m, c))))
+    if [k for k in only_old if not is_model(k)]:
+        notes.append(
+            "only in OLD (not compared): "
+            + ", ".join(f"{m} x {c}" for m, c in only_old if not is_model((m, c)))
+        )
+    if only_new:
+        notes.append("only in NEW (not compared): " + ", ".join(f"{m} x {c}" for m, c in only_new))
+    return gaps, notes
+
+
 def compare_data(
     old: ReportData, new: ReportData, tolerance: float = DEFAULT_TOLERANCE, alpha: float = ALPHA
 ) -> Comparison:
@@ -268,8 +291,6 @@ def compare_data(
     old_cases = case_episodes(old.summary, old.steps)
     new_cases = case_episodes(new.summary, new.steps)
     changes: list[MetricChange] = []
-    notes: list[str] = []
-    gaps: list[str] = []
 
     # Reference rows (baselines beside a model) never count as compared: on the same seeds they
     # replay the same arms. A run of baselines alone has nothing else, so there they count.
@@ -278,17 +299,7 @@ def compare_data(
     def is_model(key: tuple[str, str]) -> bool:
         return not key[0].startswith("baseline/") or not any_model
 
-    only_old = [k for k in old_rows if k not in new_rows]
-    only_new = [k for k in new_rows if k not in old_rows]
-    if [k for k in only_old if is_model(k)]:
-        gaps.append("missing in NEW: " + ", ".join(f"{m} x {c}" for m, c in only_old if is_model((m, c))))
-    if [k for k in only_old if not is_model(k)]:
-        notes.append(
-            "only in OLD (not compared): "
-            + ", ".join(f"{m} x {c}" for m, c in only_old if not is_model((m, c)))
-        )
-    if only_new:
-        notes.append("only in NEW (not compared): " + ", ".join(f"{m} x {c}" for m, c in only_new))
+    gaps, notes = _unpaired_rows(old_rows, new_rows, is_model)
     compared_models = 0
     for key, old_row in old_rows.items():
         if key not in new_rows:
@@ -364,18 +375,12 @@ def _compared_count(by_case: Mapping[tuple[str, str], object]) -> str:
     return f"{models} model x config compared{beside}"
 
 
-def render_comparison(c: Comparison) -> str:
-    """A plain-text table (one line per model x config x metric), notes and a verdict line.
-
-    Reference baselines whose three metrics did not move are left out of the table (their
-    count is in the notes): on the same seeds they replay the same arms.
-    """
-    lines = [f"OLD {c.old}", f"NEW {c.new}", "", *run_side_by_side(c.old_run, c.new_run), ""]
+def _change_rows(
+    by_case: Mapping[tuple[str, str], list[MetricChange]],
+) -> tuple[list[list[str]], set[tuple[str, str]]]:
+    """The table's rows, and the reference baselines left out because none of their metrics moved."""
     rows = []
     hidden = set()
-    by_case: dict[tuple[str, str], list[MetricChange]] = {}
-    for ch in c.changes:
-        by_case.setdefault((ch.model, ch.config), []).append(ch)
     for (model, config), chs in by_case.items():
         if model.startswith("baseline/") and all(ch.verdict == "unchanged" for ch in chs):
             hidden.add((model, config))
@@ -394,19 +399,12 @@ def render_comparison(c: Comparison) -> str:
                     ch.verdict,
                 ]
             )
-    header = ["model", "config", "metric", "old", "new", "change", "p(worse)", "episodes", "verdict"]
-    if rows:
-        lines += _table(header, rows, right={3, 4, 5, 6, 7})
-    else:
-        lines.append("(no model x config compared)")
-    notes = list(c.notes)
-    if hidden:
-        notes.append(f"{len(hidden)} reference baseline rows unchanged (not shown)")
-    if notes:
-        lines.append("")
-        lines += [f"note: {n}" for n in notes]
-    lines.append("")
-    lines += [f"NOT COMPARED: {g}" for g in c.gaps]
+    return rows, hidden
+
+
+def _verdict_lines(c: Comparison, compared: str) -> list[str]:
+    """The regressions, else why the comparison is incomplete, else "no regression"."""
+    lines: list[str] = []
     regressions = c.regressions
     if regressions:
         for r in regressions:
@@ -423,6 +421,34 @@ def render_comparison(c: Comparison) -> str:
     else:
         lines.append(
             f"no regression: no metric got worse by more than {c.tolerance:g} with one-sided p < {c.alpha:g} "
-            f"({_compared_count(by_case)})"
+            f"({compared})"
         )
+    return lines
+
+
+def render_comparison(c: Comparison) -> str:
+    """A plain-text table (one line per model x config x metric), notes and a verdict line.
+
+    Reference baselines whose three metrics did not move are left out of the table (their
+    count is in the notes): on the same seeds they replay the same arms.
+    """
+    lines = [f"OLD {c.old}", f"NEW {c.new}", "", *run_side_by_side(c.old_run, c.new_run), ""]
+    by_case: dict[tuple[str, str], list[MetricChange]] = {}
+    for ch in c.changes:
+        by_case.setdefault((ch.model, ch.config), []).append(ch)
+    rows, hidden = _change_rows(by_case)
+    header = ["model", "config", "metric", "old", "new", "change", "p(worse)", "episodes", "verdict"]
+    if rows:
+        lines += _table(header, rows, right={3, 4, 5, 6, 7})
+    else:
+        lines.append("(no model x config compared)")
+    notes = list(c.notes)
+    if hidden:
+        notes.append(f"{len(hidden)} reference baseline rows unchanged (not shown)")
+    if notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in notes]
+    lines.append("")
+    lines += [f"NOT COMPARED: {g}" for g in c.gaps]
+    lines += _verdict_lines(c, _compared_count(by_case))
     return "\n".join(lines)

@@ -8,9 +8,11 @@ what the report module reads back.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bandit_bench.core.early_stop import effective_thresholds
+from bandit_bench.core.episode import StepRecord, Trajectory
 from bandit_bench.core.metrics import EpisodeBatch, Estimate, summarize
 from bandit_bench.running.runner import CaseResult
 
@@ -88,11 +90,9 @@ def _distinct(value: float, threshold: float) -> tuple[str, str]:
     return f"{value:.6f}", f"{threshold:.6f}"
 
 
-def case_record(
-    result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
-) -> dict[str, Any]:
+def _case_metrics(result: CaseResult) -> tuple[list[Trajectory], dict[str, dict[str, float]]]:
+    """The complete episodes of the case, and its metrics over them with their intervals."""
     cfg = result.config
-    thresholds = effective_thresholds(cfg, min_format_compliance, min_best_arm_rate)
     metrics: dict[str, dict[str, float]] = {}
     if cfg.single_round:
         # One decision per history: its shares, each with a Wilson interval over the decisions.
@@ -110,33 +110,56 @@ def case_record(
             metrics = {
                 k: _estimate_dict(v) for k, v in summarize(EpisodeBatch.from_trajectories(complete)).items()
             }
+    return complete, metrics
+
+
+def _case_failures(
+    result: CaseResult,
+    thresholds: Mapping[str, float],
+    complete: Sequence[Trajectory],
+    metrics: Mapping[str, Mapping[str, float]],
+    cut_off: list[StepRecord],
+) -> list[str]:
+    """Why the case fails, one line a reason: errors, the budget, an early-stop verdict, or each
+    metric below its threshold (with the replies cut off by the token limit)."""
+    cfg = result.config
+    errors = result.errors
+    if errors:
+        return [f"{len(errors)} of {cfg.run.episodes} episodes errored:\n" + _error_lines(errors)]
+    if result.budget_stopped:
+        return [result.budget_note]
+    if result.settled is not None and not result.settled.passed:
+        # Stopped early: only what the remaining episodes could not have changed is reported.
+        return [*result.settled.reasons, result.settled.note]
+    failures: list[str] = []
+    n_steps = len(complete) if cfg.single_round else len(complete) * cfg.instance.horizon
+    for key, threshold in thresholds.items():
+        m = metrics[key]
+        if m["value"] < threshold:
+            value, limit = _distinct(m["value"], threshold)
+            line = (
+                f"{LABELS[key]} {value} < {limit} (95% CI [{m['low']:.2f}, {m['high']:.2f}]) "
+                f"on {n_steps} steps"
+            )
+            if key == "format_compliance" and cut_off:
+                line += "; " + cut_off_text(len(cut_off), n_steps, cut_off)
+            failures.append(line)
+    return failures
+
+
+def case_record(
+    result: CaseResult, *, min_format_compliance: float | None = None, min_best_arm_rate: float | None = None
+) -> dict[str, Any]:
+    cfg = result.config
+    thresholds = effective_thresholds(cfg, min_format_compliance, min_best_arm_rate)
+    complete, metrics = _case_metrics(result)
     steps = [s for t in result.trajectories for s in t.steps]
     costs = [s.cost for s in steps if s.cost is not None]
     unreported = [s for s in steps if s.cost is None]
     measured = [s for t in complete for s in t.steps]
     cut_off = [s for s in measured if not s.valid and s.finish_reason == "length"]
-    failures: list[str] = []
+    failures = _case_failures(result, thresholds, complete, metrics, cut_off)
     errors = result.errors
-    if errors:
-        failures.append(f"{len(errors)} of {cfg.run.episodes} episodes errored:\n" + _error_lines(errors))
-    elif result.budget_stopped:
-        failures.append(result.budget_note)
-    elif result.settled is not None and not result.settled.passed:
-        # Stopped early: only what the remaining episodes could not have changed is reported.
-        failures += [*result.settled.reasons, result.settled.note]
-    else:
-        n_steps = len(complete) if cfg.single_round else len(complete) * cfg.instance.horizon
-        for key, threshold in thresholds.items():
-            m = metrics[key]
-            if m["value"] < threshold:
-                value, limit = _distinct(m["value"], threshold)
-                line = (
-                    f"{LABELS[key]} {value} < {limit} (95% CI [{m['low']:.2f}, {m['high']:.2f}]) "
-                    f"on {n_steps} steps"
-                )
-                if key == "format_compliance" and cut_off:
-                    line += "; " + cut_off_text(len(cut_off), n_steps, cut_off)
-                failures.append(line)
     return {
         "model": result.model,
         "config": cfg.name,
