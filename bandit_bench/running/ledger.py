@@ -1,8 +1,8 @@
 """A JSON file that several processes update in turn: the budget's and the rate limit's ledgers.
 
-One read-change-write under an exclusive ``flock`` (between processes, xdist workers included)
-and a ``threading.Lock`` (between the episode threads of one process, which share the file
-descriptor table and so would not exclude each other through ``flock`` on separate opens)."""
+One read-change-write under a ``filelock`` lock file beside the ledger (between processes, xdist
+workers included; the same library locks the case folders) and a ``threading.Lock`` (between
+the episode threads of one process, which share one filelock object)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ def update_ledger(
 ) -> Any:
     """Apply ``change`` to the ledger's state (``defaults`` filled in) and write it back; returns
     what ``change`` returned."""
-    import fcntl
+    import filelock
 
-    with lock, open(path, "r+", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with (
+        lock,
+        filelock.FileLock(lock_file(path), thread_local=False),
+        open(path, "r+", encoding="utf-8") as fh,
+    ):
         text = fh.read()
         state = {**(defaults or {}), **(json.loads(text) if text else {})}
         out = change(state)
@@ -33,3 +36,14 @@ def update_ledger(
         fh.write(json.dumps(state))
         fh.flush()
         return out
+
+
+def lock_file(path: Path) -> Path:
+    """The ledger's lock file: ``<ledger>.lock`` beside it."""
+    return path.with_name(path.name + ".lock")
+
+
+def remove_ledger(path: Path) -> None:
+    """Delete the ledger and its lock file (the session that made it, at its end)."""
+    path.unlink(missing_ok=True)
+    lock_file(path).unlink(missing_ok=True)

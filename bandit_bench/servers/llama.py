@@ -437,7 +437,7 @@ def find_repo_root(start: Path | None = None) -> Path:
     """The bandit-bench checkout (``pyproject.toml`` beside ``bandit_bench/``): from ``start`` upwards."""
     start = (start or Path.cwd()).absolute()
     for folder in (start, *start.parents):
-        if (folder / "bandit_bench" / "plugin" / "hooks.py").is_file() and (
+        if (folder / "bandit_bench" / "plugin" / "plugin.py").is_file() and (
             folder / "pyproject.toml"
         ).is_file():
             return folder

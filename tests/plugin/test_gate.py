@@ -235,7 +235,7 @@ def test_a_threshold_failure_is_one_line_without_a_traceback(project, simulator)
         ]
     )
     out = result.stdout.str()
-    assert "Traceback" not in out and "hooks.py" not in out and "def test_bandit" not in out
+    assert "Traceback" not in out and "plugin.py" not in out and "def test_bandit" not in out
 
 
 def test_an_xfail_names_the_metric_and_an_xpass_the_entry_to_remove(project, simulator):

@@ -54,7 +54,7 @@ def test_httpx2_keeps_its_connection_pool_where_the_deadline_transport_replaces_
 
 
 def test_pytest_builds_a_modules_object_in_getobj_and_capture_can_be_suspended() -> None:
-    # plugin/hooks.py: the shipped benchmark module overrides Module._getobj (imported as the
+    # plugin/plugin.py: the shipped benchmark module overrides Module._getobj (imported as the
     # package module it is); _write_stderr writes past capture with the capture manager's
     # global_and_fixture_disabled().
     from _pytest.capture import CaptureManager
