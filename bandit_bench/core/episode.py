@@ -52,6 +52,63 @@ _STEP_FIELDS = tuple(f.name for f in fields(StepRecord))
 _TRAJECTORY_FIELDS = tuple(f.name for f in fields(Trajectory))
 
 
+def _marks_changed(name: str) -> Any:
+    """``list.<name>``, which also marks a :class:`History` as changed by someone else."""
+    method = getattr(list, name)
+
+    def changed(self: History, *args: Any, **kwargs: Any) -> Any:
+        self._own = False
+        return method(self, *args, **kwargs)
+
+    changed.__name__ = name
+    return changed
+
+
+class History(list[tuple[int, int]]):
+    """The ``(arm, reward)`` pairs played so far, oldest first, as :func:`run_episode` hands
+    them to the agent: a plain list to read (or change: it is the agent's to use), whose pairs
+    the harness also keeps as rows of an int array, each checked as it was added. A prompt then
+    reads those rows instead of checking and converting the whole history at every step (O(T)
+    a step, O(T^2) an episode). Any change made by others to the list marks the rows as no
+    longer its copy: the prompt then checks the list itself, as it does for any sequence."""
+
+    def __init__(self, k: int, horizon: int) -> None:
+        super().__init__()
+        self.k = k
+        self._rows = np.zeros((max(horizon, 0), 2), dtype=np.int64)
+        self._own = True  # False once anyone but the harness changed the list
+
+    def push(self, arm: int, reward: int) -> None:
+        """The harness's append: the pair checked, then kept in the list and the rows."""
+        if not (0 <= arm < self.k) or reward not in (0, 1) or len(self) >= len(self._rows):
+            self._own = False  # not a round the harness plays: the list alone holds it
+        elif self._own:
+            self._rows[len(self)] = (arm, reward)
+        list.append(self, (arm, reward))
+
+    def rows(self, k: int) -> np.ndarray | None:
+        """The (t, 2) rows of the pairs, read-only, when they are still the list's and were
+        checked against ``k`` arms; else None."""
+        if not self._own or k != self.k:
+            return None
+        view = self._rows[: len(self)]
+        view.flags.writeable = False
+        return view
+
+    append = _marks_changed("append")
+    extend = _marks_changed("extend")
+    insert = _marks_changed("insert")
+    pop = _marks_changed("pop")
+    remove = _marks_changed("remove")
+    clear = _marks_changed("clear")
+    sort = _marks_changed("sort")
+    reverse = _marks_changed("reverse")
+    __setitem__ = _marks_changed("__setitem__")
+    __delitem__ = _marks_changed("__delitem__")
+    __iadd__ = _marks_changed("__iadd__")
+    __imul__ = _marks_changed("__imul__")
+
+
 def run_episode(
     agent: Agent,
     instance: BanditInstance,
@@ -78,7 +135,7 @@ def run_episode(
         best_arm=instance.best_arm,
     )
     ctx = EpisodeContext(instance=instance, arm_names=arm_names, rng=policy_rng)
-    history: list[tuple[int, int]] = []
+    history = History(instance.k, instance.horizon)
     for t in range(instance.horizon if steps is None else min(steps, instance.horizon)):
         try:
             d = agent.choose(history, ctx)
@@ -87,7 +144,7 @@ def run_episode(
             break
         arm = _arm_played(d, instance.k, harness_rng)
         reward = instance.pull(t, arm)
-        history.append((arm, reward))
+        history.push(arm, reward)
         traj.steps.append(_step_record(t, arm, reward, d))
         if on_step is not None:
             on_step(t)

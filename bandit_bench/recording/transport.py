@@ -651,11 +651,17 @@ class CassetteTransport:
             raise CassetteMissingError(
                 f"cassette {self.path} does not exist (record mode {mode!r}). {record_hint}"
             )
+        # The recorded body's bytes -> its key: the client sends the very bytes it recorded, so
+        # a replayed request is looked up without parsing and re-serializing its JSON.
+        self._keys: dict[tuple[str, bytes], str] = {}
         if self.exists and self.policy.replays:
             self._requests, self._responses = load_cassette(self.path)
             for i, (req, resp) in enumerate(zip(self._requests, self._responses, strict=True)):
-                key = (req.method.upper(), canonical_body(req.body))
-                self._index[key].append((urlsplit(req.uri).path, i, resp))
+                method, key = req.method.upper(), canonical_body(req.body)
+                self._index[(method, key)].append((urlsplit(req.uri).path, i, resp))
+                raw = req.body.encode("utf-8") if isinstance(req.body, str) else req.body
+                if isinstance(raw, bytes):
+                    self._keys[(method, raw)] = key
 
     @property
     def replay_only(self) -> bool:
@@ -726,7 +732,8 @@ class CassetteTransport:
             return None
         method = request.method.upper()
         rel_path = self._relative(request.url.path)
-        stored = self._lookup(method, rel_path, canonical_body(body_bytes))
+        key = self._keys.get((method, body_bytes))
+        stored = self._lookup(method, rel_path, canonical_body(body_bytes) if key is None else key)
         if stored is not None:
             self.replayed += 1
             return self._to_response(stored, request)

@@ -485,3 +485,31 @@ def test_templates_ship_with_the_package() -> None:
 def test_importing_prompts_does_not_import_jinja2() -> None:
     code = "import sys, bandit_bench.core.prompts; sys.exit('jinja2' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_harness_history_renders_as_the_list_it_is_and_is_checked_once_changed() -> None:
+    from bandit_bench.core.episode import History
+
+    names = arm_names("B", 5)
+    pairs = [(0, 1), (3, 0), (3, 1), (4, 0), (0, 0)]
+    for code in ("BNRN0", "BSSC~0"):
+        design = DesignSpec.parse(code)
+        history = History(5, 10)
+        for t, (arm, reward) in enumerate(pairs):
+            history.push(arm, reward)
+            # The harness's checked rows give the very prompt a plain list gives.
+            assert history.rows(5) is not None
+            assert render_messages(design, names, 10, history) == render_messages(
+                design, names, 10, pairs[: t + 1]
+            )
+    # An agent may change its list: the rows are then no longer used, and the list is checked.
+    history[1] = (7, 0)
+    assert history.rows(5) is None
+    with pytest.raises(ValueError, match=r"history\[1\]: arm 7 is out of range 0..4"):
+        render_messages(DesignSpec.parse("BNRN0"), names, 10, history)
+    # A pair the harness would never play is kept in the list and checked there too.
+    odd = History(5, 10)
+    odd.push(0, 2)
+    assert odd.rows(5) is None
+    with pytest.raises(ValueError, match=r"history\[0\]: reward 2 is not 0 or 1"):
+        render_messages(DesignSpec.parse("BNRN0"), names, 10, odd)

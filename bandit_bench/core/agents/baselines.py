@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -163,6 +163,21 @@ class BaselineRun:
     best_arm: np.ndarray
 
 
+@lru_cache(maxsize=4)
+def instance_tables(spec: InstanceSpec, seed: int, episodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stacked (N, T, K) reward tables and the (N,) best arms of episodes ``0..N-1`` of
+    ``spec``, read-only. Kept for the next caller: the report's three reference algorithms run
+    on the same 1000 instances, drawn once instead of three times."""
+    from bandit_bench.core.bandit import draw_instance
+
+    instances = [draw_instance(spec, seed, i)[0] for i in range(episodes)]
+    tables = np.stack([inst.rewards for inst in instances])
+    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
+    tables.setflags(write=False)
+    best.setflags(write=False)
+    return tables, best
+
+
 def run_on_instances(
     name: str, spec: InstanceSpec, seed: int, episodes: int, *, epsilon: float = EPSILON
 ) -> BaselineRun:
@@ -172,11 +187,7 @@ def run_on_instances(
     :data:`BASELINES`, so the CLI, the report's reference rows and ``--model baseline/...``
     give the same numbers for the same seed, instance and episode count.
     """
-    from bandit_bench.core.bandit import draw_instance
-
-    instances = [draw_instance(spec, seed, i)[0] for i in range(episodes)]
-    tables = np.stack([inst.rewards for inst in instances])
-    best = np.array([inst.best_arm for inst in instances], dtype=np.int64)
+    tables, best = instance_tables(spec, seed, episodes)
     rng = np.random.default_rng([seed, BASELINES.index(name)])
     arms = run_baseline_batch(name, tables, rng, epsilon=epsilon)
     rewards = np.take_along_axis(tables, arms[:, :, None], axis=2)[:, :, 0]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bandit_bench.core.episode import History
 from bandit_bench.core.specs import DesignSpec
 
 if TYPE_CHECKING:
@@ -115,7 +116,12 @@ def _check_names(names: tuple[str, ...]) -> None:
 
 
 def _check_history(history: Sequence[tuple[int, int]], k: int) -> np.ndarray:
-    """The history as a (t, 2) int array. Vectorised: it runs at every step, over every past step."""
+    """The history as a (t, 2) int array. Vectorised: it runs at every step, over every past step
+    (the harness's own History hands over rows it checked as they came, O(1) a step)."""
+    if isinstance(history, History):
+        rows = history.rows(k)
+        if rows is not None:
+            return rows
     try:
         arr = np.asarray(history) if len(history) else np.zeros((0, 2), dtype=np.int64)
     except (TypeError, ValueError) as err:
