@@ -87,25 +87,57 @@ def _completion_tokens(path: Path) -> list[int]:
         return []  # an unreadable cassette is reported by replay, not by the estimate
 
 
+class Recordings:
+    """A cassette folder read once for a whole bill: its episode files listed on first use, each
+    file's completion tokens read on first use. (Listing and reading the folder again for every
+    case made a bill over a large folder cost seconds before the first request.)"""
+
+    def __init__(self, cassette_dir: Path) -> None:
+        self.cassette_dir = cassette_dir
+        self._by_folder: dict[str, list[Path]] | None = None
+        self._tokens: dict[Path, list[int]] = {}
+
+    def episodes(self, folder: str) -> list[Path]:
+        """The episode files (``NNN.json``) of config folders named ``folder``, in path order."""
+        if self._by_folder is None:
+            self._by_folder = {}
+            if self.cassette_dir.is_dir():
+                for path in sorted(self.cassette_dir.rglob("*.json")):
+                    if path.stem.isdigit():
+                        self._by_folder.setdefault(path.parent.name, []).append(path)
+        return self._by_folder.get(folder, [])
+
+    def completion_tokens(self, path: Path) -> list[int]:
+        if path not in self._tokens:
+            self._tokens[path] = _completion_tokens(path)
+        return self._tokens[path]
+
+
 def observed_completion(
-    cassette_dir: Path, model: str, design_code: str, configs: Mapping[str, CaseConfig]
+    cassette_dir: Path,
+    model: str,
+    design_code: str,
+    configs: Mapping[str, CaseConfig],
+    recordings: Recordings | None = None,
 ) -> Observed | None:
-    """Mean completion tokens of recorded replies to ``design_code``: this model's, else any model's."""
+    """Mean completion tokens of recorded replies to ``design_code``: this model's, else any model's.
+
+    ``recordings``: the folder as read for earlier cases of the same bill."""
     folders = {safe_component(c.name) for c in configs.values() if c.design.code == design_code}
     if not folders or not cassette_dir.is_dir():
         return None
+    if recordings is None or recordings.cassette_dir != cassette_dir:
+        recordings = Recordings(cassette_dir)
     model_dir = cassette_path(cassette_dir, model, "x", 0).parent.parent
     mine: list[int] = []
     others: list[int] = []
     simulated = cassette_dir / "sim"
-    for path in sorted(cassette_dir.rglob("*.json")):
-        if path.parent.name not in folders or not path.stem.isdigit():
-            continue
+    for path in sorted(p for folder in folders for p in recordings.episodes(folder)):
         if path.parent.parent == model_dir:
-            mine.extend(_completion_tokens(path))
+            mine.extend(recordings.completion_tokens(path))
         elif not path.is_relative_to(simulated):
             # The simulator's scripted replies (sim/...) say nothing about a model's length.
-            others.extend(_completion_tokens(path))
+            others.extend(recordings.completion_tokens(path))
     for tokens, source in ((mine, "this model"), (others, "other models")):
         if tokens:
             return Observed(sum(tokens) / len(tokens), len(tokens), source)
@@ -137,11 +169,13 @@ def estimate_case(
     prices: Mapping[str, Price],
     configs: Mapping[str, CaseConfig] | None = None,
     token_limit: int | None = None,
+    recordings: Recordings | None = None,
 ) -> CaseEstimate:
     """The requests a run would record for this case, their estimated tokens and cost.
 
     ``token_limit``: what each request's request profile allows (running.profiles), when it is
-    not the design's answer budget (a reasoning model's allowance on top)."""
+    not the design's answer budget (a reasoning model's allowance on top). ``recordings``: the
+    cassette folder as read for the other cases of the bill."""
     per_episode = 1 if config.single_round else config.instance.horizon
     pending = pending_requests(
         cassette_dir, model, config.name, config.run.episodes, per_episode, record_mode
@@ -154,7 +188,7 @@ def estimate_case(
         prompt = sum(sum(by_step[len(by_step) - n :]) for n in pending.values())
     max_tokens = token_limit or config.design.max_tokens
     known = {**(configs or {}), config.name: config}
-    observed = observed_completion(cassette_dir, model, config.design.code, known)
+    observed = observed_completion(cassette_dir, model, config.design.code, known, recordings)
     per_reply = min(observed.mean, max_tokens) if observed else float(max_tokens)
     source = f"{observed.source} ({observed.replies} replies)" if observed else "max_tokens"
     price = prices.get(model)
@@ -244,6 +278,7 @@ def estimate_cases(
     gives each case's token limit from its request profile."""
     from bandit_bench.running.runner import is_baseline
 
+    recordings = Recordings(cassette_dir)  # one read of the folder for the whole bill
     return [
         estimate_case(
             c.model,
@@ -253,6 +288,7 @@ def estimate_cases(
             prices,
             configs,
             token_limit(c.model, c.config) if token_limit is not None else None,
+            recordings,
         )
         for c in cases
         if not is_baseline(c.model)

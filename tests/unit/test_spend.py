@@ -79,6 +79,29 @@ def test_chars_over_four_is_calibrated_on_the_shipped_smollm2_cassettes(config_n
     assert est.cost_max is None and est.completion_source == f"this model ({replies} replies)"
 
 
+def test_a_bill_reads_each_recorded_file_once_and_says_what_each_case_alone_says(monkeypatch) -> None:
+    import bandit_bench.plugin.spend as spend
+
+    settings = load_settings(ROOT / "pyproject.toml")
+    names = ["BNRN0-hard-T25", "BSSC~0-hard-T25", "BNSN0-hard-T25-constrained", "BNSN0-hard-T100-constrained"]
+
+    class Case:
+        def __init__(self, name: str) -> None:
+            self.model, self.config = SMOL, settings.configs[name]
+
+    alone = [
+        estimate_case(SMOL, settings.configs[n], ROOT / "cassettes", "all", {}, settings.configs)
+        for n in names
+    ]
+    reads: list[Path] = []
+    real = spend._completion_tokens
+    monkeypatch.setattr(spend, "_completion_tokens", lambda path: reads.append(path) or real(path))
+    bill = spend.estimate_cases([Case(n) for n in names], ROOT / "cassettes", "all", {}, settings.configs)
+    assert bill == alone
+    # The two BNSN0 cases share their design's files: each file is read once for the bill.
+    assert reads and len(reads) == len(set(reads))
+
+
 # ---------------------------------------------------------------------------- the budget
 
 PRICE = Price(prompt=1.0, completion=10.0)
