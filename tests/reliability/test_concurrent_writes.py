@@ -202,3 +202,78 @@ def test_two_runs_writing_one_report_folder_never_mix_rows(
     for line in (shared / "steps.jsonl").read_text(encoding="utf-8").splitlines():
         json.loads(line)
     assert sorted(p.name for p in shared.iterdir()) == sorted(versions)  # no temporary file left
+
+
+def _episodes_finishing_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_second: bool) -> Any:
+    """Eight threads save their episodes at once: episode 0's manifest write waits (bounded)
+    until the seven others have queued theirs, so the batching is fixed, not a matter of timing."""
+    import time
+
+    import bandit_bench.recording.casefolder as casefolder
+
+    config = BUILTIN_CONFIGS["BNRN0-hard-T25"].with_overrides(episodes=8)
+    folder = casefolder.CaseFolder(
+        tmp_path / "cassettes", "sim/batch", config, "http://127.0.0.1:9/v1", "once"
+    )
+    writes: list[list[str]] = []
+    real = casefolder.write_json_atomic
+    entered = threading.Event()
+
+    def write(path: Path, data: Any) -> None:
+        if not writes:
+            entered.set()
+            deadline = time.monotonic() + 60  # an upper bound for the threads to queue, never asserted
+            while len(folder._queued) < 7 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        writes.append(sorted(data["episodes"]))
+        if fail_second and len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(casefolder, "write_json_atomic", write)
+    errors: dict[int, BaseException] = {}
+
+    def save(e: int) -> None:
+        try:
+            folder.write_episode(e, json.dumps({"interactions": [], "version": 1}), 25)
+        except BaseException as err:
+            errors[e] = err
+
+    threads = [threading.Thread(target=save, args=(e,)) for e in range(8)]
+    threads[0].start()
+    entered.wait(60)  # episode 0 writes the first manifest alone; the others come while it does
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join()
+    return folder, writes, errors
+
+
+def test_episodes_that_finish_together_are_listed_by_one_manifest_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_bench.recording.casefolder import read_manifest
+
+    folder, writes, errors = _episodes_finishing_together(tmp_path, monkeypatch, fail_second=False)
+    assert not errors
+    # The first write lists its own episode; the second all seven that queued meanwhile.
+    assert len(writes) == 2 and len(writes[0]) == 1 and len(writes[1]) == 8
+    manifest = read_manifest(folder.path)
+    assert manifest is not None and sorted(manifest["episodes"]) == [f"{e:03d}.json" for e in range(8)]
+    assert sorted(p.name for p in folder.path.glob("[0-9]*.json")) == [f"{e:03d}.json" for e in range(8)]
+
+
+def test_a_failed_manifest_write_fails_every_episode_it_listed_and_saves_none_of_their_cassettes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_bench.recording.casefolder import read_manifest
+
+    folder, writes, errors = _episodes_finishing_together(tmp_path, monkeypatch, fail_second=True)
+    assert len(writes) == 2 and writes[0] == ["000.json"]
+    first = writes[0][0]
+    # The seven episodes of the failed write all report it; no cassette the manifest disowns.
+    assert sorted(f"{e:03d}.json" for e in errors) == sorted(set(writes[1]) - {first})
+    assert all(isinstance(err, OSError) for err in errors.values())
+    assert [p.name for p in folder.path.glob("[0-9]*.json")] == [first]
+    manifest = read_manifest(folder.path)
+    assert manifest is not None and list(manifest["episodes"]) == [first]
