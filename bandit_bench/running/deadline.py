@@ -124,13 +124,23 @@ def _transport_class() -> type:
     return Transport
 
 
-@functools.lru_cache(maxsize=1)
+_SSL_LOCK = threading.Lock()
+
+
 def _ssl_context() -> ssl.SSLContext:
     """httpx2's default context (certifi's CA bundle), built once per process.
 
-    Building one reads the whole CA bundle, some 40 ms of CPU: every episode of a recording
-    built two as it started, so a case of 8 episodes spent a third of a second under the GIL
-    before its first request. An SSLContext may be shared by threads and connections."""
+    Building one reads the whole CA bundle, some 40 ms of CPU (a quarter of a second on a busy
+    machine): every episode of a recording built two as it started, so a case of 8 episodes
+    spent a third of a second under the GIL before its first request. An SSLContext may be
+    shared by threads and connections. The lock makes the episodes that start together wait
+    for the first one's context instead of each building its own (lru_cache alone does not)."""
+    with _SSL_LOCK:
+        return _build_ssl_context()
+
+
+@functools.lru_cache(maxsize=1)
+def _build_ssl_context() -> ssl.SSLContext:
     import httpx2
 
     return httpx2.create_ssl_context()

@@ -277,3 +277,51 @@ def test_a_failed_manifest_write_fails_every_episode_it_listed_and_saves_none_of
     assert [p.name for p in folder.path.glob("[0-9]*.json")] == [first]
     manifest = read_manifest(folder.path)
     assert manifest is not None and list(manifest["episodes"]) == [first]
+
+
+def test_episodes_that_start_together_share_one_tls_context_and_one_template_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight episode threads start at once: the CA bundle is read once and the prompt templates
+    compiled once, not once per thread (each took a quarter of a second on a busy machine)."""
+    import time
+
+    import httpx2
+    import jinja2
+
+    import bandit_bench.core.prompts as prompts
+    import bandit_bench.running.deadline as deadline
+
+    built: list[str] = []
+    real_ssl, real_env = httpx2.create_ssl_context, jinja2.Environment
+
+    def slow_ssl(*args: Any, **kwargs: Any) -> Any:
+        built.append("ssl")
+        time.sleep(0.2)  # the others arrive while the first builds: what made each build its own
+        return real_ssl(*args, **kwargs)
+
+    def slow_env(*args: Any, **kwargs: Any) -> Any:
+        built.append("env")
+        time.sleep(0.2)
+        return real_env(*args, **kwargs)
+
+    monkeypatch.setattr(httpx2, "create_ssl_context", slow_ssl)
+    monkeypatch.setattr(jinja2, "Environment", slow_env)
+    for cached in (deadline._build_ssl_context, prompts._environment, prompts._locked_environment):
+        cached.cache_clear()
+    start = threading.Barrier(8)
+    got: list[tuple[Any, Any]] = []
+
+    def episode() -> None:
+        start.wait()
+        got.append((deadline._ssl_context(), prompts._environment()))
+
+    threads = [threading.Thread(target=episode) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for cached in (deadline._build_ssl_context, prompts._environment, prompts._locked_environment):
+        cached.cache_clear()  # the next test builds its own, unpatched
+    assert sorted(built) == ["env", "ssl"]
+    assert len({id(c) for c, _ in got}) == 1 and len({id(e) for _, e in got}) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import string
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,12 +75,24 @@ def arm_names(scenario: str, k: int) -> tuple[str, ...]:
     return pool[:k]
 
 
+_ENVIRONMENT_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    # Under a lock, its templates compiled before anyone uses it: a recording's episode threads
+    # all render their first prompt at once, and each compiled the templates in an environment
+    # of its own (lru_cache does not hold back a second caller while the first computes).
+    with _ENVIRONMENT_LOCK:
+        return _locked_environment()
+
+
+@lru_cache(maxsize=1)
+def _locked_environment() -> jinja2.Environment:
     # Imported here so that `import bandit_bench` does not pay for jinja2.
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
         # Plain text for a chat API: HTML escaping would turn <Answer> into &lt;Answer&gt;.
         autoescape=False,
@@ -91,6 +104,9 @@ def _environment() -> jinja2.Environment:
         # A misspelt variable must fail loudly rather than render as an empty string.
         undefined=jinja2.StrictUndefined,
     )
+    for name in ("system.j2", "user.j2"):
+        env.get_template(name)  # compiled once, here
+    return env
 
 
 @dataclass(frozen=True)
