@@ -88,6 +88,61 @@ def test_bootstrap_intervals_are_seeded_and_pinned() -> None:
     assert (first["median_reward"].low, first["median_reward"].high) == (0.0, 1.0)
 
 
+def _twenty_episodes() -> EpisodeBatch:
+    rng = np.random.default_rng(7)
+    arms, rewards = rng.integers(0, 4, size=(20, 12)), rng.integers(0, 2, size=(20, 12))
+    return EpisodeBatch.from_arrays(arms, rewards, [0] * 20, k=4, delta=0.3)
+
+
+def test_bootstrap_intervals_of_a_spread_batch_are_the_2_5_and_97_5_percentiles_of_seed_0() -> None:
+    """summary.json's intervals are part of the report: the same episodes give the same bounds
+    on every run (seed 0, 2000 resamples, the 2.5th and 97.5th percentiles)."""
+    s = m.summarize(_twenty_episodes())
+    assert (s["k_min_frac"].value, s["k_min_frac"].low, s["k_min_frac"].high) == pytest.approx(
+        (0.4666667, 0.3666667, 0.5666667), abs=1e-6
+    )
+    assert (s["greedy_frac"].value, s["greedy_frac"].low, s["greedy_frac"].high) == pytest.approx(
+        (0.7, 0.6416667, 0.7708333), abs=1e-6
+    )
+    assert (s["median_reward"].low, s["median_reward"].high) == pytest.approx(
+        (-0.0555556, 0.9166667), abs=1e-6
+    )
+    assert (s["mean_regret"].value, s["mean_regret"].low, s["mean_regret"].high) == pytest.approx(
+        (2.79, 2.58, 2.985), abs=1e-9
+    )
+    assert s["mean_regret"].n == 20
+
+
+def test_a_one_step_episode_is_a_batch() -> None:
+    b = EpisodeBatch.from_arrays([[1], [0]], [[1], [0]], [1, 1], k=2, delta=0.2)
+    assert (b.n, b.horizon) == (2, 1)
+    assert m.episode_best_arm_rate(b).tolist() == [1.0, 0.0]
+
+
+def test_batch_refusals_say_what_was_expected() -> None:
+    with pytest.raises(ValueError, match=r"no steps: every episode has horizon 0; expected T >= 1"):
+        EpisodeBatch.from_arrays(np.zeros((2, 0)), np.zeros((2, 0)), [0, 0], k=2, delta=0.2)
+    with pytest.raises(ValueError, match=r"best_arm: got shape \(1,\); expected \(2,\)"):
+        EpisodeBatch.from_arrays([[0], [1]], [[0], [1]], [0], k=2, delta=0.2)
+    for delta in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"delta: got {delta}; expected a number in \(0, 1\)"):
+            EpisodeBatch.from_arrays([[0]], [[0]], [0], k=2, delta=delta)
+    with pytest.raises(ValueError, match=r"best_arm: values must lie in 0..1"):
+        EpisodeBatch.from_arrays([[0]], [[0]], [2], k=2, delta=0.2)
+    with pytest.raises(ValueError, match="a batch holds the episodes of one instance spec"):
+        EpisodeBatch.from_trajectories([_traj(0, [0, 1, 1]), _traj(1, [0, 1], horizon=2)])
+    with pytest.raises(ValueError, match="only complete episodes count"):
+        EpisodeBatch.from_trajectories([_traj(4, [0, 1])])
+    with pytest.raises(ValueError, match=r"successes: got 11; expected 0..10"):
+        wilson(11, 10)
+
+
+def test_wilson_uses_the_z_it_is_given() -> None:
+    # z = 1: centre (0.5 + 1/20) / 1.1 = 0.5, half sqrt(0.025 + 0.0025) / 1.1.
+    half = float(np.sqrt(0.0275) / 1.1)
+    assert wilson(5, 10, z=1.0) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-12)
+
+
 def test_always_best_arm_episode() -> None:
     b = EpisodeBatch.from_arrays([[2] * 10], [[1, 0] * 5], [2], k=3, delta=0.2)
     s = m.summarize(b)
