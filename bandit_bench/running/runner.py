@@ -273,75 +273,26 @@ def _episode(
     from bandit_bench.core.bandit import draw_instance
     from bandit_bench.core.episode import Trajectory, run_episode
     from bandit_bench.core.prompts import arm_names
+    from bandit_bench.recording.transport import cassette_path
 
     instance, harness_rng, policy_rng = draw_instance(config.instance, config.run.seed, episode)
     names = arm_names(config.design.scenario, config.instance.k)
-    from bandit_bench.recording.transport import cassette_path, make_transport
-    from bandit_bench.running.llm import LLMAgent, make_client
-
     path = cassette_path(opts.cassette_dir, model, config.name, episode)
     hint = f"To record it: {record_command(model, config, hint_opts or opts)}"
     stale_hint = f"To record it again: {record_command(model, config, hint_opts or opts, mode='rewrite')}"
     try:
-        if refused:
-            raise CassetteError(refused)
-        inner = None
-        if opts.record_mode != "none":
-            from bandit_bench.running.deadline import network_transport
-
-            # Bounds each whole request by --request-timeout, and drops it when the run is cancelled.
-            inner = network_transport(opts.request_timeout, cancel)
-        transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint, stale_hint)
+        transport = _episode_transport(path, opts, model, refused, cancel, hint, stale_hint)
+        problem = _missing_key(transport, path, opts)
     except CassetteError as err:
-        traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
-        traj.error = str(err)
+        problem = str(err)
         if isinstance(err, CorruptCassetteError):
             # The fix, as a command: the case's own options, folder and endpoint.
-            traj.error += f" {stale_hint}"
-        return traj, 0, 0
-    if opts.budget is not None and transport.records:
-        # Only a request that is sent is priced (a replay-only run needs no price).
-        transport.guard = opts.budget.guard(model)
-    if opts.rate_limit is not None:
-        from bandit_bench.running.ratelimit import LimitGuard
-
-        transport.limiter = LimitGuard(opts.rate_limit, cancel)
-    # new_episodes may well replay every request: its key is checked by the API if it is needed.
-    must_record = transport.records and not (opts.record_mode == "new_episodes" and transport.exists)
-    problem = None
-    if must_record and not opts.api_key and key_env_for(opts.base_url, opts.api_key_env) is not None:
-        problem = (
-            f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
-            f"{key_help(opts.base_url, opts.api_key_env)}, or replay with --record-mode=none."
-        )
-    elif transport.records and key_problem(opts.api_key):
-        problem = f"cannot send the request: {key_problem(opts.api_key)}"
+            problem += f" {stale_hint}"
     if problem is not None:
-        transport.close()
         traj = Trajectory(episode, instance.k, instance.horizon, instance.spec.delta, instance.best_arm)
         traj.error = problem
         return traj, 0, 0
-    client = make_client(
-        opts.base_url,
-        opts.api_key,
-        transport,  # type: ignore[arg-type]
-        max_retries=0 if transport.replay_only else opts.max_retries,
-        timeout=opts.request_timeout,
-        key_header=profile.key_header if profile is not None else "authorization",
-    )
-    agent = LLMAgent(
-        model,
-        config.design,
-        client,
-        constrained=config.constrained,
-        before_request=limiter.wait if limiter and transport.records else None,
-        key_advice=(
-            f"Check the API key (sent from {opts.api_key.source})"
-            if opts.api_key
-            else f"No API key was sent: {key_help(opts.base_url, opts.api_key_env)}"
-        ),
-        profile=profile,
-    )
+    client, agent = _episode_agent(model, config, opts, transport, limiter, profile)
     seen = [0]
 
     def on_step(t: int) -> None:
@@ -361,24 +312,118 @@ def _episode(
         steps = config.history_length + 1
     try:
         traj = run_episode(played, instance, harness_rng, policy_rng, names, on_step=on_step, steps=steps)
-        # A cassette is written only for a complete episode: a partial one would break replay.
-        text = transport.serialized() if traj.error is None else None
-        if text is not None:
-            try:
-                if sink is None:
-                    transport.save()
-                else:
-                    sink(episode, text, transport.interactions)
-            except OSError as err:
-                traj.error = (
-                    f"cassette {path} could not be written ({type(err).__name__}: {err}); "
-                    "the episode's answers are lost. Check the cassette folder and record again."
-                )
-        elif transport.guard is not None and transport.guard.refused:
-            traj.error = BUDGET_STOPPED
+        _keep_cassette(traj, transport, path, episode, sink)
     finally:
         client.close()
     return traj, transport.recorded, transport.replayed
+
+
+def _episode_transport(
+    path: Path,
+    opts: RunOptions,
+    model: str,
+    refused: str | None,
+    cancel: threading.Event | None,
+    hint: str,
+    stale_hint: str,
+) -> Any:
+    """The episode's cassette transport, with the budget's and the rate limit's guards;
+    CassetteError when the case may not run (``refused``) or the cassette cannot be used."""
+    from bandit_bench.recording.transport import make_transport
+
+    if refused:
+        raise CassetteError(refused)
+    inner = None
+    if opts.record_mode != "none":
+        from bandit_bench.running.deadline import network_transport
+
+        # Bounds each whole request by --request-timeout, and drops it when the run is cancelled.
+        inner = network_transport(opts.request_timeout, cancel)
+    transport = make_transport(path, opts.record_mode, opts.base_url, inner, hint, stale_hint)
+    if opts.budget is not None and transport.records:
+        # Only a request that is sent is priced (a replay-only run needs no price).
+        transport.guard = opts.budget.guard(model)
+    if opts.rate_limit is not None:
+        from bandit_bench.running.ratelimit import LimitGuard
+
+        transport.limiter = LimitGuard(opts.rate_limit, cancel)
+    return transport
+
+
+def _missing_key(transport: Any, path: Path, opts: RunOptions) -> str | None:
+    """Why the episode cannot send the requests it must record (no key, or an unusable one);
+    None when it can. The transport is closed when it cannot."""
+    # new_episodes may well replay every request: its key is checked by the API if it is needed.
+    p = transport.policy
+    must_record = transport.records and not (p.replays and p.records_missing_steps and transport.exists)
+    problem = None
+    if must_record and not opts.api_key and key_env_for(opts.base_url, opts.api_key_env) is not None:
+        problem = (
+            f"cassette {path} must be recorded (record mode {opts.record_mode!r}) but no API key is set: "
+            f"{key_help(opts.base_url, opts.api_key_env)}, or replay with --record-mode=none."
+        )
+    elif transport.records and key_problem(opts.api_key):
+        problem = f"cannot send the request: {key_problem(opts.api_key)}"
+    if problem is not None:
+        transport.close()
+    return problem
+
+
+def _episode_agent(
+    model: str,
+    config: CaseConfig,
+    opts: RunOptions,
+    transport: Any,
+    limiter: RateLimiter | None,
+    profile: Any,
+) -> tuple[Any, Any]:
+    """The API client on the episode's transport, and the LLM agent that asks it."""
+    from bandit_bench.running.llm import LLMAgent, make_client
+
+    client = make_client(
+        opts.base_url,
+        opts.api_key,
+        transport,
+        max_retries=0 if transport.replay_only else opts.max_retries,
+        timeout=opts.request_timeout,
+        key_header=profile.key_header if profile is not None else "authorization",
+    )
+    agent = LLMAgent(
+        model,
+        config.design,
+        client,
+        constrained=config.constrained,
+        before_request=limiter.wait if limiter and transport.records else None,
+        key_advice=(
+            f"Check the API key (sent from {opts.api_key.source})"
+            if opts.api_key
+            else f"No API key was sent: {key_help(opts.base_url, opts.api_key_env)}"
+        ),
+        profile=profile,
+    )
+    return client, agent
+
+
+def _keep_cassette(
+    traj: Trajectory, transport: Any, path: Path, episode: int, sink: Callable[[int, str, int], object] | None
+) -> None:
+    """Write the cassette of a complete episode (a partial one would break replay), through
+    ``sink`` when the session gathers them; an error on ``traj`` when it cannot be written, or
+    when the budget stopped the episode."""
+    text = transport.serialized() if traj.error is None else None
+    if text is not None:
+        try:
+            if sink is None:
+                transport.save()
+            else:
+                sink(episode, text, transport.interactions)
+        except OSError as err:
+            traj.error = (
+                f"cassette {path} could not be written ({type(err).__name__}: {err}); "
+                "the episode's answers are lost. Check the cassette folder and record again."
+            )
+    elif transport.guard is not None and transport.guard.refused:
+        traj.error = BUDGET_STOPPED
 
 
 def _baseline_case(model: str, config: CaseConfig) -> CaseResult:
@@ -543,33 +588,59 @@ def _run_case_in(
     min_format_compliance: float | None,
     min_best_arm_rate: float | None,
 ) -> list[tuple[Trajectory, int, int]]:
-    from bandit_bench.recording.casefolder import (
-        REPLAYING_MODES,
-        mixed_recording_message,
-        read_manifest,
-        unlisted_files,
-    )
-
     model, config = result.model, result.config
     n = config.run.episodes
-    manifest = None
-    if refused is None:
-        try:
-            manifest = read_manifest(folder.path)
-            folder.check_identity(manifest)
-        except CassetteError as err:
-            refused = str(err)
-    unlisted = []
-    if refused is None and opts.record_mode in REPLAYING_MODES:
-        unlisted = unlisted_files(folder.path, manifest, range(n))
-    mixed = (
-        mixed_recording_message(folder.path, unlisted, record_command(model, config, opts, mode="rewrite"))
-        if unlisted
-        else None
-    )
+    manifest, refused, unlisted, mixed = _read_folder(folder, refused, model, config, opts)
     profile, problem = _case_profile(model, config, opts, manifest, result)
     folder.request = result.request
     refused = refused or problem
+
+    sink = _episode_sink(folder, opts, result)
+
+    def why_refused(episode: int) -> str | None:
+        if refused:
+            return refused
+        if mixed and folder.path / f"{episode:03d}.json" in unlisted:
+            return mixed
+        return None
+
+    limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
+    cancel = _CaseCancel(opts.stop)
+    counter = _step_counter(model, config, opts, cancel)
+
+    waves = _waves(config, opts)
+    workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
+    if workers > 1 and _replays_only(folder, opts, n):
+        # Replay has no latency to hide: threads would only contend for the GIL (a third slower).
+        workers = 1
+    hint_opts = _hint_options(opts, manifest)
+
+    def one(i: int) -> tuple[Trajectory, int, int]:
+        return _episode(
+            model, config, i, opts, limiter, counter, cancel, sink, why_refused(i), profile, hint_opts
+        )
+
+    outcomes: list[tuple[Trajectory, int, int]] = []
+    try:
+        for wave in waves:
+            if workers == 1:
+                outcomes += [one(i) for i in wave]
+            else:
+                outcomes += _in_threads(list(wave), workers, one, cancel)
+            if _stop_after_wave(outcomes, result, opts, min_format_compliance, min_best_arm_rate):
+                break
+    except BaseException:
+        cancel.set()
+        raise
+    return outcomes
+
+
+def _episode_sink(
+    folder: CaseFolder, opts: RunOptions, result: CaseResult
+) -> Callable[[int, str, int], None]:
+    """Where a complete episode's cassette goes: the case folder, the controller (through the
+    relay), or the result (for the session to write)."""
+    model, config = result.model, result.config
 
     def sink(episode: int, text: str, requests: int) -> None:
         # Each complete episode reaches disk (or the controller) as soon as it completes: a
@@ -581,19 +652,19 @@ def _run_case_in(
         elif opts.relay is None or not opts.relay.episode(model, config.name, episode, text, requests):
             result.cassettes[episode] = (text, requests)
 
-    def why_refused(episode: int) -> str | None:
-        if refused:
-            return refused
-        if mixed and folder.path / f"{episode:03d}.json" in unlisted:
-            return mixed
-        return None
+    return sink
 
+
+def _step_counter(
+    model: str, config: CaseConfig, opts: RunOptions, cancel: threading.Event
+) -> Callable[[bool], None]:
+    """Called after each step (told whether it was recorded): reports progress, and unwinds the
+    episode once the case is cancelled."""
     # A single-round episode stops after its history and one decision.
+    n = config.run.episodes
     total = n if config.single_round else n * config.instance.horizon
-    limiter = RateLimiter(opts.max_rps) if opts.max_rps else None
     done = recorded_steps = 0
     lock = threading.Lock()
-    cancel = _CaseCancel(opts.stop)
 
     def counter(recorded: bool) -> None:
         nonlocal done, recorded_steps
@@ -607,23 +678,56 @@ def _run_case_in(
         if opts.progress is not None:
             opts.progress(progress)
 
-    waves = [range(n)]
+    return counter
+
+
+def _read_folder(
+    folder: CaseFolder, refused: str | None, model: str, config: CaseConfig, opts: RunOptions
+) -> tuple[dict[str, Any] | None, str | None, list[Path], str | None]:
+    """The case folder's manifest; why the case cannot run from it (``refused`` kept); the
+    episode files the manifest does not list (in a replaying mode), and the message refusing
+    them."""
+    from bandit_bench.recording.casefolder import (
+        REPLAYING_MODES,
+        mixed_recording_message,
+        read_manifest,
+        unlisted_files,
+    )
+
+    manifest = None
+    if refused is None:
+        try:
+            manifest = read_manifest(folder.path)
+            folder.check_identity(manifest)
+        except CassetteError as err:
+            refused = str(err)
+    unlisted = []
+    if refused is None and opts.record_mode in REPLAYING_MODES:
+        unlisted = unlisted_files(folder.path, manifest, range(config.run.episodes))
+    mixed = (
+        mixed_recording_message(folder.path, unlisted, record_command(model, config, opts, mode="rewrite"))
+        if unlisted
+        else None
+    )
+    return manifest, refused, unlisted, mixed
+
+
+def _waves(config: CaseConfig, opts: RunOptions) -> list[range]:
+    """The episodes in the order they are run: one wave, or --early-stop's waves."""
+    n = config.run.episodes
     # The early-stop rule bounds shares over N x T steps; a single-round case has one decision
     # per episode, so it always runs whole.
-    if opts.early_stop and not config.single_round:
-        from bandit_bench.core.early_stop import wave_size
+    if not opts.early_stop or config.single_round:
+        return [range(n)]
+    from bandit_bench.core.early_stop import wave_size
 
-        size = wave_size(n)
-        waves = [range(start, min(n, start + size)) for start in range(0, n, size)]
-    workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
-    if workers > 1 and _replays_only(folder, opts, n):
-        # Replay has no latency to hide: threads would only contend for the GIL (a third slower).
-        workers = 1
-    outcomes: list[tuple[Trajectory, int, int]] = []
+    size = wave_size(n)
+    return [range(start, min(n, start + size)) for start in range(0, n, size)]
 
-    # A replay's hints name the endpoint the folder was recorded from (and so its key variable),
-    # not the default one, unless the run named an endpoint itself.
-    hint_opts = None
+
+def _hint_options(opts: RunOptions, manifest: dict[str, Any] | None) -> RunOptions | None:
+    """A replay's hints name the endpoint the folder was recorded from (and so its key
+    variable), not the default one, unless the run named an endpoint itself."""
     recorded_url = manifest.get("base_url") if manifest is not None else None
     if (
         opts.record_mode == "none"
@@ -634,35 +738,32 @@ def _run_case_in(
     ):
         from dataclasses import replace
 
-        hint_opts = replace(opts, base_url=recorded_url)
+        return replace(opts, base_url=recorded_url)
+    return None
 
-    def one(i: int) -> tuple[Trajectory, int, int]:
-        return _episode(
-            model, config, i, opts, limiter, counter, cancel, sink, why_refused(i), profile, hint_opts
-        )
 
-    try:
-        for wave in waves:
-            if workers == 1:
-                outcomes += [one(i) for i in wave]
-            else:
-                outcomes += _in_threads(list(wave), workers, one, cancel)
-            if any(o[0].error == BUDGET_STOPPED for o in outcomes):
-                break  # no new wave once the budget refused a request
-            if opts.early_stop and not config.single_round and len(outcomes) < n:
-                from bandit_bench.core.early_stop import effective_thresholds, settle
+def _stop_after_wave(
+    outcomes: list[tuple[Trajectory, int, int]],
+    result: CaseResult,
+    opts: RunOptions,
+    min_format_compliance: float | None,
+    min_best_arm_rate: float | None,
+) -> bool:
+    """Whether no further wave starts: the budget refused a request, an episode errored, or the
+    verdict is settled (kept in ``result.settled``)."""
+    config, n = result.config, result.config.run.episodes
+    if any(o[0].error == BUDGET_STOPPED for o in outcomes):
+        return True  # no new wave once the budget refused a request
+    if opts.early_stop and not config.single_round and len(outcomes) < n:
+        from bandit_bench.core.early_stop import effective_thresholds, settle
 
-                trajs = [o[0] for o in outcomes]
-                if any(t.error for t in trajs):
-                    break  # an errored episode fails the case whatever comes next
-                thresholds = effective_thresholds(config, min_format_compliance, min_best_arm_rate)
-                result.settled = settle(trajs, n, thresholds)
-                if result.settled is not None:
-                    break
-    except BaseException:
-        cancel.set()
-        raise
-    return outcomes
+        trajs = [o[0] for o in outcomes]
+        if any(t.error for t in trajs):
+            return True  # an errored episode fails the case whatever comes next
+        thresholds = effective_thresholds(config, min_format_compliance, min_best_arm_rate)
+        result.settled = settle(trajs, n, thresholds)
+        return result.settled is not None
+    return False
 
 
 def _case_profile(
