@@ -230,9 +230,51 @@ class Options:
 
 def read_options(config: pytest.Config) -> Options:
     """Read and check every option; a bad value raises :class:`SpecError` naming it."""
-    from bandit_bench.running.credentials import key_problem, select_api_key
-    from bandit_bench.running.runner import DEFAULT_BASE_URL, check_base_url
+    cassette_dir, report_dir = _folders(config)
+    episodes, horizon = config.getoption("episodes"), config.getoption("horizon")
+    check_range("--episodes", episodes, 1)
+    check_range("--horizon", horizon, 1)
+    thresholds = {
+        "min_format_compliance": config.getoption("min_format_compliance"),
+        "min_best_arm_rate": config.getoption("min_best_arm_rate"),
+    }
+    for key, value in thresholds.items():
+        check_range("--" + key.replace("_", "-"), value, 0.0, 1.0)
+    limits = _limits(config)
 
+    models = split_models(config.getoption("model") or config.getini("bandit_models"))
+    config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
+
+    early_stop = config.getoption("early_stop")
+    if early_stop is None:
+        early_stop = bool(config.getini("bandit_early_stop"))
+    max_cost = opt(config, "max_cost", "bandit_max_cost", None, float)
+    if max_cost is not None and (not max_cost > 0 or max_cost == float("inf")):  # NaN fails `> 0`
+        raise SpecError("--max-cost", max_cost, "a positive, finite amount of USD, e.g. --max-cost=5")
+
+    record_mode = config.getoption("record_mode", default=None) or "none"
+    endpoint = _endpoint(config, record_mode)
+    compare_to = config.getoption("compare_to")
+    _check_compare_to(compare_to, report_dir)
+    return Options(
+        models=models,
+        config_names=config_names,
+        episodes=episodes,
+        horizon=horizon,
+        thresholds=thresholds,
+        cassette_dir=cassette_dir,
+        report_dir=report_dir,
+        record_mode=record_mode,
+        compare_to=Path(compare_to) if compare_to else None,
+        max_cost=max_cost,
+        early_stop=early_stop,
+        **endpoint,
+        **limits,
+    )
+
+
+def _folders(config: pytest.Config) -> tuple[Path, Path]:
+    """--cassette-dir and --report-dir (or their ini keys), relative to the project's root."""
     root = config.rootpath
     for flag in ("cassette_dir", "report_dir"):
         if config.getoption(flag) == "":
@@ -246,15 +288,11 @@ def read_options(config: pytest.Config) -> Options:
     report_dir = Path(opt(config, "report_dir", "bandit_report_dir", "reports"))
     if not report_dir.is_absolute():
         report_dir = root / report_dir
-    episodes, horizon = config.getoption("episodes"), config.getoption("horizon")
-    check_range("--episodes", episodes, 1)
-    check_range("--horizon", horizon, 1)
-    thresholds = {
-        "min_format_compliance": config.getoption("min_format_compliance"),
-        "min_best_arm_rate": config.getoption("min_best_arm_rate"),
-    }
-    for key, value in thresholds.items():
-        check_range("--" + key.replace("_", "-"), value, 0.0, 1.0)
+    return cassette_dir, report_dir
+
+
+def _limits(config: pytest.Config) -> dict[str, Any]:
+    """Concurrency, retries, the request timeout and the rate limits, checked."""
     concurrency = opt(config, "concurrency", "bandit_concurrency", 8, int)
     max_retries = opt(config, "max_retries", "bandit_max_retries", 2, int)
     timeout = opt(config, "request_timeout", "bandit_request_timeout", 60.0, float)
@@ -268,26 +306,28 @@ def read_options(config: pytest.Config) -> Options:
     max_tpm = opt(config, "max_tpm", "bandit_max_tpm", None, float)
     check_range("--max-rpm", max_rpm, 0.001)
     check_range("--max-tpm", max_tpm, 1)
+    return {
+        "concurrency": concurrency,
+        "max_retries": max_retries,
+        "request_timeout": timeout,
+        "max_rps": max_rps,
+        "max_rpm": max_rpm,
+        "max_tpm": max_tpm,
+    }
 
-    models = split_models(config.getoption("model") or config.getini("bandit_models"))
-    config_names = list(config.getoption("bandit_config") or config.getini("bandit_configs"))
 
-    early_stop = config.getoption("early_stop")
-    if early_stop is None:
-        early_stop = bool(config.getini("bandit_early_stop"))
-    max_cost = opt(config, "max_cost", "bandit_max_cost", None, float)
-    if max_cost is not None and (not max_cost > 0 or max_cost == float("inf")):  # NaN fails `> 0`
-        raise SpecError("--max-cost", max_cost, "a positive, finite amount of USD, e.g. --max-cost=5")
+def _endpoint(config: pytest.Config, record_mode: str) -> dict[str, Any]:
+    """The base URL, the request profile and the API key, checked (a key that cannot be sent
+    is refused only when the run may record)."""
+    from bandit_bench.running.credentials import key_problem, select_api_key
+    from bandit_bench.running.profiles import parse_cli
+    from bandit_bench.running.runner import DEFAULT_BASE_URL, check_base_url
 
-    record_mode = config.getoption("record_mode", default=None) or "none"
     base_url = opt(config, "base_url", "bandit_base_url", None)
     base_url_given = base_url is not None
     base_url = base_url or DEFAULT_BASE_URL
     check_base_url(base_url)
-    from bandit_bench.running.profiles import parse_cli
-
     request_profile = parse_cli(opt(config, "request_profile", "bandit_request_profile", ""))
-    check_base_url(base_url)
     api_key_env = opt(config, "api_key_env", "bandit_api_key_env", None)
     if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
         raise SpecError("--api-key-env", api_key_env, "the name of an environment variable, e.g. MY_API_KEY")
@@ -300,7 +340,18 @@ def read_options(config: pytest.Config) -> Options:
             "printable ASCII with no spaces",
             hint=problem[0].upper() + problem[1:],
         )
-    compare_to = config.getoption("compare_to")
+    return {
+        "base_url": base_url,
+        "base_url_given": base_url_given,
+        "request_profile": request_profile,
+        "api_key": api_key,
+        "api_key_env": api_key_env,
+    }
+
+
+def _check_compare_to(compare_to: str | None, report_dir: Path) -> None:
+    """--compare-to names a readable report folder other than this run's; SOURCE_DATE_EPOCH, if
+    set, is a valid time (both found before a paid run, not when its report is written)."""
     if compare_to and not (Path(compare_to) / "summary.json").is_file():
         raise SpecError("--compare-to", compare_to, "the report folder of an earlier run (with summary.json)")
     if compare_to:
@@ -325,27 +376,3 @@ def read_options(config: pytest.Config) -> Options:
             "a folder other than --report-dir",
             hint=f"Keep the earlier run elsewhere (cp -r {compare_to} previous-reports) and compare to that",
         )
-    return Options(
-        models=models,
-        config_names=config_names,
-        episodes=episodes,
-        horizon=horizon,
-        thresholds=thresholds,
-        cassette_dir=cassette_dir,
-        report_dir=report_dir,
-        base_url=base_url,
-        base_url_given=base_url_given,
-        request_profile=request_profile,
-        api_key=api_key,
-        api_key_env=api_key_env,
-        record_mode=record_mode,
-        concurrency=concurrency,
-        max_retries=max_retries,
-        request_timeout=timeout,
-        max_rps=max_rps,
-        max_rpm=max_rpm,
-        max_tpm=max_tpm,
-        compare_to=Path(compare_to) if compare_to else None,
-        max_cost=max_cost,
-        early_stop=early_stop,
-    )

@@ -24,7 +24,7 @@ from bandit_bench.plugin.cases import (
     recorded_configs,
     resolve_configs,
 )
-from bandit_bench.plugin.options import VALUE_FLAGS, add_options, read_options
+from bandit_bench.plugin.options import VALUE_FLAGS, Options, add_options, read_options
 from bandit_bench.plugin.session import (
     BENCH,
     CASSETTES_KEY,
@@ -59,17 +59,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
-def _build(config: pytest.Config) -> Bench:
-    from bandit_bench.running.runner import RunOptions, is_baseline
+def _cases(o: Options, settings: ProjectSettings) -> list[Case]:
+    """The session's cases: each model with --bandit-config's configs (or the ones it has
+    cassettes for, or the default quick ones), as recorded when replaying."""
+    from bandit_bench.running.runner import is_baseline
 
-    o = read_options(config)
-    root = config.rootpath
-    pyproject = (
-        config.inipath
-        if config.inipath and config.inipath.name == "pyproject.toml"
-        else root / "pyproject.toml"
-    )
-    settings = load_settings(pyproject)
     # A misspelt name stops the run even with no case to run.
     resolve_configs(o.config_names, settings, cassette_dir=o.cassette_dir)
     # Without --bandit-config a model runs the configs it has cassettes for (its recorded
@@ -94,29 +88,55 @@ def _build(config: pytest.Config) -> Bench:
             "cases of at least 2 episodes: with one there is nothing to stop early",
             hint="Drop --early-stop (or bandit_early_stop) for this run, or raise --episodes",
         )
+    return cases
+
+
+def _rate_limit(config: pytest.Config, o: Options) -> Any:
+    """--max-rpm / --max-tpm: one ledger for the session, made by the controller; xdist workers
+    get its path."""
+    if o.max_rpm is None and o.max_tpm is None:
+        return None
+    from bandit_bench.running.ratelimit import SessionRateLimit
+
+    workerinput = getattr(config, "workerinput", None)
+    ledger = workerinput[_RATE_KEY] if workerinput is not None else SessionRateLimit.create_ledger()
+    return SessionRateLimit(ledger, o.max_rpm, o.max_tpm)
+
+
+def _worker_relay(workerinput: dict[str, Any] | None, o: Options) -> tuple[Any, threading.Event | None, bool]:
+    """On an xdist worker, how complete episodes travel (see plugin/relay.py): the relay to the
+    controller (if it gave one), the flag a lost controller sets, and whether this worker shares
+    the controller's cassette folder. None, None, False on the controller."""
+    if workerinput is None:
+        return None, None, False
+    from bandit_bench.plugin.relay import FOLDER_KEY, RELAY_KEY, WorkerRelay, same_folder
+
+    stop = threading.Event()
+    relay = WorkerRelay(workerinput[RELAY_KEY], stop) if workerinput.get(RELAY_KEY) is not None else None
+    shares_folder = o.record_mode != "none" and same_folder(workerinput.get(FOLDER_KEY), o.cassette_dir)
+    return relay, stop, shares_folder
+
+
+def _build(config: pytest.Config) -> Bench:
+    from bandit_bench.running.runner import RunOptions
+
+    o = read_options(config)
+    root = config.rootpath
+    pyproject = (
+        config.inipath
+        if config.inipath and config.inipath.name == "pyproject.toml"
+        else root / "pyproject.toml"
+    )
+    settings = load_settings(pyproject)
+    cases = _cases(o, settings)
     # A replay sends nothing and spends nothing: it has no budget to keep (and needs no price).
     budget = _budget(config, o.max_cost, cases, settings, o.record_mode) if o.max_cost is not None else None
-    rate_limit = None
-    if o.max_rpm is not None or o.max_tpm is not None:
-        from bandit_bench.running.ratelimit import SessionRateLimit
-
-        # One ledger for the session: the controller makes it, xdist workers get its path.
-        workerinput = getattr(config, "workerinput", None)
-        ledger = workerinput[_RATE_KEY] if workerinput is not None else SessionRateLimit.create_ledger()
-        rate_limit = SessionRateLimit(ledger, o.max_rpm, o.max_tpm)
+    rate_limit = _rate_limit(config, o)
     progress = _progress_printer(config) if o.record_mode != "none" else None
-    # On an xdist worker: how complete episodes travel (see plugin/relay.py).
     workerinput = getattr(config, "workerinput", None)
-    relay = stop = None
-    shares_folder = False
-    if workerinput is not None:
-        from bandit_bench.plugin.relay import FOLDER_KEY, RELAY_KEY, WorkerRelay, same_folder
-
-        stop = threading.Event()
-        if workerinput.get(RELAY_KEY) is not None:
-            relay = WorkerRelay(workerinput[RELAY_KEY], stop)
-            progress = _relayed(progress, relay)
-        shares_folder = o.record_mode != "none" and same_folder(workerinput.get(FOLDER_KEY), o.cassette_dir)
+    relay, stop, shares_folder = _worker_relay(workerinput, o)
+    if relay is not None:
+        progress = _relayed(progress, relay)
     opts = RunOptions(
         base_url=o.base_url,
         api_key=o.api_key,

@@ -571,24 +571,29 @@ def record_local(
         )
         log("[bandit-bench] " + " ".join(_quote(c) for c in cmd))
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=repo)
-        try:
-            code = proc.wait()
-        except BaseException as err:
-            # Ctrl-C reaches pytest too (same process group); a SIGTERM sent to this process
-            # alone does not, so pytest gets the Ctrl-C here. Then it has time to stop cleanly.
-            if isinstance(err, Terminated):
-                with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
+        code = _run_pytest(cmd, repo)
         log(f"[bandit-bench] pytest exited with status {code} after {time.monotonic() - start:.1f} s")
     log("[bandit-bench] server stopped")
     return code
+
+
+def _run_pytest(cmd: list[str], repo: Path) -> int:
+    """pytest's exit status; on Ctrl-C or SIGTERM, pytest is given 30 s to stop cleanly."""
+    proc = subprocess.Popen(cmd, cwd=repo)
+    try:
+        return proc.wait()
+    except BaseException as err:
+        # Ctrl-C reaches pytest too (same process group); a SIGTERM sent to this process
+        # alone does not, so pytest gets the Ctrl-C here. Then it has time to stop cleanly.
+        if isinstance(err, Terminated):
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def _check_configs(repo: Path, configs: Sequence[str]) -> None:
