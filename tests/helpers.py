@@ -7,6 +7,9 @@ from it (pytest's default ``prepend`` import mode; ``tests`` is not a package).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,16 @@ instance = "hard"
 horizon = 3
 episodes = 2
 min_format_compliance = 0.0
+"""
+
+# Ten 4-step episodes that any reply in format passes: early stopping settles it before ten.
+TEN_EPISODES_PYPROJECT = """
+[tool.bandit_bench.configs.ten]
+design = "BNRN0"
+instance = "hard"
+horizon = 4
+episodes = 10
+min_format_compliance = 0.9
 """
 
 # `quick` passes a model that always answers in format; `picky` fails every model but the best.
@@ -86,4 +99,18 @@ def record_quick(project: pytest.Pytester, base_url: str, *args: str) -> pytest.
         base_url,
         "--record-mode=once",
         *args,
+    )
+
+
+def spawn_pytest(project: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    """A real ``pytest`` process in ``project``, for tests that signal or kill it; not an xdist
+    worker of this suite (its environment says nothing of one) and with no addopts of ours."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTEST_ADDOPTS": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=project,
+        env=env,
+        text=True,
+        **kw,
     )

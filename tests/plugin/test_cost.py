@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from helpers import TEN_EPISODES_PYPROJECT
 
 from bandit_bench.servers.simulator import cycle
 
@@ -80,14 +81,7 @@ def test_the_bill_of_an_unpriced_model_says_so(project):
 
 # ---------------------------------------------------------------------------- early stopping
 
-STOPPING = """
-[tool.bandit_bench.configs.ten]
-design = "BNRN0"
-instance = "hard"
-horizon = 4
-episodes = 10
-min_format_compliance = 0.9
-"""
+STOPPING = TEN_EPISODES_PYPROJECT
 
 
 def _no_tag(body, call):

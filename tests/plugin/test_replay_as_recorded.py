@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from helpers import TEN_EPISODES_PYPROJECT
 
 from bandit_bench.servers.simulator import SimReply, cycle
 
@@ -53,14 +54,7 @@ def test_two_horizons_coexist_and_each_replays_by_name_or_plainly(bench_project,
     assert sim.calls == 2 * 10 + 2 * 30  # nothing more was sent
 
 
-STOPPING = """
-[tool.bandit_bench.configs.ten]
-design = "BNRN0"
-instance = "hard"
-horizon = 4
-episodes = 10
-min_format_compliance = 0.9
-"""
+STOPPING = TEN_EPISODES_PYPROJECT
 
 STOPPED = (
     "*stopped after 2 of 10 episodes: verdict settled (fail; rule: the remaining episodes cannot "

@@ -9,15 +9,15 @@ to the simulator, real files.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from helpers import spawn_pytest
 
 from bandit_bench.servers.simulator import SimReply, cycle
 
@@ -50,18 +50,6 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def _pytest(project: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTEST_ADDOPTS": ""}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=project,
-        env=env,
-        text=True,
-        **kw,
-    )
-
-
 def _cassettes(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
@@ -84,11 +72,11 @@ def test_two_processes_recording_one_case_pay_for_it_once(tmp_path: Path, simula
     project = _project(tmp_path / "project")
     run = ("--model", MODEL, "--bandit-config", "quick", "--base-url", sim.base_url, "--record-mode=once")
     with (tmp_path / "a.out").open("w") as a_out:
-        a = _pytest(project, *run, "--report-dir=reports-a", stdout=a_out, stderr=subprocess.STDOUT)
+        a = spawn_pytest(project, *run, "--report-dir=reports-a", stdout=a_out, stderr=subprocess.STDOUT)
         try:
             _wait_for(lambda: sim.calls >= 1 or a.poll() is not None, "A's first request")
             assert a.poll() is None, (tmp_path / "a.out").read_text()
-            b = _pytest(
+            b = spawn_pytest(
                 project, *run, "--report-dir=reports-b", stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             assert b.stderr is not None
@@ -136,7 +124,7 @@ def test_two_processes_recording_one_case_pay_for_it_once(tmp_path: Path, simula
     assert manifest["model"] == MODEL and sorted(manifest["episodes"]) == ["000.json", "001.json", "002.json"]
 
     # A replay of the folder reproduces each run's results.
-    c = _pytest(
+    c = spawn_pytest(
         project, "--model", MODEL, "--bandit-config", "quick", "--record-mode=none", "--report-dir=reports-c",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -158,7 +146,7 @@ def test_workers_with_their_own_checkout_send_cassettes_to_the_controller(tmp_pa
     sim = simulator(cycle(), latency=0.01)
     controller = _project(tmp_path / "controller")
     workers = [_project(tmp_path / f"worker{i}") for i in (1, 2)]
-    run = _pytest(
+    run = spawn_pytest(
         controller, "-p", "xdist", "--dist=load", *(f"--tx=popen//chdir={w}" for w in workers),
         "--model", "sim/a,sim/b", "--bandit-config", "quick", "--base-url", sim.base_url,
         "--record-mode=once", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

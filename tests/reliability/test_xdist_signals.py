@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import spawn_pytest
 
 from bandit_bench.core.seeding import api_seed
 from bandit_bench.core.specs import config_from_table
@@ -94,18 +95,6 @@ def _wait_for(condition: Callable[[], bool], what: str, out: Path | None = None)
         time.sleep(0.02)
 
 
-def _pytest(project: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTEST_ADDOPTS": ""}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=project,
-        env=env,
-        text=True,
-        **kw,
-    )
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -149,7 +138,7 @@ def _assert_kept(project: Path) -> None:
 
 def _rerun_records_only_the_missing(project: Path, simulator) -> None:
     sim = simulator(cycle())
-    run = _pytest(
+    run = spawn_pytest(
         project, "-n", "2", "--model", ",".join(MODELS), "--bandit-config", "quick",
         f"--base-url={sim.base_url}", "--record-mode=once", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -170,7 +159,7 @@ def _start_held_run(
     project = _project(tmp_path / "project")
     out = tmp_path / "run.out"
     with out.open("w") as sink:
-        run = _pytest(
+        run = spawn_pytest(
             project, *dist, "--model", ",".join(MODELS), "--bandit-config", "quick",
             f"--base-url={sim.base_url}", "--record-mode=once", "--request-timeout=600", "--max-retries=0",
             stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
