@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+import bandit_bench
 from bandit_bench.cli.commands import main
 from bandit_bench.core.episode import Trajectory
 from bandit_bench.core.specs import BUILTIN_CONFIGS
 from bandit_bench.plugin.settings import Price
 from bandit_bench.reporting.evaluation import case_record
-from bandit_bench.reporting.provenance import git_commit, public_url, run_metadata
+from bandit_bench.reporting.provenance import DISTRIBUTION, git_commit, public_url, run_metadata
 from bandit_bench.reporting.tables import (
     SUMMARY_COLUMNS,
     ReportDirError,
@@ -392,7 +393,9 @@ def test_run_metadata_in_every_report_file(tmp_path: Path, records: list[dict[st
     assert run["base_url"] == "https://example.com:8443/api/v1"
     assert run["record_mode"] == "once" and run["seeds"] == [0]
     assert (run["requests_recorded"], run["requests_replayed"]) == (14, 10)  # two model rows
-    assert run["bandit_bench"] == importlib.metadata.version("bandit-bench")
+    # The package's own version, which is also that of the distribution as installed (its name
+    # changed to pytest-bandit-bench in 0.1.0: an older install may still carry the old one).
+    assert run["bandit_bench"] == bandit_bench.__version__ == importlib.metadata.version(DISTRIBUTION)
     assert run["numpy"] == np.__version__ and run["python"] == platform.python_version()
     assert run["openai"] == importlib.metadata.version("openai")
     assert run["vcrpy"] == importlib.metadata.version("vcrpy")
