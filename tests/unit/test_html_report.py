@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -118,26 +119,30 @@ def test_rendering_is_a_function_of_the_data_files(report_dir: Path, html: str) 
     assert render_html(data.summary, data.steps, data.run) == html
 
 
-def test_figures_drawn_in_worker_processes_make_the_same_page(
-    report_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import bandit_bench.reporting.html as page
+_DRAW_IN_WORKERS = """
+import os, sys
+from pathlib import Path
+import bandit_bench.reporting.html as page
+from bandit_bench.reporting.tables import load_report_dir
 
-    data = load_report_dir(report_dir)
-    monkeypatch.setattr(page, "PARALLEL_FROM", 10**9)
-    here = render_html(data.summary, data.steps, data.run)
-    monkeypatch.setattr(page, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(page, "_cores", lambda: 2)
-    # Each figure says which process drew it.
-    real = page._png_of
-    monkeypatch.setattr(page, "_png_of", lambda *a: f"{os.getpid()}|{real(*a)}")
-    # As if this process ran one thread (an xdist worker runs execnet's too; they hold no lock
-    # the figures need, which is not true of every thread, hence the rule pinned below).
-    monkeypatch.setattr(threading, "active_count", lambda: 1)
-    parallel = render_html(data.summary, data.steps, data.run)
+data = load_report_dir(Path(sys.argv[1]))
+page.PARALLEL_FROM, page._cores = 2, lambda: 2
+real = page._png_of
+page._png_of = lambda *a: f"{os.getpid()}|{real(*a)}"  # each figure says which process drew it
+sys.stdout.write(f"{os.getpid()}\\n" + page.render_html(data.summary, data.steps, data.run))
+"""
+
+
+def test_figures_drawn_in_worker_processes_make_the_same_page(report_dir: Path, html: str) -> None:
+    # In a process of its own, which runs one thread (as `bandit-bench report` does): this test's
+    # process is an xdist worker with execnet's threads, from which figures are never forked.
+    out = subprocess.run(
+        [sys.executable, "-c", _DRAW_IN_WORKERS, str(report_dir)], capture_output=True, text=True, check=True
+    ).stdout
+    pid, parallel = out.split("\n", 1)
     pids = set(re.findall(r'src="(\d+)\|', parallel))
-    assert pids and str(os.getpid()) not in pids, pids
-    assert re.sub(r'src="\d+\|', 'src="', parallel) == here
+    assert pids and pid not in pids, pids
+    assert re.sub(r'src="\d+\|', 'src="', parallel) == html
 
 
 def test_figures_are_drawn_here_while_another_thread_runs(
