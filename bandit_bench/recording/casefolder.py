@@ -144,21 +144,21 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as err:
         raise CorruptCassetteError(f"manifest {path} cannot be read ({err}). {fix}") from None
+    from bandit_bench.core.formats import FormatError, Manifest, check
+
     try:
         data = json.loads(text)
-        ok = (
-            isinstance(data, dict)
-            and isinstance(data.get("model"), str)
-            and isinstance(data.get("config"), str)
-            and isinstance(data.get("episodes"), dict)
-        )
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        ok = False
-    if not ok:
+    except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser goes
+        why = "nested too deep" if isinstance(err, RecursionError) else f"not valid JSON: {err}"
         raise CorruptCassetteError(
-            f"manifest {path} is not a bandit-bench manifest (expected JSON with model, config and "
-            f"episodes). {fix}"
-        )
+            f"manifest {path} is not a bandit-bench manifest ({why}; expected JSON with model, config "
+            f"and episodes). {fix}"
+        ) from None
+    try:
+        # The shape only; the file's own dict is what callers read and what a write keeps.
+        check(Manifest, data)
+    except FormatError as err:
+        raise CorruptCassetteError(f"manifest {path} is not a bandit-bench manifest ({err}). {fix}") from None
     return data
 
 
@@ -442,17 +442,18 @@ def as_recorded(
     recorded_early = False
     base_url = None
     if manifest is not None and manifest.get("model") == model and manifest.get("config") == config.name:
-        raw = manifest.get("spec")
-        spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        # read_manifest checked the shape (core.formats.ManifestSpec): N and T are whole
+        # numbers >= 1 and the seed one >= 0 where they are given.
+        spec: dict[str, Any] = manifest.get("spec") or {}
         n, t, seed = spec.get("N"), spec.get("T"), spec.get("seed")
-        if not episodes_given and isinstance(n, int) and n >= 1 and n != config.run.episodes:
+        if not episodes_given and n is not None and n != config.run.episodes:
             config = config.with_overrides(episodes=n)
-        if isinstance(t, int) and t >= 1 and t != config.instance.horizon:
+        if t is not None and t != config.instance.horizon:
             config = replace(config, instance=replace(config.instance, horizon=t))
-        if isinstance(seed, int) and seed != config.run.seed:
+        if seed is not None and seed != config.run.seed:
             config = replace(config, run=replace(config.run, seed=seed))
         recorded_early = manifest.get("early_stop") is True
-        base_url = manifest.get("base_url") if isinstance(manifest.get("base_url"), str) else None
+        base_url = manifest.get("base_url")
     if recorded_early:
         return AsRecorded(config, True, base_url)
     if early_stop:

@@ -672,8 +672,6 @@ def summary_rows(
 
 SUMMARY_FILE = "summary.json"
 STEPS_FILE = "steps.jsonl"
-_REQUIRED_SUMMARY = ("model", "config", "k", "delta", "horizon", "episodes")
-_REQUIRED_STEP = ("model", "config", "episode", "t", "arm", "reward", "valid", "best_arm")
 # Columns a folder written by an older version may lack, with the value that means "unknown".
 _SUMMARY_DEFAULTS: dict[str, Any] = {
     "kind": None,
@@ -725,18 +723,8 @@ class CaseEpisodes:
     batch: EpisodeBatch
 
 
-def _summary_row(row: Any, i: int, path: Path) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise ReportDirError(
-            f"{path}: row {i} is {type(row).__name__}; expected an object with the keys "
-            f"{', '.join(_REQUIRED_SUMMARY)}. {_RERUN}"
-        )
-    missing = [k for k in _REQUIRED_SUMMARY if k not in row]
-    if missing:
-        raise ReportDirError(
-            f"{path}: row {i} has no {', '.join(missing)}; expected every row to hold "
-            f"{', '.join(_REQUIRED_SUMMARY)}. {_RERUN}"
-        )
+def _summary_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row checked by ``core.formats.SummaryRow``, with the columns an older version lacks."""
     out = {col: row.get(col) for col in SUMMARY_COLUMNS}
     for col, default in _SUMMARY_DEFAULTS.items():
         if out[col] is None:
@@ -767,19 +755,15 @@ def _read_summary(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             f"{path}: JSON nested deeper than Python's parser goes; expected the object pytest writes "
             f'({{"run": ..., "rows": [...]}}). {_RERUN}'
         ) from None
-    run: Any = {}
-    if isinstance(data, dict):
-        if not isinstance(data.get("rows"), list) or not isinstance(data.get("run", {}), dict):
-            raise ReportDirError(
-                f"{path}: holds a JSON object with the keys {', '.join(sorted(map(str, data))) or 'none'}; "
-                f'expected "run" (an object) and "rows" (a list of summary rows). {_RERUN}'
-            )
-        run, data = data.get("run", {}), data["rows"]
-    if not isinstance(data, list):
-        raise ReportDirError(
-            f'{path}: holds a JSON {type(data).__name__}; expected an object with "run" and "rows". {_RERUN}'
-        )
-    return [_summary_row(row, i, path) for i, row in enumerate(data)], run
+    from bandit_bench.core.formats import FormatError, SummaryFile, check
+
+    if isinstance(data, list):
+        data = {"rows": data}  # a folder of an older version: its rows without the run metadata
+    try:
+        check(SummaryFile, data)
+    except FormatError as err:
+        raise ReportDirError(f"{path}: {err}. {_RERUN}") from None
+    return [_summary_row(row) for row in data["rows"]], data.get("run", {})
 
 
 def _read_steps(path: Path) -> list[dict[str, Any]]:
@@ -788,6 +772,13 @@ def _read_steps(path: Path) -> list[dict[str, Any]]:
             f"{path}: no such file; expected the {STEPS_FILE} a pytest run writes beside {SUMMARY_FILE}. "
             f"{_RERUN}"
         )
+    from pydantic import ValidationError
+
+    from bandit_bench.core.formats import StepLine, as_format_error
+
+    # The model's validator without building a model per line: the lines stay plain dicts, and
+    # the check costs about a third of json.loads per line.
+    validate = StepLine.__pydantic_validator__.validate_python
     steps: list[dict[str, Any]] = []
     try:
         with path.open(encoding="utf-8") as fh:
@@ -802,11 +793,12 @@ def _read_steps(path: Path) -> list[dict[str, Any]]:
                         f"{path}, line {lineno}: not valid JSON ({why}); expected one JSON object per line. "
                         f"{_RERUN}"
                     ) from None
-                if not isinstance(step, dict) or any(k not in step for k in _REQUIRED_STEP):
+                try:
+                    validate(step)
+                except ValidationError as err:
                     raise ReportDirError(
-                        f"{path}, line {lineno}: got {line.strip()[:80]!r}; expected an object with the keys "
-                        f"{', '.join(_REQUIRED_STEP)}. {_RERUN}"
-                    )
+                        f"{path}, line {lineno}: {as_format_error(StepLine, err)}. {_RERUN}"
+                    ) from None
                 steps.append(step)
     except (OSError, UnicodeDecodeError) as err:
         raise ReportDirError(f"{path}: unreadable ({err}); expected a UTF-8 text file. {_RERUN}") from None

@@ -62,7 +62,7 @@ def write_reports(
     }
     # Both human reports come from exactly what the two data files hold (the JSON round trip
     # included), so `bandit-bench report DIR` re-renders them identically.
-    rows = [_summary_row(row, i, report_dir / "summary.json") for i, row in enumerate(table)]
+    rows = [_summary_row(row) for row in table]
     texts.update(_rendered(ReportData(report_dir, rows, steps, document["run"])))
     return replace_set(report_dir, texts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("openai", "vcr", "pandas", "matplotlib", "httpx2", "jinja2")
+HEAVY = ("openai", "vcr", "pandas", "matplotlib", "httpx2", "jinja2", "pydantic")
 
 
 def _loaded_after(statement: str) -> set[str]:

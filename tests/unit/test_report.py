@@ -215,12 +215,37 @@ def test_missing_steps(report_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     ("text", "expected"),
     [
         ("{", "summary.json: not valid JSON"),
-        ('{"model": "x"}', 'summary.json: holds a JSON object with the keys model; expected "run"'),
-        ('{"run": {}, "rows": {}}', 'expected "run" (an object) and "rows" (a list of summary rows)'),
-        ('"x"', 'summary.json: holds a JSON str; expected an object with "run" and "rows"'),
-        ('[{"model": "x"}]', "row 0 has no config, k, delta, horizon, episodes"),
-        ("[1]", "row 0 is int; expected an object"),
-        ('{"run": {}, "rows": [1]}', "row 0 is int; expected an object"),
+        (
+            '{"model": "x"}',
+            "summary.json: rows: no such key (its object holds the key model); expected a list of summary "
+            "rows. Re-run the benchmark",
+        ),
+        ('{"run": {}, "rows": {}}', "summary.json: rows: got {}; expected a list of summary rows. Re-run"),
+        ('{"run": [], "rows": []}', "summary.json: run: got []; expected an object (the run's metadata)."),
+        (
+            '"x"',
+            'summary.json: got \'x\'; expected an object with "run" (an object) and "rows" (a list of '
+            "summary rows). Re-run",
+        ),
+        (
+            '[{"model": "x"}]',
+            "summary.json: rows[0].config: no such key (its object holds the key model); expected a config "
+            "name (text) (and 4 more problems). Re-run",
+        ),
+        (
+            "[1]",
+            "summary.json: rows[0]: got 1; expected an object with model, config, k, delta, horizon, "
+            "episodes.",
+        ),
+        (
+            '{"run": {}, "rows": [1]}',
+            "summary.json: rows[0]: got 1; expected an object with model, config, k, delta, horizon, "
+            "episodes.",
+        ),
+        (
+            '[{"model": "x", "config": "c", "k": 5, "delta": 0.2, "horizon": "100", "episodes": 2}]',
+            "summary.json: rows[0].horizon: got '100'; expected a whole number >= 1. Re-run",
+        ),
     ],
 )
 def test_corrupt_summary(
@@ -235,7 +260,35 @@ def test_corrupt_steps_line(report_dir: Path, capsys: pytest.CaptureFixture[str]
     lines[2] = '{"model": "baseline/ucb"}'
     (report_dir / "steps.jsonl").write_text("\n".join(lines) + "\n")
     err = run_report(capsys, report_dir)
-    assert "steps.jsonl, line 3: got" in err and "expected an object with the keys model, config" in err
+    assert (
+        "steps.jsonl, line 3: config: no such key (its object holds the key model); expected a config name "
+        "(text) (and 6 more problems). Re-run the benchmark"
+    ) in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("[3]", "got [3]; expected an object with model, config, episode, t, arm, reward, valid, best_arm."),
+        (
+            '{"model": "m", "config": "c", "episode": 0, "t": 0, "arm": 1, "reward": 2, "valid": true, '
+            '"best_arm": 0}',
+            "reward: got 2; expected 0 or 1.",
+        ),
+        (
+            '{"model": "m", "config": "c", "episode": 0, "t": 0, "arm": "1", "reward": 1, "valid": true, '
+            '"best_arm": 0}',
+            "arm: got '1'; expected a whole number >= 0.",
+        ),
+    ],
+)
+def test_step_line_of_the_wrong_shape(
+    report_dir: Path, capsys: pytest.CaptureFixture[str], line: str, expected: str
+) -> None:
+    lines = (report_dir / "steps.jsonl").read_text().splitlines()
+    lines[1] = line
+    (report_dir / "steps.jsonl").write_text("\n".join(lines) + "\n")
+    assert f"steps.jsonl, line 2: {expected} Re-run the benchmark" in run_report(capsys, report_dir)
 
 
 def test_steps_that_do_not_fit_the_summary(report_dir: Path) -> None:

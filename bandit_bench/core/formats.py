@@ -1,0 +1,364 @@
+"""The shape of every file bandit-bench reads back, one definition per format (pydantic models).
+
+- ``Manifest`` (with ``ManifestSpec`` and ``ManifestEpisode``): a case folder's
+  ``manifest.json`` (``recording/casefolder.py``);
+- ``CassetteFile`` (with ``Interaction``): an episode cassette, vcrpy's JSON format, checked as
+  JSON before vcrpy reads it (``recording/transport.py``; vcrpy stays the serializer);
+- ``Completion``: a chat completion body, as a cassette holds it and the agent reads it
+  (``recording/transport.py``, ``core/replies.py``);
+- ``SummaryFile`` / ``SummaryRow`` and ``StepLine``: a report folder's ``summary.json`` and
+  ``steps.jsonl`` (``reporting/tables.py``, read back by ``compare`` and ``report``);
+- ``ProjectTable`` and ``ConfigTable``: the ``[tool.bandit_bench]`` table of ``pyproject.toml``
+  or a custom config file, and one named config in it (``plugin/settings.py``,
+  ``core/specs.py``).
+
+The models check *shape* (which keys, which JSON types); what a value means (a design code, a
+horizon's bound, a model id) stays with the constructors that own it (``core/specs.py``, ...).
+Models are strict (no ``"10"`` for 10, no ``true`` for 1) and keep unknown keys where a newer
+version may add some (``extra="allow"``), refusing them only where a typo must not pass silently.
+
+:func:`check` turns pydantic's ``ValidationError`` into a :class:`FormatError` in the project's
+own wording (where, what came, what was expected), built from each field's ``description``;
+readers wrap it in their own exception with the file's path and what to do. pydantic is
+imported by this module only: import it where a file is read, never at start-up
+(``tests/unit/test_imports.py``).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+# What a value that is not there is called in a message.
+MISSING = "nothing (the key is missing)"
+
+
+class _Open(BaseModel):
+    """A JSON object whose unknown keys are kept: a newer version may add some."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Closed(BaseModel):
+    """A JSON/TOML object whose every key is known: an unknown one is a typo to report."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+WholeNumber = Annotated[int, Field(ge=0, description="a whole number >= 0")]
+Count = Annotated[int, Field(ge=1, description="a whole number >= 1")]
+Text = Annotated[str, Field(description="text")]
+
+
+# ---------------------------------------------------------------------------- manifest.json
+
+
+class ManifestSpec(_Open):
+    """What defines a case's requests and instances (``casefolder.config_spec``).
+
+    Every key is optional: a manifest written by hand before ``spec`` existed (the adopted
+    folders) still reads; a key that is there must have its type."""
+
+    design: str | None = Field(None, description="a design code such as BNRN0")
+    instance: str | None = Field(None, description="an instance preset name or null")
+    k: Count | None = None
+    delta: float | None = Field(None, description="a number")
+    T: Count | None = None
+    N: Count | None = None
+    seed: WholeNumber | None = None
+    constrained: bool | None = Field(None, description="true or false")
+    single_round: str | None = Field(None, description="a policy name such as UCB")
+    history_length: Count | None = None
+
+
+class ManifestEpisode(_Open):
+    """One listed episode file: when and in which record mode it was written."""
+
+    recorded_at: str = Field(description="a UTC time such as 2026-01-31T12:00:00Z")
+    record_mode: str = Field(description="a record mode such as once")
+    requests: WholeNumber
+
+
+class DerivedFrom(_Open):
+    config: str = Field(description="the config name this one shortens")
+    T: Count
+
+
+class Manifest(_Open):
+    """A case folder's ``manifest.json`` (format 1; ``casefolder.new_manifest`` writes it)."""
+
+    EXPECTED: ClassVar[str] = "an object with model, config and episodes"
+
+    bandit_bench_manifest: Count | None = None  # 1; a newer format number is read as far as it fits
+    model: str = Field(description="the model id (text)")
+    config: str = Field(description="the config name (text)")
+    episodes: dict[str, ManifestEpisode] = Field(description="an object of episode file -> entry")
+    spec: ManifestSpec | None = None
+    base_url: str | None = Field(None, description="the endpoint's URL (text)")
+    bandit_bench_version: str | None = Field(None, description="a version (text)")
+    record_mode: str | None = Field(None, description="a record mode such as once")
+    recorded_at: str | None = Field(None, description="a UTC time such as 2026-01-31T12:00:00Z")
+    early_stop: bool | None = Field(None, description="true or false")
+    derived_from: DerivedFrom | None = None
+    request: dict[str, Any] | None = Field(None, description="an object (the request sent)")
+    note: str | None = Field(None, description="text")
+
+
+# ---------------------------------------------------------------------------- summary, steps
+
+
+class SummaryRow(_Open):
+    """One row of ``summary.json``: the keys every version wrote; the rest default (tables.py)."""
+
+    model: str = Field(description="a model id (text)")
+    config: str = Field(description="a config name (text)")
+    k: Count
+    delta: float = Field(description="a number")
+    horizon: Count
+    episodes: WholeNumber
+
+
+class SummaryFile(_Open):
+    """``summary.json``: the run's metadata and its rows (a bare list of rows is an older version's)."""
+
+    EXPECTED: ClassVar[str] = 'an object with "run" (an object) and "rows" (a list of summary rows)'
+
+    run: dict[str, Any] = Field(default_factory=dict, description="an object (the run's metadata)")
+    rows: list[SummaryRow] = Field(description="a list of summary rows")
+
+
+class StepLine(_Open):
+    """One line of ``steps.jsonl``: the keys that pair and score an episode."""
+
+    model: str = Field(description="a model id (text)")
+    config: str = Field(description="a config name (text)")
+    episode: WholeNumber
+    t: WholeNumber
+    arm: WholeNumber
+    reward: Annotated[int, Field(ge=0, le=1, description="0 or 1")]
+    valid: bool = Field(description="true or false")
+    best_arm: WholeNumber
+
+
+# ---------------------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a document: where, what came and what was expected.
+
+    ``where``, ``got`` and ``expected`` are the three arguments of ``core.specs.SpecError``, so
+    a TOML table's problem becomes one. ``where`` is empty for the document itself."""
+
+    where: str
+    got: Any  # the value found; MISSING when the key is absent
+    expected: str
+    kind: str = "type"  # "type", "missing" or "extra"
+    siblings: tuple[str, ...] = ()  # for a missing key: the keys its object does hold
+
+    def __str__(self) -> str:
+        if self.kind == "missing":
+            keys = "key" if len(self.siblings) == 1 else "keys"
+            held = f"the {keys} {', '.join(self.siblings)}" if self.siblings else "no keys"
+            got = f"no such key (its object holds {held})"
+        else:
+            got = f"got {show(self.got)}"
+        return (
+            f"{self.where}: {got}; expected {self.expected}"
+            if self.where
+            else f"{got}; expected {self.expected}"
+        )
+
+
+class FormatError(ValueError):
+    """A document that does not have its format's shape; ``problem`` is the first thing wrong."""
+
+    def __init__(self, problem: Problem, more: int = 0) -> None:
+        self.problem = problem
+        self.more = more  # how many further problems the document has
+        also = f" (and {more} more {'problem' if more == 1 else 'problems'})" if more else ""
+        super().__init__(f"{problem}{also}")
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as a message shows it: repr, cut at ``limit`` characters."""
+    if value is MISSING:
+        return MISSING
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"a whole number of {len(str(abs(value)))} digits"  # repr of a huge int is slow
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check(model: type[M], data: Any, where: str = "") -> M:
+    """``data`` as ``model``; a :class:`FormatError` in the project's wording when it does not fit.
+
+    ``where`` prefixes the location (``"[tool.bandit_bench]"``); locations read like
+    ``episodes['000.json'].requests`` or ``rows[2].horizon``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise as_format_error(model, err, where) from None
+
+
+def as_format_error(model: type[BaseModel], err: ValidationError, where: str = "") -> FormatError:
+    """pydantic's error about ``model`` as the project's (for a caller that validated itself)."""
+    return FormatError(first_problem(model, err, where), err.error_count() - 1)
+
+
+def first_problem(model: type[BaseModel], err: ValidationError, where: str = "") -> Problem:
+    """The first of pydantic's errors, as a :class:`Problem` (never pydantic's own dump)."""
+    item = err.errors(include_url=False)[0]
+    loc = tuple(item["loc"])
+    place = location(model, loc, where)
+    if item["type"] == "extra_forbidden":
+        owner = _type_at(model, loc[:-1])
+        known = sorted(f.alias or n for n, f in owner.model_fields.items()) if _is_model(owner) else []
+        owner_place = location(model, loc[:-1], where)
+        return Problem(f"{owner_place} key" if owner_place else "key", loc[-1], f"one of {known}", "extra")
+    expected = expected_at(model, loc)
+    if item["type"] == "missing":
+        # pydantic gives the object that lacks the key as the input.
+        parent = item.get("input")
+        held = tuple(sorted(map(str, parent))) if isinstance(parent, dict) else ()
+        return Problem(place, MISSING, expected, "missing", held)
+    return Problem(place, item.get("input"), expected)
+
+
+def location(model: type[BaseModel], loc: tuple[Any, ...], where: str = "") -> str:
+    """``loc`` as text: fields as ``.name``, list items as ``[i]``, object keys as ``['key']``."""
+    out = where
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+            out += f".{part}" if out else part
+            tp = tp.model_fields[part].annotation
+        elif isinstance(part, int):
+            out += f"[{part}]"
+            tp = _item_type(tp)
+        else:
+            out += f"[{part!r}]"
+            tp = _item_type(tp)
+    return out
+
+
+def expected_at(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """What the field at ``loc`` must hold, in words: its description, else its type's name."""
+    tp: Any = model
+    described = None
+    for part in loc:
+        tp = _unwrap(tp)
+        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+            info = tp.model_fields[part]
+            described = info.description or _annotated_description(info.metadata)
+            tp = info.annotation
+        else:
+            described = None
+            tp = _item_type(tp)
+    return described or _type_words(tp)
+
+
+def _type_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            tp = _item_type(tp)
+    return _unwrap(tp)
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` -> ``X``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, _UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _strip_none(tp: Any) -> Any:
+    """``X | None`` -> ``X`` (``Annotated`` kept, for its description)."""
+    if typing.get_origin(tp) in (typing.Union, _UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _item_type(tp: Any) -> Any:
+    tp = _unwrap(tp)
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin in (list, tuple) and args:
+        return args[0]
+    return Any
+
+
+def _annotated_description(metadata: list[Any]) -> str | None:
+    for m in metadata:
+        if getattr(m, "description", None):
+            return str(m.description)
+    return None
+
+
+def _type_words(tp: Any) -> str:
+    tp = _strip_none(tp)
+    if typing.get_origin(tp) is Annotated:
+        described = _annotated_description(list(typing.get_args(tp)[1:]))
+        if described:
+            return described
+    tp = _unwrap(tp)
+    origin = typing.get_origin(tp) or tp
+    if _is_model(tp) and getattr(tp, "EXPECTED", None):
+        return str(tp.EXPECTED)
+    if _is_model(tp):
+        required = [f.alias or n for n, f in tp.model_fields.items() if f.is_required()]
+        return f"an object with {', '.join(required)}" if required else "an object"
+    words = {
+        str: "text",
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        dict: "an object",
+        list: "a list",
+    }
+    return words.get(origin, "a value of the documented type")
+
+
+_UnionType = type(int | None)
+
+
+__all__ = [
+    "MISSING",
+    "FormatError",
+    "Manifest",
+    "ManifestEpisode",
+    "ManifestSpec",
+    "Problem",
+    "StepLine",
+    "as_format_error",
+    "SummaryFile",
+    "SummaryRow",
+    "check",
+    "show",
+]

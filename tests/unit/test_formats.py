@@ -1,0 +1,183 @@
+"""The file formats' one definition each (core/formats.py), seen through the readers users meet.
+
+Each malformed file gives the project's message (which file, where in it, what came, what was
+expected, what to do), never pydantic's own dump; a file an older version wrote still reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bandit_bench.core.formats import FormatError, Manifest, StepLine, SummaryFile, check
+from bandit_bench.recording.casefolder import as_recorded, read_manifest
+from bandit_bench.recording.transport import CorruptCassetteError
+
+FIX = (
+    "Restore it from version control (git checkout -- FILE), or delete the folder's files and record the "
+    "case again with --record-mode=rewrite."
+)
+
+
+def manifest(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "bandit_bench_manifest": 1,
+        "model": "local/m",
+        "config": "BNRN0-hard-T25",
+        "spec": {"design": "BNRN0", "instance": "hard", "k": 5, "delta": 0.2, "T": 25, "N": 5, "seed": 0},
+        "base_url": "http://127.0.0.1:8080/v1",
+        "bandit_bench_version": "0.1.0",
+        "record_mode": "once",
+        "recorded_at": "2026-01-31T12:00:00Z",
+        "episodes": {
+            "000.json": {"recorded_at": "2026-01-31T12:00:00Z", "record_mode": "once", "requests": 25}
+        },
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def write(folder: Path, data: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    return folder / "manifest.json"
+
+
+def refusal(folder: Path) -> str:
+    with pytest.raises(CorruptCassetteError) as err:
+        read_manifest(folder)
+    assert "pydantic" not in str(err.value) and "validation error" not in str(err.value)
+    return str(err.value)
+
+
+# ---------------------------------------------------------------------------- manifest.json
+
+
+def test_a_manifest_reads_as_the_dict_in_the_file(tmp_path: Path) -> None:
+    data = manifest(note="adopted", early_stop=True, future_key={"x": 1})
+    write(tmp_path, data)
+    # Unknown keys (a newer version's) are kept as they are: a write keeps them too.
+    assert read_manifest(tmp_path) == data
+
+
+def test_a_manifest_without_the_optional_keys_of_later_versions_reads(tmp_path: Path) -> None:
+    old = {"model": "m", "config": "c", "episodes": {}}
+    write(tmp_path, old)
+    assert read_manifest(tmp_path) == old
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (manifest(model=7), "model: got 7; expected the model id (text)"),
+        (
+            manifest(config=None),
+            "config: no such key (its object holds the keys bandit_bench_manifest, bandit_bench_version, "
+            "base_url, episodes, model, record_mode, recorded_at, spec); expected the config name (text)",
+        ),
+        (
+            manifest(episodes=["000.json"]),
+            "episodes: got ['000.json']; expected an object of episode file -> entry",
+        ),
+        (
+            manifest(episodes={"000.json": {"recorded_at": "x", "record_mode": "once", "requests": -1}}),
+            "episodes['000.json'].requests: got -1; expected a whole number >= 0",
+        ),
+        (
+            manifest(episodes={"000.json": {"recorded_at": "x", "requests": 3}}),
+            "episodes['000.json'].record_mode: no such key (its object holds the keys recorded_at, "
+            "requests); expected a record mode such as once",
+        ),
+        (manifest(spec={"N": "10"}), "spec.N: got '10'; expected a whole number >= 1"),
+        (manifest(spec={"T": True}), "spec.T: got True; expected a whole number >= 1"),
+        (manifest(spec={"seed": -1}), "spec.seed: got -1; expected a whole number >= 0"),
+        (manifest(spec=[5]), "spec: got [5]; expected an object"),
+        (manifest(early_stop="yes"), "early_stop: got 'yes'; expected true or false"),
+        (
+            manifest(derived_from={"config": "x"}),
+            "derived_from.T: no such key (its object holds the key config); expected a whole number >= 1",
+        ),
+        ([1, 2], "got [1, 2]; expected an object with model, config and episodes"),
+        (
+            manifest(model=1, config=2),
+            "model: got 1; expected the model id (text) (and 1 more problem)",
+        ),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_is_refused_saying_where(
+    tmp_path: Path, data: Any, problem: str
+) -> None:
+    path = write(tmp_path, data)
+    assert refusal(tmp_path) == f"manifest {path} is not a bandit-bench manifest ({problem}). {FIX}"
+
+
+def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"model": "m",')
+    assert refusal(tmp_path) == (
+        f"manifest {path} is not a bandit-bench manifest (not valid JSON: Expecting property name enclosed "
+        "in double quotes: line 1 column 15 (char 14); expected JSON with model, config and episodes). " + FIX
+    )
+
+
+def test_a_replay_takes_n_t_and_seed_from_a_checked_spec(tmp_path: Path) -> None:
+    from bandit_bench.core.specs import BUILTIN_CONFIGS
+    from bandit_bench.recording.transport import case_dir
+
+    config = BUILTIN_CONFIGS["BNRN0-hard-T25"]
+    folder = case_dir(tmp_path, "local/m", config.name)
+    write(folder, manifest(spec={"N": 3, "T": 7, "seed": 11}))
+    got = as_recorded(tmp_path, "local/m", config, episodes_given=False, early_stop=False)
+    assert (got.config.run.episodes, got.config.instance.horizon, got.config.run.seed) == (3, 7, 11)
+    assert got.base_url == "http://127.0.0.1:8080/v1"
+    # A spec of the wrong shape is not half-used: the replay runs the config, and the run
+    # itself reports the damaged manifest (read_manifest above).
+    write(folder, manifest(spec={"N": 3, "T": "7"}))
+    got = as_recorded(tmp_path, "local/m", config, episodes_given=False, early_stop=False)
+    assert (got.config.run.episodes, got.config.instance.horizon) == (
+        config.run.episodes,
+        config.instance.horizon,
+    )
+
+
+# ---------------------------------------------------------------------------- the checker itself
+
+
+def test_check_returns_the_model_and_keeps_pydantic_out_of_the_message() -> None:
+    assert (
+        check(
+            StepLine,
+            {
+                "model": "m",
+                "config": "c",
+                "episode": 0,
+                "t": 1,
+                "arm": 2,
+                "reward": 1,
+                "valid": True,
+                "best_arm": 0,
+                "raw": "2",
+            },
+        ).arm
+        == 2
+    )
+    with pytest.raises(FormatError) as err:
+        check(
+            SummaryFile,
+            {"rows": [{"model": "m", "config": "c", "k": 5, "delta": "0.2", "horizon": 10, "episodes": 1}]},
+        )
+    assert str(err.value) == "rows[0].delta: got '0.2'; expected a number"
+    assert err.value.problem.where == "rows[0].delta" and err.value.problem.got == "0.2"
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_long_or_huge_value_is_cut_in_the_message() -> None:
+    with pytest.raises(
+        FormatError, match=r"^model: got \['xxxxx.*\.\.\.; expected the model id \(text\)$"
+    ) as err:
+        check(Manifest, {"model": ["x" * 500], "config": "c", "episodes": {}})
+    assert len(str(err.value)) < 130
+    with pytest.raises(FormatError, match=r"^model: got a whole number of 400 digits; expected the model"):
+        check(Manifest, {"model": 10**399, "config": "c", "episodes": {}})
