@@ -34,8 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
-# What a value that is not there is called in a message.
-MISSING = "nothing (the key is missing)"
+
+class _Missing:
+    """The value of a key that is not there: ``got nothing`` in a message."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+MISSING: Any = _Missing()
 
 
 class _Open(BaseModel):
@@ -145,6 +152,62 @@ class StepLine(_Open):
     best_arm: WholeNumber
 
 
+# ---------------------------------------------------------------------------- pyproject.toml
+
+
+class ConfigTable(_Closed):
+    """``[tool.bandit_bench.configs.NAME]``: one named config (``core.specs.config_from_table``).
+
+    Types only, in the words of the constructors that check the values (``InstanceSpec``,
+    ``RunSpec``, ``CaseConfig``), so a wrong type and a wrong value read alike."""
+
+    EXPECTED: ClassVar[str] = "a table of config fields"
+
+    # DesignSpec.parse checks the code and says what a code is; instance_preset names the presets.
+    design: Any = Field(description="a design code such as BNRN0 or BSSC~0")
+    instance: Any = None
+    k: int | None = Field(None, description="an integer >= 2")
+    delta: float | None = Field(None, description="a number in (0, 1)")
+    horizon: int | None = Field(None, description="an integer >= 1")
+    episodes: int | None = Field(None, description="an integer >= 1")
+    seed: int | None = Field(None, description="an integer >= 0")
+    min_format_compliance: float | None = Field(None, description="a number in [0, 1]")
+    min_best_arm_rate: float | None = Field(None, description="a number in [0, 1]")
+    constrained: bool | None = Field(None, description="true or false")
+    xfail_models: list[Annotated[str, Field(description="a model id (text)")]] | None = Field(
+        None, description="a list of model ids"
+    )
+
+
+class PriceTable(_Closed):
+    """``[tool.bandit_bench.prices]``: one model's price (``plugin.settings.Price``)."""
+
+    EXPECTED: ClassVar[str] = "{ prompt = USD per 1M tokens, completion = USD per 1M tokens }"
+
+    prompt: float = Field(ge=0, description="USD per 1M prompt tokens (a number >= 0)")
+    completion: float = Field(ge=0, description="USD per 1M completion tokens (a number >= 0)")
+
+
+class ProjectTable(_Closed):
+    """``[tool.bandit_bench]`` of ``pyproject.toml`` (``plugin.settings.settings_from_table``).
+
+    Each config is checked as a ``ConfigTable`` under its own name, each ``models`` table by
+    ``running.profiles.check_table`` (also the ``--request-profile`` checker, with its hints)."""
+
+    EXPECTED: ClassVar[str] = "a table"
+
+    configs: dict[str, Any] = Field(default_factory=dict, description="a table of named configs")
+    xfail: dict[str, list[Annotated[str, Field(description="a config name (text)")]]] = Field(
+        default_factory=dict, description="a table of model id = [config names]"
+    )
+    prices: dict[str, PriceTable] = Field(
+        default_factory=dict, description="a table of model id = {prompt, completion}"
+    )
+    models: dict[str, Any] = Field(
+        default_factory=dict, description='a table of "<model id or pattern>" = { settings }'
+    )
+
+
 # ---------------------------------------------------------------------------- problems
 
 
@@ -187,8 +250,6 @@ class FormatError(ValueError):
 
 def show(value: Any, limit: int = 60) -> str:
     """A value as a message shows it: repr, cut at ``limit`` characters."""
-    if value is MISSING:
-        return MISSING
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
         return f"a whole number of {len(str(abs(value)))} digits"  # repr of a huge int is slow
     text = repr(value)
@@ -199,7 +260,7 @@ def check(model: type[M], data: Any, where: str = "") -> M:
     """``data`` as ``model``; a :class:`FormatError` in the project's wording when it does not fit.
 
     ``where`` prefixes the location (``"[tool.bandit_bench]"``); locations read like
-    ``episodes['000.json'].requests`` or ``rows[2].horizon``."""
+    ``episodes.'000.json'.requests`` or ``rows[2].horizon``."""
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -231,7 +292,7 @@ def first_problem(model: type[BaseModel], err: ValidationError, where: str = "")
 
 
 def location(model: type[BaseModel], loc: tuple[Any, ...], where: str = "") -> str:
-    """``loc`` as text: fields as ``.name``, list items as ``[i]``, object keys as ``['key']``."""
+    """``loc`` as text: fields as ``.name``, list items as ``[i]``, object keys as ``.'key'``."""
     out = where
     tp: Any = model
     for part in loc:
@@ -243,7 +304,7 @@ def location(model: type[BaseModel], loc: tuple[Any, ...], where: str = "") -> s
             out += f"[{part}]"
             tp = _item_type(tp)
         else:
-            out += f"[{part!r}]"
+            out += f".{part!r}"  # a table's or object's own key, as pyproject's errors always wrote it
             tp = _item_type(tp)
     return out
 
@@ -360,5 +421,8 @@ __all__ = [
     "SummaryFile",
     "SummaryRow",
     "check",
+    "ConfigTable",
+    "PriceTable",
+    "ProjectTable",
     "show",
 ]

@@ -23,16 +23,19 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 # Price lives with the one cost rule (core.replies.cost_usd), which the report uses too.
 from bandit_bench.core.replies import Price
-from bandit_bench.core.specs import BUILTIN_CONFIGS, CaseConfig, SpecError, config_from_table
-
-_KNOWN_TABLES = {"configs", "xfail", "prices", "models"}
+from bandit_bench.core.specs import (
+    BUILTIN_CONFIGS,
+    CaseConfig,
+    SpecError,
+    check_table_shape,
+    config_from_table,
+)
 
 
 @dataclass(frozen=True)
@@ -81,50 +84,26 @@ def load_settings(pyproject: Path | None) -> ProjectSettings:
 
 def settings_from_table(table: Any, source: Path | None = None) -> ProjectSettings:
     where = "[tool.bandit_bench]"
-    if not isinstance(table, Mapping):
-        raise SpecError(where, table, "a table")
-    unknown = set(table) - _KNOWN_TABLES
-    if unknown:
-        raise SpecError(f"{where} key", sorted(unknown)[0], f"one of {sorted(_KNOWN_TABLES)}")
+    # Which keys, which types (core.formats.ProjectTable); what the names mean is checked here.
+    check_table_shape("ProjectTable", table, where)
     configs = dict(BUILTIN_CONFIGS)
-    raw_configs = table.get("configs", {})
-    if not isinstance(raw_configs, Mapping):
-        raise SpecError(f"{where}.configs", raw_configs, "a table of named configs")
     from bandit_bench.running.runner import validate_model
 
-    for name, cfg in raw_configs.items():
+    for name, cfg in table.get("configs", {}).items():
         configs[name] = config_from_table(name, cfg)
         for model in configs[name].xfail_models:
             _check_model(f"{where}.configs.{name!r}.xfail_models", model, validate_model)
     xfail: dict[str, frozenset[str]] = {}
-    raw_xfail = table.get("xfail", {})
-    if not isinstance(raw_xfail, Mapping):
-        raise SpecError(f"{where}.xfail", raw_xfail, "a table of model id = [config names]")
-    for model, names in raw_xfail.items():
+    for model, names in table.get("xfail", {}).items():
         _check_model(f"{where}.xfail", model, validate_model)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise SpecError(f"{where}.xfail.{model!r}", names, "a list of config names")
         missing = [n for n in names if n not in configs]
         if missing:
             raise SpecError(f"{where}.xfail.{model!r}", missing[0], f"one of the configs {sorted(configs)}")
         xfail[model] = frozenset(names)
-    prices: dict[str, Price] = {}
-    raw_prices = table.get("prices", {})
-    if not isinstance(raw_prices, Mapping):
-        raise SpecError(f"{where}.prices", raw_prices, "a table of model id = {prompt, completion}")
-    for model, p in raw_prices.items():
-        ok = (
-            isinstance(p, Mapping)
-            and set(p) == {"prompt", "completion"}
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in p.values())
-        )
-        if not ok:
-            raise SpecError(
-                f"{where}.prices.{model!r}",
-                p,
-                "{ prompt = USD per 1M tokens, completion = USD per 1M tokens }",
-            )
-        prices[model] = Price(float(p["prompt"]), float(p["completion"]))
+    prices = {
+        model: Price(float(p["prompt"]), float(p["completion"]))
+        for model, p in table.get("prices", {}).items()
+    }
     from bandit_bench.running.profiles import ProfileSettings
 
     profiles = ProfileSettings.from_tables(table.get("models", {}))

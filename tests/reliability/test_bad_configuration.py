@@ -33,7 +33,7 @@ BAD_CONFIG_TABLES: dict[str, tuple[str, str]] = {
     "design-not-a-string": ("design = 5", f"{BAD}.design: got 5; expected {CODE}"),
     "missing-design": (
         "horizon = 5",
-        f"{BAD}.design: got None; expected a design code such as BNRN0 or BSSC~0",
+        f"{BAD}.design: got nothing; expected a design code such as BNRN0 or BSSC~0",
     ),
     "k-1": ('design = "BNRN0"\nk = 1', f"{BAD}.k: got 1; expected an integer >= 2"),
     "k-0": ('design = "BNRN0"\nk = 0', f"{BAD}.k: got 0; expected an integer >= 2"),
@@ -134,8 +134,8 @@ BAD_TABLES: dict[str, tuple[str, str]] = {
     ),
     "negative-price": (
         '[tool.bandit_bench.prices]\n"sim/x" = { prompt = -1, completion = 1 }\n',
-        "[tool.bandit_bench].prices.'sim/x': got {'prompt': -1, 'completion': 1}; "
-        "expected { prompt = USD per 1M tokens, completion = USD per 1M tokens }",
+        "[tool.bandit_bench].prices.'sim/x'.prompt: got -1; "
+        "expected USD per 1M prompt tokens (a number >= 0)",
     ),
     "ini-concurrency-not-a-number": (
         '[tool.pytest.ini_options]\nbandit_concurrency = "eight"\n',

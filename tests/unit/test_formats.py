@@ -84,11 +84,11 @@ def test_a_manifest_without_the_optional_keys_of_later_versions_reads(tmp_path: 
         ),
         (
             manifest(episodes={"000.json": {"recorded_at": "x", "record_mode": "once", "requests": -1}}),
-            "episodes['000.json'].requests: got -1; expected a whole number >= 0",
+            "episodes.'000.json'.requests: got -1; expected a whole number >= 0",
         ),
         (
             manifest(episodes={"000.json": {"recorded_at": "x", "requests": 3}}),
-            "episodes['000.json'].record_mode: no such key (its object holds the keys recorded_at, "
+            "episodes.'000.json'.record_mode: no such key (its object holds the keys recorded_at, "
             "requests); expected a record mode such as once",
         ),
         (manifest(spec={"N": "10"}), "spec.N: got '10'; expected a whole number >= 1"),
@@ -181,3 +181,82 @@ def test_a_long_or_huge_value_is_cut_in_the_message() -> None:
     assert len(str(err.value)) < 130
     with pytest.raises(FormatError, match=r"^model: got a whole number of 400 digits; expected the model"):
         check(Manifest, {"model": 10**399, "config": "c", "episodes": {}})
+
+
+# ---------------------------------------------------------------------------- [tool.bandit_bench]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"xfail": {"sim/x": ["BNRN0-hard-T25", 3]}},
+            "[tool.bandit_bench].xfail.'sim/x'[1]: got 3; expected a config name (text)",
+        ),
+        (
+            {"xfail": {"sim/x": "BNRN0-hard-T25"}},
+            "[tool.bandit_bench].xfail.'sim/x': got 'BNRN0-hard-T25'; expected a list",
+        ),
+        (
+            {"prices": {"sim/x": {"prompt": 1, "completion": 2, "cached": 0.5}}},
+            "[tool.bandit_bench].prices.'sim/x' key: got 'cached'; expected one of ['completion', 'prompt']",
+        ),
+        (
+            {"prices": {"sim/x": {"prompt": 1}}},
+            "[tool.bandit_bench].prices.'sim/x'.completion: got nothing; "
+            "expected USD per 1M completion tokens (a number >= 0)",
+        ),
+        (
+            {"prices": {"sim/x": {"prompt": "1", "completion": 2}}},
+            "[tool.bandit_bench].prices.'sim/x'.prompt: got '1'; "
+            "expected USD per 1M prompt tokens (a number >= 0)",
+        ),
+        (
+            {"models": 3},
+            '[tool.bandit_bench].models: got 3; expected a table of "<model id or pattern>" = { settings }',
+        ),
+        (
+            {"configs": {"c": {"design": "BNRN0", "xfail_models": "sim/x"}}},
+            "[tool.bandit_bench.configs.'c'].xfail_models: got 'sim/x'; expected a list of model ids",
+        ),
+        (
+            {"configs": {"c": {"design": "BNRN0", "horizon": "100"}}},
+            "[tool.bandit_bench.configs.'c'].horizon: got '100'; expected an integer >= 1",
+        ),
+        (
+            {"configs": {"c": {"horizon": 100}}},
+            "[tool.bandit_bench.configs.'c'].design: got nothing; "
+            "expected a design code such as BNRN0 or BSSC~0",
+        ),
+        (
+            {"configs": {"c": {"design": "BNRN0", "T": 100}}},
+            "[tool.bandit_bench.configs.'c'] key: got 'T'; expected one of ['constrained', 'delta', "
+            "'design', 'episodes', 'horizon', 'instance', 'k', 'min_best_arm_rate', 'min_format_compliance', "
+            "'seed', 'xfail_models']",
+        ),
+    ],
+)
+def test_a_project_table_of_the_wrong_shape_names_the_field(table: dict[str, Any], message: str) -> None:
+    from bandit_bench.core.specs import SpecError
+    from bandit_bench.plugin.settings import settings_from_table
+
+    with pytest.raises(SpecError) as err:
+        settings_from_table(table)
+    assert str(err.value) == message
+
+
+def test_a_well_formed_project_table_reads() -> None:
+    from bandit_bench.plugin.settings import settings_from_table
+
+    settings = settings_from_table(
+        {
+            "configs": {
+                "c": {"design": "BNRN0", "k": 3, "delta": 0.3, "horizon": 20, "xfail_models": ["sim/x"]}
+            },
+            "xfail": {"sim/y": ["c"]},
+            "prices": {"sim/x": {"prompt": 1, "completion": 2.5}},
+        }
+    )
+    assert settings.configs["c"].instance.k == 3 and settings.configs["c"].xfail_models == ("sim/x",)
+    assert settings.xfail == {"sim/y": frozenset({"c"})}
+    assert (settings.prices["sim/x"].prompt, settings.prices["sim/x"].completion) == (1.0, 2.5)
