@@ -265,7 +265,9 @@ def register_url(url: str) -> None:
         m = _USERINFO_PARTS.match(url)
         if m is None:
             return
-        username, _, password = m.group(1).rpartition("@")[2].partition(":")
+        # The group is the whole userinfo (up to the last '@', as urlsplit reads it): a password
+        # may hold an unencoded '@' or ':' of its own.
+        username, _, password = m.group(1).partition(":")
         password = password or None
     if password is None and username is None:
         return
