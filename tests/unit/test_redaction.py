@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from base64 import b64encode
+from base64 import b64encode, urlsafe_b64encode
+from urllib.parse import quote
 
 import pytest
 
@@ -18,8 +19,19 @@ from bandit_bench.recording.redaction import (
     redact_obj,
     register,
     register_url,
+    secret_query_values,
+    shown_url,
     strip_userinfo,
 )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test registers into an empty registry, restored afterwards: a fixed secret is then
+    registered by the code under test every time (a registry that already holds it, from an
+    earlier test in the process, would make the registering a no-op and hide a broken one)."""
+    monkeypatch.setattr(redaction, "_secrets", set())
+    monkeypatch.setattr(redaction, "_pattern", None)
 
 
 def test_registered_secrets_and_url_credentials_are_replaced_wherever_they_appear() -> None:
@@ -179,3 +191,108 @@ def test_echoed_spellings_of_a_key_are_replaced_escaped_decoded_and_base64() -> 
     assert "[redacted]" in json.loads(out)["b"]
     assert redact(key.replace("/", "\\/")) == "[redacted]"
     assert key.encode() not in out
+
+
+# ---------------------------------------------------------------- mutation testing (issue 24)
+
+
+def test_a_key_of_exactly_the_minimum_length_is_redacted_inside_a_longer_word() -> None:
+    eight = "q7w8e9r0"  # MIN_SECRET_LENGTH characters: searched for anywhere, not as a token only
+    register(eight)
+    assert redact(f"x{eight}y and {eight}9") == "x[redacted]y and [redacted]9"
+    # Its base64 spellings are registered too (a server echoing the Basic or Bearer credential).
+    assert redact(b64encode(eight.encode()).decode()) == "[redacted]A="
+    assert redact(b64encode(f"Bearer {eight}".encode()).decode()) == "QmVhcmVyIH[redacted]"
+
+
+def test_a_base64_echo_keeps_only_the_characters_that_mix_the_key_with_its_neighbours() -> None:
+    """Base64 of a text holding the key, at each of the three byte alignments the key can sit
+    at: every character made only of the key's bits is replaced; the one or two characters at
+    each end that also hold a neighbour's bits stay (they cannot spell the key)."""
+    key = "sk-b64-align-0123456789x"  # 24 bytes
+    register(key)
+    for prefix, (start, end) in ((b"ab:", (4, 36)), (b"abc:", (6, 37)), (b"abcd:", (7, 38))):
+        text = b64encode(prefix + key.encode() + b":end").decode()
+        assert redact(text) == text[:start] + "[redacted]" + text[end:], prefix
+    # The URL-safe alphabet (- and _ for + and /), as in a JWT or a signed URL.
+    plus_slash = "sk-~~~???~~~???-0123456"
+    register(plus_slash)
+    encoded = urlsafe_b64encode(b"token:" + plus_slash.encode()).decode()
+    assert "-" in encoded and "_" in encoded
+    assert redact(encoded) == "dG9rZW46[redacted]Y="  # Y: the last 2 bits of the key, then padding
+
+
+def test_a_json_escaped_echo_of_a_non_ascii_key_is_redacted_in_both_escapings() -> None:
+    """A server quoting the key inside a JSON text that is itself in a message: escaped with
+    ``\\u00e4`` (Python, ensure_ascii) or with only the quote escaped (JavaScript's JSON)."""
+    value = 'sk-p\u00e4sswort"-0123456789'
+    register(value)
+    for escaped in ('sk-p\\u00e4sswort\\"-0123456789', 'sk-p\u00e4sswort\\"-0123456789'):
+        assert redact(f'HTTP 401: {{"detail": "bad key {escaped}"}}') == (
+            'HTTP 401: {"detail": "bad key [redacted]"}'
+        ), escaped
+
+
+def test_a_json_body_that_is_not_utf8_comes_back_as_utf8_json() -> None:
+    body = '{"a": "plain \u00e4 text"}'
+    assert redact_bytes(body.encode("utf-16")) == b'{"a": "plain \\u00e4 text"}'
+    assert redact_bytes(body.encode("utf-8")) == body.encode("utf-8")  # untouched: the same bytes
+
+
+def test_shown_url_hides_every_query_value_but_the_api_version() -> None:
+    url = "https://u:pw-0123456789@res.openai.azure.com/openai?API-Version=2024-06-01&api-key=abc&blank=#x"
+    assert shown_url(url) == (
+        "https://res.openai.azure.com/openai?API-Version=2024-06-01&api-key=[redacted]&blank=[redacted]"
+    )
+    assert shown_url("http://[::1/v1?api-key=abc") == "(unparseable URL, not shown)"
+
+
+def test_secret_query_values_are_every_value_but_the_api_version_even_unparseable() -> None:
+    url = "https://h.example/v1?api-key=K1&API-VERSION=2024-06-01&code=C%2F2&blank=#sig=frag"
+    assert secret_query_values(url) == ["K1", "C/2", ""]
+    # urlsplit refuses the bracket: the query is still found, up to the fragment.
+    assert secret_query_values("http://[::1/v1?code=abc?def&sig=xyz#frag") == ["abc?def", "xyz"]
+    assert secret_query_values("http://[::1/v1?code=abc") == ["abc"]
+    assert secret_query_values("http://[::1/v1") == []
+
+
+def test_a_query_credential_is_redacted_as_sent_and_as_decoded() -> None:
+    value = "sig/with+specials=0123"
+    url = f"https://h.example/v1?code={quote(value, safe='')}&api-version=2024-06-01"
+    register_url(url)
+    assert redact(url) == "https://h.example/v1?code=[redacted]&api-version=2024-06-01"
+    assert redact(f"<{value}>") == "<[redacted]>"
+
+
+def test_an_unparseable_url_registers_a_password_holding_at_signs_and_colons() -> None:
+    """The password of a URL that cannot be sent is registered before the error refusing the
+    URL is made; it is split from the user as urlsplit does (first ':', last '@')."""
+    password = "p@ss:word-0123456789"
+    register_url(f"http://alice:{password}@[::1/v1")
+    assert redact(f"<{password}>") == "<[redacted]>"
+    assert redact(b64encode(f"alice:{password}".encode()).decode()) == "[redacted]"
+    register_url("http://[::1/v1?nothing")  # no userinfo: nothing to register, no error
+
+
+def _record(name: str, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.DEBUG, __file__, 1, msg, None, None)
+
+
+def test_the_response_headers_httpcore_logs_are_not_shown_and_nothing_else_is_cut() -> None:
+    """A server can split a key over two headers no search finds; httpcore's DEBUG trace of
+    the response headers is cut at its return value, however the headers spell it."""
+    headers = (
+        "(b'HTTP/1.1', 200, b'OK', [(b'X-Key-Head', b'sk-half'), (b'X-Echo', b' return_value=sk-tail')])"
+    )
+    record = _record("httpcore2.http11", f"receive_response_headers.complete return_value={headers}")
+    assert redaction._FILTER.filter(record) is True
+    assert record.getMessage() == (
+        "receive_response_headers.complete return_value=(headers not shown by bandit-bench)"
+    )
+    for name, message in (
+        ("bandit_bench.x", f"receive_response_headers.complete return_value={headers}"),
+        ("httpcore2.http11", "receive_response_headers.started request=<Request [b'POST']>"),
+    ):
+        record = _record(name, message)
+        redaction._FILTER.filter(record)
+        assert record.getMessage() == message
