@@ -116,6 +116,50 @@ class Manifest(_Open):
     note: str | None = Field(None, description="text")
 
 
+# ---------------------------------------------------------------------------- cassettes
+
+
+class CassetteRequest(_Closed):
+    """A recorded request, as vcrpy's ``Request(**fields)`` takes it: these four keys, no other."""
+
+    method: str = Field(description="text")
+    uri: str = Field(description="text")
+    body: str | None = Field(description="text")
+    headers: dict[str, Any] = Field(description="an object of header name -> values")
+
+
+class CassetteStatus(_Open):
+    # 100-599 and 2xx are checked by the transport, which says why a cassette holds only 2xx.
+    code: int = Field(description="an HTTP status code")
+
+
+class CassetteBody(_Open):
+    string: str = Field(description="text")
+
+
+class CassetteResponse(_Open):
+    """A recorded response; its header values (text or lists of text) are checked by the transport."""
+
+    status: CassetteStatus
+    headers: dict[str, Any] = Field(default_factory=dict, description="an object of header name -> values")
+    body: CassetteBody
+
+
+class CassetteInteraction(_Open):
+    request: CassetteRequest
+    response: CassetteResponse
+
+
+class CassetteFile(_Open):
+    """An episode cassette, vcrpy's JSON format (``recording/transport.py`` reads and writes it
+    through vcrpy; this is what vcrpy's reader needs, checked before it runs)."""
+
+    EXPECTED: ClassVar[str] = "vcrpy's JSON object with interactions"
+
+    version: int | None = Field(None, description="1 (vcrpy's cassette format)")
+    interactions: list[CassetteInteraction] = Field(description="a list of interactions")
+
+
 # ---------------------------------------------------------------------------- summary, steps
 
 
@@ -410,6 +454,7 @@ _UnionType = type(int | None)
 
 
 __all__ = [
+    "CassetteFile",
     "MISSING",
     "FormatError",
     "Manifest",

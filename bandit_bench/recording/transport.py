@@ -415,16 +415,18 @@ def _unusable_response(message: str, request: httpx2.Request) -> Exception:
 def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     """Read a cassette with vcrpy's serializer; a damaged file gives an error naming it."""
     from vcr.serialize import deserialize
-    from vcr.serializers import jsonserializer
+
+    from bandit_bench.core.formats import CassetteFile, FormatError, check
 
     try:
         check_file(path)
-        text = path.read_text(encoding="utf-8")
+        data = json.loads(path.read_text(encoding="utf-8"))
         try:
-            loaded = deserialize(text, jsonserializer)
-        except (KeyError, TypeError, AttributeError) as err:
-            # vcrpy's own message ("'int' object has no attribute 'decode'") does not say where.
-            raise _NotACassette(_diagnose(text) or f"{type(err).__name__}: {err}") from None
+            check(CassetteFile, data)  # what vcrpy's reader needs, before it runs
+        except FormatError as err:
+            raise _NotACassette(_shape_problem(err)) from None
+        # vcrpy builds its requests and responses from the JSON parsed once, here.
+        loaded = deserialize(data, _Parsed)
         requests, responses = list(loaded[0]), list(loaded[1])
         for i, (req, resp) in enumerate(zip(requests, responses, strict=True)):
             _check_interaction(i, req, resp)
@@ -435,24 +437,27 @@ def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     return requests, responses
 
 
-def _diagnose(text: str) -> str | None:
-    """Which field of which interaction vcrpy could not read (None if it cannot be told)."""
-    try:
-        interactions = json.loads(text)["interactions"]
-        for i, item in enumerate(interactions):
-            req, resp = item["request"], item["response"]
-            for name in ("method", "uri"):
-                if not isinstance(req.get(name), str):
-                    return f"interaction {i + 1}: request.{name} is {_show(req.get(name))}, not text"
-            if not isinstance(req.get("body"), (str, type(None))):
-                return f"interaction {i + 1}: request.body is {_show(req.get('body'))}, not text"
-            body = resp.get("body") if isinstance(resp, dict) else None
-            if not isinstance(body, dict) or not isinstance(body.get("string"), str):
-                got = body.get("string") if isinstance(body, dict) else body
-                return f"interaction {i + 1}: response.body.string is {_show(got)}, not text"
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return None
-    return None
+class _Parsed:
+    """vcrpy's serializer interface (``deserialize``) over JSON already parsed and checked."""
+
+    @staticmethod
+    def deserialize(data: Any) -> Any:
+        return data
+
+
+def _shape_problem(err: Any) -> str:
+    """A cassette's shape problem (``core.formats.FormatError``) as the cassette messages say it:
+    ``interaction 3: request.uri is 5, not text``."""
+    p = err.problem
+    where = p.where or "the file"
+    m = re.match(r"interactions\[(\d+)\]\.?(.*)", where)
+    if m:
+        where = f"interaction {int(m[1]) + 1}: {m[2]}" if m[2] else f"interaction {int(m[1]) + 1}"
+    if p.kind == "missing":
+        return f"{where} is missing; expected {p.expected}"
+    if p.kind == "extra":
+        return f"{where} {_show(p.got)} is not one vcrpy reads; expected {p.expected}"
+    return f"{where} is {_show(p.got)}, not {p.expected}"
 
 
 # A cassette of 1000 steps with long chain-of-thought replies is a few MB; anything this large
@@ -501,23 +506,8 @@ def check_file(path: Path, limit: int = MAX_CASSETTE_BYTES, what: str = "a casse
 
 
 def _check_interaction(i: int, req: Any, resp: Any) -> None:
-    """What replay reads must have the right types: a damaged file fails here, naming itself."""
-    if not (
-        isinstance(req.method, str)
-        and isinstance(req.uri, str)
-        and isinstance(req.body, (bytes, str, type(None)))
-    ):
-        raise ValueError(f"interaction {i + 1}: the request needs a method, a uri and a body")
-    ok = (
-        isinstance(resp, dict)
-        and isinstance(resp.get("status"), dict)
-        and isinstance(resp["status"].get("code"), int)
-        and isinstance(resp.get("body"), dict)
-        and isinstance(resp["body"].get("string"), (bytes, str))
-        and isinstance(resp.get("headers", {}), dict)
-    )
-    if not ok:
-        raise ValueError(f"interaction {i + 1}: the response needs status.code, headers and body.string")
+    """What the file's shape (``core.formats.CassetteFile``) does not say: a 2xx status, header
+    values of text, a body of sane size that is a chat completion."""
     code = resp["status"]["code"]
     if isinstance(code, bool) or not 100 <= code <= 599:
         raise _NotACassette(f"interaction {i + 1}: status {code!r} is not an HTTP status")

@@ -260,3 +260,95 @@ def test_a_well_formed_project_table_reads() -> None:
     assert settings.configs["c"].instance.k == 3 and settings.configs["c"].xfail_models == ("sim/x",)
     assert settings.xfail == {"sim/y": frozenset({"c"})}
     assert (settings.prices["sim/x"].prompt, settings.prices["sim/x"].completion) == (1.0, 2.5)
+
+
+# ---------------------------------------------------------------------------- cassettes
+
+
+def cassette(**request_changes: Any) -> dict[str, Any]:
+    body = {"choices": [{"message": {"content": "<Answer>blue</Answer>"}, "finish_reason": "stop"}]}
+    request = {"method": "POST", "uri": "http://x/v1/chat/completions", "body": "{}", "headers": {}}
+    request.update(request_changes)
+    return {
+        "version": 1,
+        "interactions": [
+            {
+                "request": request,
+                "response": {
+                    "status": {"code": 200, "message": "OK"},
+                    "headers": {"content-type": ["application/json"]},
+                    "body": {"string": json.dumps(body)},
+                },
+            }
+        ],
+    }
+
+
+def cassette_refusal(tmp_path: Path, data: Any) -> str:
+    from bandit_bench.recording.transport import load_cassette
+
+    path = tmp_path / "000.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    with pytest.raises(CorruptCassetteError) as err:
+        load_cassette(path)
+    message = str(err.value)
+    prefix = f"cassette {path} is unreadable or not a vcrpy JSON cassette ("
+    suffix = "). Delete it, or re-record it with --record-mode=rewrite."
+    assert message.startswith(prefix) and message.endswith(suffix), message
+    return message[len(prefix) : -len(suffix)]
+
+
+def test_a_well_formed_cassette_loads_through_vcrpy(tmp_path: Path) -> None:
+    from bandit_bench.recording.transport import load_cassette
+
+    path = tmp_path / "000.json"
+    path.write_text(json.dumps(cassette()))
+    [request], [response] = load_cassette(path)
+    assert (request.method, request.uri, request.body) == ("POST", "http://x/v1/chat/completions", b"{}")
+    assert response["status"]["code"] == 200 and isinstance(response["body"]["string"], bytes)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda d: d["interactions"][0]["request"].update(body=3),
+            "interaction 1: request.body is 3, not text",
+        ),
+        (
+            lambda d: d["interactions"][0]["request"].pop("headers"),
+            "interaction 1: request.headers is missing; expected an object of header name -> values",
+        ),
+        (
+            lambda d: d["interactions"][0]["request"].update(timeout=5),
+            "interaction 1: request key 'timeout' is not one vcrpy reads; "
+            "expected one of ['body', 'headers', 'method', 'uri']",
+        ),
+        (
+            lambda d: d["interactions"][0]["response"].pop("body"),
+            "interaction 1: response.body is missing; expected an object with string",
+        ),
+        (
+            lambda d: d["interactions"][0]["response"]["status"].update(code="200"),
+            "interaction 1: response.status.code is '200', not an HTTP status code",
+        ),
+        (lambda d: d.update(interactions={}), "interactions is {}, not a list of interactions"),
+        (lambda d: d["interactions"].append(7), "interaction 2 is 7, not an object with request, response"),
+    ],
+)
+def test_a_cassette_of_the_wrong_shape_says_which_interaction_and_field(
+    tmp_path: Path, change: Any, problem: str
+) -> None:
+    data = cassette()
+    change(data)
+    assert cassette_refusal(tmp_path, data) == problem
+
+
+def test_an_old_vcrpy_cassette_or_not_json_is_refused(tmp_path: Path) -> None:
+    old = [{"request": {}, "response": {}}]  # before vcrpy 1.0: a bare list of interactions
+    assert cassette_refusal(tmp_path, old) == (
+        "the file is [{'request': {}, 'response': {}}], not vcrpy's JSON object with interactions"
+    )
+    assert cassette_refusal(tmp_path, '{"interactions": [') == (
+        "JSONDecodeError: Expecting value: line 1 column 19 (char 18)"
+    )
