@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, NotRequired, Required, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -158,6 +159,75 @@ class CassetteFile(_Open):
 
     version: int | None = Field(None, description="1 (vcrpy's cassette format)")
     interactions: list[CassetteInteraction] = Field(description="a list of interactions")
+
+
+# ---------------------------------------------------------------------------- chat completions
+
+# core.replies.MAX_USAGE_NUMBER (a test keeps them equal): every whole number up to it is exact
+# as a float, which the report sums into. Not imported: core.replies is loaded at start-up.
+MAX_USAGE_NUMBER = 2**53
+_TOKENS = f"a whole number in [0, {MAX_USAGE_NUMBER}]"
+Tokens = Annotated[int, Field(ge=0, le=MAX_USAGE_NUMBER, description=_TOKENS)]
+
+
+# The chat completion is read at every step of a replay and a recording: it is a set of
+# TypedDicts, which pydantic checks in about a quarter of the time of the same models (it builds
+# no objects; docs/performance.md). Every key is optional but "choices"; unknown keys are ignored.
+_COMPLETION_CONFIG = ConfigDict(strict=True, extra="ignore")
+
+
+class FunctionCall(TypedDict):
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    name: NotRequired[Annotated[str, Field(description="text")] | None]
+    arguments: NotRequired[Annotated[str, Field(description="text")] | None]
+
+
+class ToolCall(TypedDict):
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    function: FunctionCall
+
+
+class CompletionMessage(TypedDict):
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    # "content" is text, null or a list of documented parts: core.replies.content_problem.
+    tool_calls: NotRequired[Annotated[list[ToolCall], Field(description="a list")] | None]
+
+
+class CompletionChoice(TypedDict):
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    message: NotRequired[CompletionMessage | None]
+    finish_reason: NotRequired[Annotated[str, Field(description="text")] | None]
+
+
+Cost = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_USAGE_NUMBER,
+        allow_inf_nan=False,
+        description=f"a finite number in [0, {MAX_USAGE_NUMBER}]",
+    ),
+]
+
+
+class CompletionUsage(TypedDict):
+    """Token counts and the provider's cost: what the report sums and budgets rely on."""
+
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    prompt_tokens: NotRequired[Tokens | None]
+    completion_tokens: NotRequired[Tokens | None]
+    total_tokens: NotRequired[Tokens | None]
+    cost: NotRequired[Cost | None]
+
+
+class Completion(TypedDict):
+    """A chat completion body, as far as bandit-bench reads it: the first choice's message
+    (content, tool calls), its finish reason, and the usage (``recording/transport.py``'s
+    ``completion_problem`` checks every body with it before anything reads the body)."""
+
+    __pydantic_config__ = _COMPLETION_CONFIG  # type: ignore[misc]
+    choices: Annotated[list[CompletionChoice], Field(description="a list")]
+    usage: NotRequired[CompletionUsage | None]
 
 
 # ---------------------------------------------------------------------------- summary, steps
@@ -316,8 +386,11 @@ def as_format_error(model: type[BaseModel], err: ValidationError, where: str = "
     return FormatError(first_problem(model, err, where), err.error_count() - 1)
 
 
-def first_problem(model: type[BaseModel], err: ValidationError, where: str = "") -> Problem:
-    """The first of pydantic's errors, as a :class:`Problem` (never pydantic's own dump)."""
+def first_problem(model: Any, err: ValidationError, where: str = "") -> Problem:
+    """The first of pydantic's errors, as a :class:`Problem` (never pydantic's own dump).
+
+    ``model`` is the model (or TypedDict) that was validated: its fields' descriptions say
+    what was expected."""
     item = err.errors(include_url=False)[0]
     loc = tuple(item["loc"])
     place = location(model, loc, where)
@@ -335,15 +408,34 @@ def first_problem(model: type[BaseModel], err: ValidationError, where: str = "")
     return Problem(place, item.get("input"), expected)
 
 
-def location(model: type[BaseModel], loc: tuple[Any, ...], where: str = "") -> str:
+def _field(tp: Any, name: Any) -> tuple[Any, str | None] | None:
+    """The annotation and description of field ``name`` of a model or TypedDict (else None)."""
+    if not isinstance(name, str):
+        return None
+    if _is_model(tp):
+        info = tp.model_fields.get(name)
+        if info is None:
+            return None
+        return info.annotation, info.description or _annotated_description(info.metadata)
+    if _is_typeddict(tp):
+        hints = _typeddict_hints(tp)
+        if name not in hints:
+            return None
+        annotation = _unwrap_required(hints[name])
+        return annotation, _type_description(annotation)
+    return None
+
+
+def location(model: Any, loc: tuple[Any, ...], where: str = "") -> str:
     """``loc`` as text: fields as ``.name``, list items as ``[i]``, object keys as ``.'key'``."""
     out = where
     tp: Any = model
     for part in loc:
         tp = _unwrap(tp)
-        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+        field = _field(tp, part)
+        if field is not None:
             out += f".{part}" if out else part
-            tp = tp.model_fields[part].annotation
+            tp = field[0]
         elif isinstance(part, int):
             out += f"[{part}]"
             tp = _item_type(tp)
@@ -353,30 +445,27 @@ def location(model: type[BaseModel], loc: tuple[Any, ...], where: str = "") -> s
     return out
 
 
-def expected_at(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+def expected_at(model: Any, loc: tuple[Any, ...]) -> str:
     """What the field at ``loc`` must hold, in words: its description, else its type's name."""
     tp: Any = model
     described = None
     for part in loc:
         tp = _unwrap(tp)
-        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
-            info = tp.model_fields[part]
-            described = info.description or _annotated_description(info.metadata)
-            tp = info.annotation
+        field = _field(tp, part)
+        if field is not None:
+            tp, described = field
         else:
             described = None
             tp = _item_type(tp)
     return described or _type_words(tp)
 
 
-def _type_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+def _type_at(model: Any, loc: tuple[Any, ...]) -> Any:
     tp: Any = model
     for part in loc:
         tp = _unwrap(tp)
-        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            tp = _item_type(tp)
+        field = _field(tp, part)
+        tp = field[0] if field is not None else _item_type(tp)
     return _unwrap(tp)
 
 
@@ -384,11 +473,34 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
+def _is_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "__required_keys__")
+
+
+def _typeddict_hints(tp: Any) -> dict[str, Any]:
+    return typing.get_type_hints(tp, include_extras=True)
+
+
+def _unwrap_required(tp: Any) -> Any:
+    """``NotRequired[X]`` / ``Required[X]`` -> ``X``."""
+    while typing.get_origin(tp) in (NotRequired, Required):
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _type_description(tp: Any) -> str | None:
+    """The description an ``Annotated[X, Field(description=...)]`` (maybe ``| None``) carries."""
+    tp = _strip_none(tp)
+    if typing.get_origin(tp) is Annotated:
+        return _annotated_description(list(typing.get_args(tp)[1:]))
+    return None
+
+
 def _unwrap(tp: Any) -> Any:
-    """``X | None`` and ``Annotated[X, ...]`` -> ``X``."""
+    """``X | None``, ``Annotated[X, ...]`` and ``NotRequired[X]`` -> ``X``."""
     while True:
         origin = typing.get_origin(tp)
-        if origin is Annotated:
+        if origin in (Annotated, NotRequired, Required):
             tp = typing.get_args(tp)[0]
         elif origin in (typing.Union, _UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -434,6 +546,8 @@ def _type_words(tp: Any) -> str:
             return described
     tp = _unwrap(tp)
     origin = typing.get_origin(tp) or tp
+    if _is_typeddict(tp):
+        return "an object"
     if _is_model(tp) and getattr(tp, "EXPECTED", None):
         return str(tp.EXPECTED)
     if _is_model(tp):
@@ -454,6 +568,7 @@ _UnionType = type(int | None)
 
 
 __all__ = [
+    "Completion",
     "CassetteFile",
     "MISSING",
     "FormatError",

@@ -30,18 +30,16 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bandit_bench.core.replies import (
-    MAX_USAGE_NUMBER,
     cap_advice,
     completion_error,
     content_problem,
     daily_cap_reset,
-    is_amount,
-    is_count,
     read_usage,
     should_not_retry,
 )
@@ -268,50 +266,55 @@ def completion_problem(data: Any) -> str | None:
     if error is not None:
         # OpenRouter: an error while the model was answering comes as a 200 (see core.replies).
         return f"{ERROR_INSIDE_200}: {_short_text(error)}"
-    choices = data.get("choices")
-    if not choices:
+    if not data.get("choices"):
         return "no 'choices' in the body"
-    if not isinstance(choices, list):
-        return f"'choices' is not a list (got {_show(choices)})"
-    choice = choices[0]
-    if not isinstance(choice, dict):
-        return f"choices[0] is not an object (got {_show(choice)})"
-    message = choice.get("message")
-    if message is not None and not isinstance(message, dict):
-        return f"choices[0].message is not an object (got {_show(message)})"
-    message = message or {}
+    shape = _completion_shape(data)
+    if shape is not None:
+        return shape
+    message = data["choices"][0].get("message") or {}
     content = content_problem(message.get("content"))
     if content is not None:
         return redact(content)
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            return f"choices[0].message.tool_calls is not a list (got {_show(calls)})"
-        for i, call in enumerate(calls):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(fn, dict) or not all(
-                isinstance(fn.get(k), (str, type(None))) for k in ("name", "arguments")
-            ):
-                return f"choices[0].message.tool_calls[{i}] has no function with a name (got {_show(call)})"
-    if not isinstance(choice.get("finish_reason"), (str, type(None))):
-        return f"choices[0].finish_reason is not text (got {_show(choice.get('finish_reason'))})"
     usage = data.get("usage")
-    if usage is None:
-        return None
-    if not isinstance(usage, dict):
-        return f"'usage' is not an object (got {_show(usage)})"
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        if not is_count(usage.get(name)):
-            got = _show(usage.get(name))
-            return f"usage.{name} is not a whole number in [0, {MAX_USAGE_NUMBER}] (got {got})"
-    cost = usage.get("cost")
-    if cost is not None and not is_amount(cost):
-        return f"usage.cost is not a finite number in [0, {MAX_USAGE_NUMBER}] (got {_show(cost)})"
     try:
         read_usage(usage)
     except ValueError as err:
         return _short_text(str(err))
     return None
+
+
+@functools.cache
+def _completion_validator() -> tuple[Callable[[Any], Any], type[Exception]]:
+    from pydantic import TypeAdapter, ValidationError
+
+    from bandit_bench.core.formats import Completion
+
+    # About a microsecond per reply (TypedDicts: no objects built; docs/performance.md).
+    return TypeAdapter(Completion).validate_python, ValidationError
+
+
+def _completion_shape(data: dict[str, Any]) -> str | None:
+    """What ``core.formats.Completion`` finds wrong with ``data``, in this module's words."""
+    validate, invalid = _completion_validator()
+    try:
+        validate(data)
+    except invalid as err:
+        return _completion_shape_problem(data, err)
+    return None
+
+
+def _completion_shape_problem(data: Any, err: Any) -> str:
+    """``core.formats.Completion``'s first problem, as this module always said it:
+    ``choices[0].finish_reason is not text (got 3)``."""
+    from bandit_bench.core.formats import Completion, first_problem
+
+    p = first_problem(Completion, err)
+    if ".tool_calls[" in p.where:
+        i = int(p.where.split(".tool_calls[", 1)[1].split("]", 1)[0])
+        call = data["choices"][0]["message"]["tool_calls"][i]
+        return f"choices[0].message.tool_calls[{i}] has no function with a name (got {_show(call)})"
+    where = p.where if "." in p.where or "[" in p.where else f"{p.where!r}"
+    return f"{where} is not {p.expected} (got {_show(p.got)})"
 
 
 # How a 200 that carries a provider's error is described (retried, never recorded).

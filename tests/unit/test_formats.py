@@ -352,3 +352,54 @@ def test_an_old_vcrpy_cassette_or_not_json_is_refused(tmp_path: Path) -> None:
     assert cassette_refusal(tmp_path, '{"interactions": [') == (
         "JSONDecodeError: Expecting value: line 1 column 19 (char 18)"
     )
+
+
+# ---------------------------------------------------------------------------- chat completions
+
+
+def test_the_completion_format_and_the_usage_reader_share_their_bound() -> None:
+    from bandit_bench.core import formats, replies
+
+    assert formats.MAX_USAGE_NUMBER == replies.MAX_USAGE_NUMBER
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            {"choices": [{"message": {"tool_calls": "x"}}]},
+            "choices[0].message.tool_calls is not a list (got 'x')",
+        ),
+        (
+            {"choices": [{"message": {"tool_calls": [{"function": {"name": 3}}]}}]},
+            "choices[0].message.tool_calls[0] has no function with a name (got {'function': {'name': 3}})",
+        ),
+        (
+            {"choices": [{"message": {}}], "usage": {"cost": 10**400}},
+            "usage.cost is not a finite number in [0, 9007199254740992] (got a whole number of 401 digits)",
+        ),
+        (
+            {"choices": [{"message": {}}], "usage": {"total_tokens": True}},
+            "usage.total_tokens is not a whole number in [0, 9007199254740992] (got True)",
+        ),
+        ({"choices": {"0": {}}}, "'choices' is not a list (got {'0': {}})"),
+        ({"choices": [{"finish_reason": ["stop"]}]}, "choices[0].finish_reason is not text (got ['stop'])"),
+        ({"choices": []}, "no 'choices' in the body"),
+    ],
+)
+def test_a_completion_of_the_wrong_shape_says_which_field(body: dict[str, Any], problem: str) -> None:
+    from bandit_bench.recording.transport import completion_problem
+
+    assert completion_problem(body) == problem
+
+
+def test_a_completion_with_unknown_keys_and_nulls_is_usable() -> None:
+    from bandit_bench.recording.transport import completion_problem
+
+    body = {
+        "id": "x",
+        "choices": [{"index": 0, "message": {"content": None, "tool_calls": None}, "finish_reason": None}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3, "cost": 0, "is_byok": False},
+        "system_fingerprint": None,
+    }
+    assert completion_problem(body) is None
