@@ -120,45 +120,55 @@ class Manifest(_Open):
 # ---------------------------------------------------------------------------- cassettes
 
 
-class CassetteRequest(_Closed):
+# A cassette is checked at every load, each of its interactions: TypedDicts, which pydantic
+# checks without building objects (3 us an interaction against 8 us for the same models, and
+# 31 us for json.loads of it; docs/performance.md).
+_CASSETTE_CONFIG = ConfigDict(strict=True, extra="ignore")
+
+
+class CassetteRequest(TypedDict):
     """A recorded request, as vcrpy's ``Request(**fields)`` takes it: these four keys, no other."""
 
-    method: str = Field(description="text")
-    uri: str = Field(description="text")
-    body: str | None = Field(description="text")
-    headers: dict[str, Any] = Field(description="an object of header name -> values")
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    method: Annotated[str, Field(description="text")]
+    uri: Annotated[str, Field(description="text")]
+    body: Annotated[str, Field(description="text")] | None
+    headers: Annotated[dict[str, Any], Field(description="an object of header name -> values")]
 
 
-class CassetteStatus(_Open):
+class CassetteStatus(TypedDict):
+    __pydantic_config__ = _CASSETTE_CONFIG  # type: ignore[misc]
     # 100-599 and 2xx are checked by the transport, which says why a cassette holds only 2xx.
-    code: int = Field(description="an HTTP status code")
+    code: Annotated[int, Field(description="an HTTP status code")]
 
 
-class CassetteBody(_Open):
-    string: str = Field(description="text")
+class CassetteBody(TypedDict):
+    __pydantic_config__ = _CASSETTE_CONFIG  # type: ignore[misc]
+    string: Annotated[str, Field(description="text")]
 
 
-class CassetteResponse(_Open):
+class CassetteResponse(TypedDict):
     """A recorded response; its header values (text or lists of text) are checked by the transport."""
 
+    __pydantic_config__ = _CASSETTE_CONFIG  # type: ignore[misc]
     status: CassetteStatus
-    headers: dict[str, Any] = Field(default_factory=dict, description="an object of header name -> values")
+    headers: NotRequired[Annotated[dict[str, Any], Field(description="an object of header name -> values")]]
     body: CassetteBody
 
 
-class CassetteInteraction(_Open):
+class CassetteInteraction(TypedDict):
+    __pydantic_config__ = _CASSETTE_CONFIG  # type: ignore[misc]
     request: CassetteRequest
     response: CassetteResponse
 
 
-class CassetteFile(_Open):
+class CassetteFile(TypedDict):
     """An episode cassette, vcrpy's JSON format (``recording/transport.py`` reads and writes it
     through vcrpy; this is what vcrpy's reader needs, checked before it runs)."""
 
-    EXPECTED: ClassVar[str] = "vcrpy's JSON object with interactions"
-
-    version: int | None = Field(None, description="1 (vcrpy's cassette format)")
-    interactions: list[CassetteInteraction] = Field(description="a list of interactions")
+    __pydantic_config__ = _CASSETTE_CONFIG  # type: ignore[misc]
+    version: NotRequired[Annotated[int, Field(description="1 (vcrpy's cassette format)")] | None]
+    interactions: Annotated[list[CassetteInteraction], Field(description="a list of interactions")]
 
 
 # ---------------------------------------------------------------------------- chat completions
@@ -396,7 +406,10 @@ def first_problem(model: Any, err: ValidationError, where: str = "") -> Problem:
     place = location(model, loc, where)
     if item["type"] == "extra_forbidden":
         owner = _type_at(model, loc[:-1])
-        known = sorted(f.alias or n for n, f in owner.model_fields.items()) if _is_model(owner) else []
+        if _is_model(owner):
+            known = sorted(f.alias or n for n, f in owner.model_fields.items())
+        else:
+            known = sorted(_typeddict_hints(owner)) if _is_typeddict(owner) else []
         owner_place = location(model, loc[:-1], where)
         return Problem(f"{owner_place} key" if owner_place else "key", loc[-1], f"one of {known}", "extra")
     expected = expected_at(model, loc)
@@ -547,7 +560,12 @@ def _type_words(tp: Any) -> str:
     tp = _unwrap(tp)
     origin = typing.get_origin(tp) or tp
     if _is_typeddict(tp):
-        return "an object"
+        if tp in _TYPEDDICT_EXPECTED:
+            return _TYPEDDICT_EXPECTED[tp]
+        # Not __required_keys__: under ``from __future__ import annotations`` it cannot see
+        # NotRequired (the annotations are strings when the class is made).
+        required = [k for k, h in _typeddict_hints(tp).items() if typing.get_origin(h) is not NotRequired]
+        return f"an object with {', '.join(required)}" if required else "an object"
     if _is_model(tp) and getattr(tp, "EXPECTED", None):
         return str(tp.EXPECTED)
     if _is_model(tp):
@@ -565,6 +583,8 @@ def _type_words(tp: Any) -> str:
 
 
 _UnionType = type(int | None)
+# What a TypedDict is called where its own description is wanted (a TypedDict holds no ClassVar).
+_TYPEDDICT_EXPECTED: dict[Any, str] = {CassetteFile: "vcrpy's JSON object with interactions"}
 
 
 __all__ = [

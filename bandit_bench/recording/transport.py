@@ -55,6 +55,7 @@ from bandit_bench.recording.redaction import (
 
 if TYPE_CHECKING:
     import httpx2
+    from pydantic import ValidationError
 
 
 _KEPT_REQUEST_HEADERS = ("content-type", "accept", "accept-encoding")
@@ -284,13 +285,13 @@ def completion_problem(data: Any) -> str | None:
 
 
 @functools.cache
-def _completion_validator() -> tuple[Callable[[Any], Any], type[Exception]]:
-    from pydantic import TypeAdapter, ValidationError
+def _completion_validator() -> tuple[Callable[[Any], Any], type[ValidationError]]:
+    import pydantic
 
     from bandit_bench.core.formats import Completion
 
     # About a microsecond per reply (TypedDicts: no objects built; docs/performance.md).
-    return TypeAdapter(Completion).validate_python, ValidationError
+    return pydantic.TypeAdapter(Completion).validate_python, pydantic.ValidationError
 
 
 def _completion_shape(data: dict[str, Any]) -> str | None:
@@ -419,15 +420,12 @@ def load_cassette(path: Path) -> tuple[list[Any], list[dict[str, Any]]]:
     """Read a cassette with vcrpy's serializer; a damaged file gives an error naming it."""
     from vcr.serialize import deserialize
 
-    from bandit_bench.core.formats import CassetteFile, FormatError, check
-
     try:
         check_file(path)
         data = json.loads(path.read_text(encoding="utf-8"))
-        try:
-            check(CassetteFile, data)  # what vcrpy's reader needs, before it runs
-        except FormatError as err:
-            raise _NotACassette(_shape_problem(err)) from None
+        problem = _cassette_shape(data)  # what vcrpy's reader needs, before it runs
+        if problem is not None:
+            raise _NotACassette(problem)
         # vcrpy builds its requests and responses from the JSON parsed once, here.
         loaded = deserialize(data, _Parsed)
         requests, responses = list(loaded[0]), list(loaded[1])
@@ -448,10 +446,30 @@ class _Parsed:
         return data
 
 
-def _shape_problem(err: Any) -> str:
-    """A cassette's shape problem (``core.formats.FormatError``) as the cassette messages say it:
-    ``interaction 3: request.uri is 5, not text``."""
-    p = err.problem
+@functools.cache
+def _cassette_validator() -> tuple[Callable[[Any], Any], type[ValidationError]]:
+    import pydantic
+
+    from bandit_bench.core.formats import CassetteFile
+
+    return pydantic.TypeAdapter(CassetteFile).validate_python, pydantic.ValidationError
+
+
+def _cassette_shape(data: Any) -> str | None:
+    """What ``core.formats.CassetteFile`` finds wrong with ``data``, as the cassette messages
+    say it (``interaction 3: request.uri is 5, not text``), or None."""
+    from bandit_bench.core.formats import CassetteFile, first_problem
+
+    validate, invalid = _cassette_validator()
+    try:
+        validate(data)
+    except invalid as err:
+        return _shape_problem(first_problem(CassetteFile, err))
+    return None
+
+
+def _shape_problem(p: Any) -> str:
+    """A cassette's shape problem (a ``core.formats.Problem``) in the cassette messages' words."""
     where = p.where or "the file"
     m = re.match(r"interactions\[(\d+)\]\.?(.*)", where)
     if m:

@@ -385,6 +385,9 @@ def test_the_completion_format_and_the_usage_reader_share_their_bound() -> None:
         ({"choices": {"0": {}}}, "'choices' is not a list (got {'0': {}})"),
         ({"choices": [{"finish_reason": ["stop"]}]}, "choices[0].finish_reason is not text (got ['stop'])"),
         ({"choices": []}, "no 'choices' in the body"),
+        # Optional keys (every key of a choice, of usage) do not make "an object with ..." of them.
+        ({"choices": [None]}, "choices[0] is not an object (got None)"),
+        ({"choices": [{}], "usage": "lots"}, "'usage' is not an object (got 'lots')"),
     ],
 )
 def test_a_completion_of_the_wrong_shape_says_which_field(body: dict[str, Any], problem: str) -> None:
