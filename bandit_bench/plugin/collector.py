@@ -362,6 +362,9 @@ class Collector:
 
         records = dict(self.records)
         configs = {c.config.name: c.config for c in self.bench.cases}
+        # pytest's cache (absent under -p no:cacheprovider): the 1000-episode rows of a spec are
+        # computed once, not at every replay (reporting.scale says why that is safe).
+        store = getattr(self.config, "cache", None)
         for name in sorted({cfg for _, cfg in self.records}):
             for model in REFERENCE_BASELINES:
                 if (model, name) not in records and name in configs:
@@ -370,7 +373,7 @@ class Collector:
             for record in published_records(configs[name]) if name in configs else []:
                 records.setdefault((record["model"], name), record)
             # UCB, TS and Greedy at the paper's 1000 replicates beside the paired rows at N.
-            for record in scale_records(configs[name]) if name in configs else []:
+            for record in scale_records(configs[name], store) if name in configs else []:
                 records.setdefault((record["model"], name), record)
         return list(records.values())
 

@@ -64,3 +64,90 @@ def test_the_main_job_gets_scale_rows_per_instance(name: str) -> None:
     assert [r["metrics"] for r in scale_records(BUILTIN_CONFIGS[name])] == [
         r["metrics"] for r in scale_records(BUILTIN_CONFIGS["BNRN0-hard-T25"])
     ]
+
+
+class _Store:
+    """pytest's cache as the rows see it: get/set of JSON values (round-tripped like its files)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str, default: object) -> object:
+        return json.loads(self.data[key]) if key in self.data else default
+
+    def set(self, key: str, value: object) -> None:
+        self.data[key] = json.dumps(value, sort_keys=True, indent=2)
+
+
+def test_stored_rows_are_the_computed_rows_and_are_not_computed_again(monkeypatch) -> None:
+    import bandit_bench.reporting.scale as scale
+
+    cfg = BUILTIN_CONFIGS["BNRN0-hard-T25"]
+    store = _Store()
+    computed = scale_records(cfg)
+    assert scale_records(cfg, store) == computed
+    assert len(store.data) == 1 and next(iter(store.data)).startswith("bandit_bench/scale/")
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("computed again although the store holds the rows")
+
+    monkeypatch.setattr(scale, "_summaries", refuse)
+    again = scale_records(cfg, store)
+    # Equal to the last digit, and in the same column order (the store sorts JSON keys).
+    assert again == computed
+    assert [list(r["metrics"]) for r in again] == [list(r["metrics"]) for r in computed]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda v: None,
+        lambda v: "not a list",
+        lambda v: v[:2],
+        lambda v: [v[1], v[0], v[2]],
+        lambda v: [[v[0][0], []], v[1], v[2]],
+        lambda v: [[v[0][0], [e[:4] for e in v[0][1]]], v[1], v[2]],
+        lambda v: [[v[0][0], [[*e[:1], "0.5", *e[2:]] for e in v[0][1]]], v[1], v[2]],
+        lambda v: [[v[0][0], [[*e[:4], 1000.0] for e in v[0][1]]], v[1], v[2]],
+        lambda v: [[v[0][0], [[*e[:4], True] for e in v[0][1]]], v[1], v[2]],
+    ],
+    ids=["null", "text", "two-rows", "reordered", "no-metrics", "short", "string", "float-n", "bool-n"],
+)
+def test_a_damaged_stored_entry_is_computed_again_and_replaced(damage) -> None:
+    cfg = BUILTIN_CONFIGS["BNRN0-hard-T25"]
+    store = _Store()
+    computed = scale_records(cfg, store)
+    (key,) = store.data
+    store.data[key] = json.dumps(damage(json.loads(store.data[key])))
+    assert scale_records(cfg, store) == computed
+    from bandit_bench.reporting.scale import _decoded
+
+    assert _decoded(json.loads(store.data[key])) is not None  # replaced by a good entry
+
+
+def test_the_key_changes_with_the_spec_and_with_the_code(monkeypatch) -> None:
+    import bandit_bench.reporting.scale as scale
+
+    keys = {
+        scale._store_key(5, 0.2, 25, 0),
+        scale._store_key(5, 0.2, 26, 0),
+        scale._store_key(5, 0.5, 25, 0),
+        scale._store_key(4, 0.2, 25, 0),
+        scale._store_key(5, 0.2, 25, 1),
+    }
+    assert len(keys) == 5
+    before = scale._store_key(5, 0.2, 25, 0)
+    monkeypatch.setattr(scale, "_code_digest", lambda: "edited")
+    assert scale._store_key(5, 0.2, 25, 0) != before
+
+
+def test_the_key_covers_every_module_the_numbers_come_from() -> None:
+    import bandit_bench.reporting.scale as scale
+    from bandit_bench.core.agents.baselines import run_on_instances
+    from bandit_bench.core.bandit import draw_instance
+    from bandit_bench.core.metrics import summarize
+    from bandit_bench.core.seeding import episode_streams
+    from bandit_bench.core.specs import InstanceSpec
+
+    used = {f.__module__ for f in (run_on_instances, draw_instance, summarize, episode_streams, InstanceSpec)}
+    assert used | {"bandit_bench.reporting.scale"} == set(scale._CODE)
