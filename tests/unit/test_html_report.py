@@ -497,3 +497,22 @@ def test_figures_on_a_shared_sheet_are_the_full_drawing_and_leave_nothing_behind
         assert drawn.shape == ours.shape
         differ = (np.abs(drawn - ours).max(axis=2) > 24).mean()
         assert differ < 0.0005, differ
+
+
+@pytest.mark.parametrize("height", [1, 2, 57])
+def test_the_figures_png_holds_the_canvas_pixels_exactly(height: int) -> None:
+    import io
+
+    from PIL import Image
+
+    from bandit_bench.reporting.figures import _opaque_png
+
+    # Noise (every Up difference wraps around somewhere) under an opaque alpha channel.
+    rng = np.random.default_rng(7)
+    rgba = rng.integers(0, 256, size=(height, 33, 4), dtype=np.uint8)
+    rgba[:, :, 3] = 255
+    image = Image.open(io.BytesIO(_opaque_png(memoryview(rgba), 90.0)))
+    image.load()  # checks every chunk's CRC and the zlib stream
+    assert (image.mode, image.size) == ("RGB", (33, height))
+    assert np.array_equal(np.asarray(image), rgba[:, :, :3])
+    assert image.info["dpi"] == pytest.approx((90.0, 90.0), abs=0.01)
