@@ -224,7 +224,6 @@ class CaseFolder:
         early_stop: bool = False,
     ):
         self.early_stop = early_stop
-        self.cassette_dir = Path(cassette_dir)
         self.model = model
         self.config = config
         self.base_url = base_url
