@@ -1,26 +1,30 @@
-"""The shape of every file bandit-bench reads back, one definition per format (pydantic models).
+"""The shape of every file bandit-bench reads back, one definition per format (pydantic).
 
-- ``Manifest`` (with ``ManifestSpec`` and ``ManifestEpisode``): a case folder's
-  ``manifest.json`` (``recording/casefolder.py``);
-- ``CassetteFile`` (with ``Interaction``): an episode cassette, vcrpy's JSON format, checked as
-  JSON before vcrpy reads it (``recording/transport.py``; vcrpy stays the serializer);
+- ``Manifest`` (with ``ManifestSpec``, ``ManifestEpisode``): a case folder's ``manifest.json``
+  (``recording/casefolder.py``);
+- ``CassetteFile`` (with ``CassetteInteraction``, ...): an episode cassette, vcrpy's JSON
+  format, checked before vcrpy reads it (``recording/transport.py``; vcrpy stays the serializer);
 - ``Completion``: a chat completion body, as a cassette holds it and the agent reads it
-  (``recording/transport.py``, ``core/replies.py``);
+  (``recording/transport.completion_problem``; the content parts and the usage arithmetic are
+  ``core/replies.py``'s);
 - ``SummaryFile`` / ``SummaryRow`` and ``StepLine``: a report folder's ``summary.json`` and
-  ``steps.jsonl`` (``reporting/tables.py``, read back by ``compare`` and ``report``);
-- ``ProjectTable`` and ``ConfigTable``: the ``[tool.bandit_bench]`` table of ``pyproject.toml``
-  or a custom config file, and one named config in it (``plugin/settings.py``,
-  ``core/specs.py``).
+  ``steps.jsonl`` (``reporting/tables.py``, read back by ``report`` and ``compare``);
+- ``ProjectTable``, ``ConfigTable``, ``PriceTable``: the ``[tool.bandit_bench]`` table of
+  ``pyproject.toml``, one named config and one price in it (``plugin/settings.py``,
+  ``core/specs.py``; the ``models`` profile tables are ``running/profiles.check_table``'s).
 
 The models check *shape* (which keys, which JSON types); what a value means (a design code, a
 horizon's bound, a model id) stays with the constructors that own it (``core/specs.py``, ...).
-Models are strict (no ``"10"`` for 10, no ``true`` for 1) and keep unknown keys where a newer
-version may add some (``extra="allow"``), refusing them only where a typo must not pass silently.
+They are strict (no ``"10"`` for 10, no ``true`` for 1). A JSON file's unknown keys are ignored
+(a newer version may add some; readers keep the file's own dict, so a rewrite keeps them too);
+a TOML table refuses them, where a typo must not pass silently. The two formats read at every
+step of a replay (cassette, completion) are TypedDicts, which pydantic checks without building
+objects (docs/performance.md); the rest are models.
 
 :func:`check` turns pydantic's ``ValidationError`` into a :class:`FormatError` in the project's
 own wording (where, what came, what was expected), built from each field's ``description``;
-readers wrap it in their own exception with the file's path and what to do. pydantic is
-imported by this module only: import it where a file is read, never at start-up
+readers wrap it in their own exception with the file's path and what to do. Import this
+module (and with it pydantic, 0.2 s) inside the function that reads a file, never at start-up
 (``tests/unit/test_imports.py``).
 """
 
@@ -47,7 +51,7 @@ MISSING: Any = _Missing()
 
 
 class _Open(BaseModel):
-    """A JSON object whose unknown keys are kept: a newer version may add some."""
+    """A JSON object whose unknown keys are ignored: a newer version may add some."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
@@ -60,7 +64,6 @@ class _Closed(BaseModel):
 
 WholeNumber = Annotated[int, Field(ge=0, description="a whole number >= 0")]
 Count = Annotated[int, Field(ge=1, description="a whole number >= 1")]
-Text = Annotated[str, Field(description="text")]
 
 
 # ---------------------------------------------------------------------------- manifest.json
@@ -312,6 +315,12 @@ class PriceTable(_Closed):
     completion: float = Field(ge=0, description="USD per 1M completion tokens (a number >= 0)")
 
 
+ConfigNames = Annotated[
+    list[Annotated[str, Field(description="a config name (text)")]],
+    Field(description="a list of config names"),
+]
+
+
 class ProjectTable(_Closed):
     """``[tool.bandit_bench]`` of ``pyproject.toml`` (``plugin.settings.settings_from_table``).
 
@@ -321,7 +330,7 @@ class ProjectTable(_Closed):
     EXPECTED: ClassVar[str] = "a table"
 
     configs: dict[str, Any] = Field(default_factory=dict, description="a table of named configs")
-    xfail: dict[str, list[Annotated[str, Field(description="a config name (text)")]]] = Field(
+    xfail: dict[str, ConfigNames] = Field(
         default_factory=dict, description="a table of model id = [config names]"
     )
     prices: dict[str, PriceTable] = Field(

@@ -195,7 +195,7 @@ def test_a_long_or_huge_value_is_cut_in_the_message() -> None:
         ),
         (
             {"xfail": {"sim/x": "BNRN0-hard-T25"}},
-            "[tool.bandit_bench].xfail.'sim/x': got 'BNRN0-hard-T25'; expected a list",
+            "[tool.bandit_bench].xfail.'sim/x': got 'BNRN0-hard-T25'; expected a list of config names",
         ),
         (
             {"prices": {"sim/x": {"prompt": 1, "completion": 2, "cached": 0.5}}},
