@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best, suffix_failure_curve
-from bandit_bench.reporting.figures import DPI, line_style, new_figure, sheet, sheet_png
+from bandit_bench.reporting.figures import DPI, figure_legend, line_style, new_figure, sheet, sheet_png
 from bandit_bench.reporting.tables import (
     MEDIAN_REWARD_SCALE,
     CaseEpisodes,
@@ -336,8 +336,9 @@ def config_artists(
     handles.append(Line2D([], [], color="#222222", linestyle=":", linewidth=1.2, label=f"OPT = {best:g}"))
     added.append(ax_suffix.axvline(horizon // 2 + 1, color="#999999", linestyle=":", linewidth=1))
     added.append(
-        fig.legend(
-            handles=handles,
+        figure_legend(
+            fig,
+            handles,
             loc="lower center",
             ncol=min(len(handles), 4),
             fontsize=9,

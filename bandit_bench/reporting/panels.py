@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandit_bench.core.metrics import EpisodeBatch, on_best
-from bandit_bench.reporting.figures import line_style, new_figure, sheet_png
+from bandit_bench.reporting.figures import figure_legend, line_style, new_figure, sheet_png
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -149,7 +149,7 @@ def exploration_artists(
             )
         )
     added.append(
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+        figure_legend(fig, handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
     )
     return added
 
