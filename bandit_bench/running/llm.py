@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -256,7 +256,7 @@ class LLMAgent:
             return f"{head} (not retried): {words}. {cap_advice(reset)}"
         if out_of_credits(status, body):
             return f"{head} (not retried): out of credits: {words}. {_OUT_OF_CREDITS}"
-        retried = status in _RETRIED_STATUSES or status >= 500
+        retried = client_retries(status, headers)
         head += f" after {_retries_made(err)} retries" if retried else " (not retried)"
         if status == 401 and self.key_advice:
             advice = f". {self.key_advice}"
@@ -311,6 +311,15 @@ def _retries_made(err: Any) -> int:
 
 # Statuses the openai client retries, besides every 5xx.
 _RETRIED_STATUSES = (408, 409, 429)
+
+
+def client_retries(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether the openai client retries an error answer: the server's ``x-should-retry``
+    header when it says true or false (OpenAI's servers send it), else the status."""
+    flag = next((v for k, v in headers.items() if k.lower() == "x-should-retry"), None)
+    if flag in ("true", "false"):
+        return flag == "true"
+    return status in _RETRIED_STATUSES or status >= 500
 
 
 _ADVICE = {

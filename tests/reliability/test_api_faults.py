@@ -153,6 +153,26 @@ def test_a_client_error_is_not_retried_and_says_what_to_check(
     assert list(tmp_path.rglob("*")) == []
 
 
+@pytest.mark.parametrize(
+    ("status", "flag", "calls", "said"),
+    [(400, "true", 3, "after 2 retries"), (503, "false", 1, "(not retried)")],
+    ids=["400-retry-true", "503-retry-false"],
+)
+def test_the_servers_x_should_retry_decides_and_the_message_says_what_the_client_did(
+    tmp_path: Path, status: int, flag: str, calls: int, said: str
+) -> None:
+    """OpenAI's servers send x-should-retry, and the client obeys it over the status: a 400
+    marked retryable is retried, a 503 marked final is not, and the message says which."""
+    headers = {"x-should-retry": flag, **FAST}
+    with Simulator(scripted([SimReply(status=status, headers=headers)] * 3)) as sim:
+        result = _record(sim, tmp_path, _config(horizon=1), max_retries=2)
+        assert sim.calls == calls
+        url = f"{sim.base_url}/chat/completions"
+    error = result.trajectories[0].error
+    assert error is not None
+    assert error.startswith(f"step 1 of 1: model {MODEL}: HTTP {status} from {url} {said}: ")
+
+
 def test_a_retry_after_beyond_the_clients_limit_is_honoured_by_not_retrying(tmp_path: Path) -> None:
     """The transport hands the server's Retry-After to the client: an hour means give up now.
     The message counts the retries actually made (none), not the ones allowed (two)."""

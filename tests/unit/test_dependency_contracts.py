@@ -25,6 +25,13 @@ def test_openai_retries_exactly_the_statuses_the_error_messages_say_it_does() ->
     client = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
     retried = [s for s in range(400, 600) if client._should_retry(httpx2.Response(s))]
     assert retried == [s for s in range(400, 600) if s in _RETRIED_STATUSES or s >= 500]
+    # ...and the server's x-should-retry header over the status (running/llm.py client_retries).
+    from bandit_bench.running.llm import client_retries
+
+    for flag in ("true", "false", "maybe"):
+        for status in (400, 409, 429, 500, 503):
+            response = httpx2.Response(status, headers={"X-Should-Retry": flag})
+            assert client._should_retry(response) == client_retries(status, {"X-Should-Retry": flag})
 
 
 def test_openai_numbers_each_attempt_in_the_retry_count_header() -> None:
