@@ -33,7 +33,8 @@ Replies of reasoning models are read first by :func:`parse_completion_reply`: th
 parsed from the final answer text only (outside ``<think>``, besides ``reasoning`` fields and
 thinking parts; see :mod:`bandit_bench.core.replies`). A reply with no answer text that ended
 inside an unfinished thought, or that ran into the token limit (``finish_reason == "length"``)
-while its reasoning (text, or reasoning tokens in its usage) was all it had written, is
+while its reasoning (text, reasoning tokens in its usage, or billed output tokens with nothing
+written at all: Anthropic's hidden thinking) was all it had written, is
 ``"reasoning-cut-off"``: it could not answer in the
 budget, which says nothing of its format. A refusal with no text (``message.refusal``) is
 ``"refusal"``.
@@ -204,7 +205,14 @@ def parse_completion_reply(
     try:
         if not (reply.text or "").strip():
             # Hidden reasoning counts too: Gemini returns no thoughts, only their tokens.
-            thought = bool(reply.reasoning) or reply.usage.reasoning_tokens > 0
+            # And thoughts neither returned nor itemised: Anthropic's OpenAI SDK compatibility
+            # "won't return Claude's detailed thought process" and leaves
+            # usage.completion_tokens_details "Always empty"
+            # (https://platform.claude.com/docs/en/api/openai-sdk), yet bills the thinking as
+            # output tokens (https://platform.claude.com/docs/en/build-with-claude/extended-thinking):
+            # a reply that wrote nothing at all but was billed output tokens spent them thinking.
+            hidden = not reply.raw and reply.usage.completion_tokens > 0
+            thought = bool(reply.reasoning) or reply.usage.reasoning_tokens > 0 or hidden
             still_thinking = reply.unfinished_thought or (reply.finish_reason == "length" and thought)
             if still_thinking:
                 return _invalid("reasoning-cut-off")

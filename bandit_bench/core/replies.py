@@ -13,10 +13,17 @@ The shapes read here, each as its provider documents it:
 * ``message.reasoning`` (OpenRouter, "Reasoning Tokens": https://openrouter.ai/docs/use-cases/reasoning-tokens;
   Groq with ``reasoning_format=parsed``: https://console.groq.com/docs/reasoning) and
   ``message.reasoning_content`` (DeepSeek, "Reasoning Model (deepseek-reasoner)":
-  https://api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers).
+  https://api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers; llama.cpp's
+  server by default, ``--reasoning-format auto``: ggml-org/llama.cpp common/common.h; LM Studio
+  0.3.9+ with "separate reasoning_content" on, https://lmstudio.ai/docs/app/api-changelog).
+  ``message.reasoning`` is also Ollama's OpenAI layer (ollama/ollama openai/openai.go, v0.11.1+)
+  and LM Studio's for gpt-oss (0.3.23+). A thought the token limit cut stays in these fields
+  (llama.cpp keeps an unclosed thought as reasoning), with ``finish_reason: "length"``.
 * ``<think>...</think>`` inside the content (Groq's default ``reasoning_format=raw`` for Qwen3,
-  Together's DeepSeek-R1, Magistral -2506, any server without a reasoning parser). DeepSeek-R1's
-  chat template opens ``<think>`` in the prompt, so a reply may hold only the closing tag.
+  Together's DeepSeek-R1, Magistral -2506, llama.cpp with ``--reasoning-format none`` or both
+  ways with ``deepseek-legacy``, older Ollama and LM Studio, any server without a reasoning
+  parser). DeepSeek-R1's chat template opens ``<think>`` in the prompt, so a reply may hold
+  only the closing tag.
 * ``message.refusal`` (OpenAI: the model declined; the content is then null).
 * ``usage``: ``completion_tokens`` counts reasoning tokens on OpenAI and OpenRouter, with
   ``completion_tokens_details.reasoning_tokens`` as the breakdown
@@ -24,7 +31,9 @@ The shapes read here, each as its provider documents it:
   leaves its thoughts out of ``completion_tokens`` but counts them in ``total_tokens`` (Gemini's
   usage metadata: ``thoughtsTokenCount`` is outside ``candidatesTokenCount``, inside
   ``totalTokenCount``, https://ai.google.dev/api/generate-content#UsageMetadata; mozilla-ai/any-llm#1290),
-  so the difference is output the provider bills. ``usage.cost`` is OpenRouter's charge; for a BYOK
+  so the difference is output the provider bills. llama.cpp, Ollama and Anthropic's OpenAI layer
+  itemise nothing (``completion_tokens`` holds the thoughts; reasoning tokens stay 0: unknown).
+  ``usage.cost`` is OpenRouter's charge; for a BYOK
   request (``is_byok: true``) it is only OpenRouter's fee and the provider's own charge is
   ``cost_details.upstream_inference_cost`` (non-BYOK replies repeat ``cost`` there, so it is
   added only for BYOK).

@@ -309,6 +309,94 @@ def mistral_parts(index: int = 0) -> Policy:
     return policy
 
 
+def llamacpp_reasoning(index: int = 0, legacy: bool = False) -> Policy:
+    """llama.cpp's server on a thinking model: ``--reasoning-format`` defaults to ``auto``, "same
+    as deepseek, using ``message.reasoning_content``" (ggml-org/llama.cpp common/common.h at
+    001d906a, tools/server/README.md at 00dc8057); ``legacy`` plays ``deepseek-legacy``, which
+    "keeps ``<think>`` tags in ``message.content`` while also populating
+    ``message.reasoning_content``". A thought the token limit cuts stays reasoning (an unclosed tag
+    is allowed: common/chat-parser.cpp ``try_parse_reasoning`` at 05e5139a), the content holds no
+    answer and ``finish_reason`` is ``"length"`` (tools/server/server-task.cpp
+    ``to_json_oaicompat_chat``). Usage has no ``completion_tokens_details``: ``completion_tokens``
+    is every decoded token, thoughts included (``usage_json_oaicompat``)."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        prompt = _prompt_words(body)
+        completion = len(thought.split()) + len(answer.split())
+        if legacy:
+            content = f"<think>{thought}</think>{answer}" if done else f"<think>{thought}"
+        else:
+            content = answer
+        return SimReply(
+            content=content,
+            finish_reason="stop" if done else "length",
+            message_extra={"reasoning_content": thought},
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0},
+            },
+        )
+
+    return policy
+
+
+def ollama_thinking(index: int = 0) -> Policy:
+    """Ollama's OpenAI-compatible endpoint on a thinking model: the thought in ``message.reasoning``
+    (ollama/ollama openai/openai.go ``ToChatCompletion``, since v0.11.1), thinking on by default
+    for models that can think (server/routes.go, v0.12.4: "Thinking is enabled by default in the
+    CLI and API for supported models", docs/capabilities/thinking.mdx). Usage is
+    ``prompt_tokens``/``completion_tokens``/``total_tokens`` only, ``completion_tokens`` being
+    ``eval_count``, every generated token; ``max_tokens`` (``num_predict``) reached gives
+    ``finish_reason: "length"`` with the thought so far and empty content."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        prompt = _prompt_words(body)
+        completion = len(thought.split()) + len(answer.split())
+        return SimReply(
+            content=answer,
+            finish_reason="stop" if done else "length",
+            message_extra={"reasoning": thought},
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        )
+
+    return policy
+
+
+def anthropic_thinking(index: int = 0) -> Policy:
+    """Anthropic's OpenAI SDK compatibility with extended thinking on (``extra_body.thinking``):
+    "the OpenAI SDK won't return Claude's detailed thought process", and
+    ``usage.completion_tokens_details`` is "Always empty"
+    (https://platform.claude.com/docs/en/api/openai-sdk), while the thinking tokens are billed as
+    output ("The billed output token count will not match the count of tokens you see in the
+    response", https://platform.claude.com/docs/en/build-with-claude/extended-thinking). A limit
+    spent on thinking leaves the content empty with ``finish_reason: "length"``; only the billed
+    ``completion_tokens`` say that something was written."""
+
+    def policy(body: dict[str, Any], call: int) -> SimReply:
+        thought, answer, done = _thinking(body, index)
+        prompt = _prompt_words(body)
+        completion = len(thought.split()) + len(answer.split())
+        return SimReply(
+            content=answer,
+            finish_reason="stop" if done else "length",
+            usage={
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        )
+
+    return policy
+
+
 def _then(fault: SimReply, after: int, index: int) -> Policy:
     """``after`` plain answers of arm ``index``, then ``fault`` for every later call."""
     plain = always(index)
@@ -434,6 +522,14 @@ REPLY_PERSONALITIES: dict[str, Callable[[], Policy]] = {
     "groq-qwen3-think": think_in_content,
     "together-r1-think": lambda: think_in_content(opened=False),
     "mistral-parts": mistral_parts,
+    "llamacpp-reasoning-content": llamacpp_reasoning,
+    "llamacpp-deepseek-legacy": lambda: llamacpp_reasoning(legacy=True),
+    "ollama-reasoning": ollama_thinking,
+    # LM Studio 0.3.9+ with "separate reasoning_content" on (App Settings > Developer), and 0.3.23+
+    # for gpt-oss (``message.reasoning``): https://lmstudio.ai/docs/app/api-changelog.
+    "lmstudio-reasoning-content": llamacpp_reasoning,
+    "lmstudio-gpt-oss-reasoning": ollama_thinking,
+    "anthropic-hidden-thinking": anthropic_thinking,
     "openrouter-error-in-200": error_inside_200,
     "openai-out-of-credits": out_of_credits,
     "openrouter-out-of-credits": lambda: out_of_credits("openrouter"),

@@ -95,6 +95,14 @@ REASONING: dict[str, tuple[str | None, str | None, tuple[int, int], tuple[int, i
     "gemini-thinking": (None, None, (36, 37), (20, 20)),
     "groq-qwen3-think": (THOUGHT, CUT, (0, 39), (0, 21)),
     "mistral-parts": (THOUGHT, CUT, (0, 37), (0, 20)),
+    # Local servers and Anthropic (docs/providers.md, "Per provider"): usage without
+    # completion_tokens_details, so no reasoning tokens are known; Anthropic returns no thought.
+    "llamacpp-reasoning-content": (THOUGHT, CUT, (0, 37), (0, 20)),
+    "llamacpp-deepseek-legacy": (THOUGHT, CUT, (0, 37), (0, 20)),
+    "ollama-reasoning": (THOUGHT, CUT, (0, 37), (0, 20)),
+    "lmstudio-reasoning-content": (THOUGHT, CUT, (0, 37), (0, 20)),
+    "lmstudio-gpt-oss-reasoning": (THOUGHT, CUT, (0, 37), (0, 20)),
+    "anthropic-hidden-thinking": (None, None, (0, 37), (0, 20)),
 }
 
 

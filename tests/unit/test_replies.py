@@ -86,6 +86,35 @@ def test_reasoning_fields_parts_and_refusal() -> None:
     )
 
 
+def _usage(completion: int) -> dict:
+    return {"prompt_tokens": 5, "completion_tokens": completion, "total_tokens": 5 + completion}
+
+
+@pytest.mark.parametrize(
+    ("message", "finish", "completion", "reason"),
+    [
+        # Anthropic's OpenAI layer with extended thinking: no thought returned, no
+        # completion_tokens_details, but the thinking billed in completion_tokens.
+        ({"content": ""}, "length", 20, "reasoning-cut-off"),
+        ({"content": None}, "length", 20, "reasoning-cut-off"),
+        # Nothing billed: an empty reply, as before.
+        ({"content": ""}, "length", 0, "empty"),
+        # Something written, even blank: what was written is judged, not a hidden thought.
+        ({"content": "   "}, "length", 20, "empty"),
+        ({"content": "<Answer>re"}, "length", 20, "truncated"),
+        # Not cut off by the limit: an empty reply.
+        ({"content": ""}, "stop", 20, "empty"),
+        # A refusal is not a hidden thought.
+        ({"content": None, "refusal": "no"}, "length", 20, "refusal"),
+    ],
+)
+def test_billed_tokens_with_nothing_written_are_a_hidden_thought_cut_off(
+    message: dict, finish: str, completion: int, reason: str
+) -> None:
+    reply = read_reply(_body(message, finish=finish, usage=_usage(completion)))
+    assert parse_completion_reply(reply, NAMES).reason == reason
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
