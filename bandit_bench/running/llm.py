@@ -9,6 +9,7 @@ counted as a format failure.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,6 +102,21 @@ def make_client(
         max_retries=max_retries,
         timeout=timeout,
     )
+
+
+@functools.lru_cache(maxsize=32)
+def identify_server(base_url: str, api_key: Secret | None, key_header: str = "authorization") -> str | None:
+    """The server behind ``base_url`` as its model list names it (``profiles.SERVER_OWNERS``),
+    or None: not one of those, no model list, or no answer within 5 s. Asked once per process
+    and endpoint, through the openai client (``models.list``), never following a redirect."""
+    from bandit_bench.running.profiles import SERVER_OWNERS
+
+    try:
+        with make_client(base_url, api_key, max_retries=0, timeout=5.0, key_header=key_header) as client:
+            owners = {getattr(entry, "owned_by", None) for entry in client.models.list().data}
+    except Exception:  # any failure only means "not identified": the URL's guess stands
+        return None
+    return next((server for owner, server in SERVER_OWNERS.items() if owner in owners), None)
 
 
 class LLMAgent:

@@ -167,6 +167,14 @@ def detect_server(base_url: str) -> str:
     return "generic"
 
 
+# A local server's URL does not say what it is, but some name themselves in each entry of
+# GET /v1/models ("owned_by"): vLLM's ModelCard (vllm/entrypoints/openai/protocol.py,
+# owned_by: str = "vllm") and llama.cpp's server (tools/server/server.cpp, "owned_by":
+# "llamacpp"). Other servers answer their own organisation or "openai" there, so only these
+# values are read as a server.
+SERVER_OWNERS: dict[str, str] = {"vllm": "vllm", "llamacpp": "llamacpp"}
+
+
 # What each server accepts, from its own documentation. Only what differs from the generic
 # request is written down.
 SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -538,8 +546,16 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def resolve_profile(model: str, base_url: str, settings: ProfileSettings | None = None) -> RequestProfile:
-    """The profile of ``model`` on ``base_url``: server, built-in family, user tables, command line."""
+def resolve_profile(
+    model: str,
+    base_url: str,
+    settings: ProfileSettings | None = None,
+    identified: tuple[str, str] | None = None,
+) -> RequestProfile:
+    """The profile of ``model`` on ``base_url``: server, built-in family, user tables, command line.
+
+    ``identified`` is ``(server, how)`` when the endpoint said what it is (its model list, or the
+    recording's manifest): it counts where the URL says only ``generic``, under the user's layers."""
     settings = settings or ProfileSettings()
     user_layers = [
         (p, t)
@@ -549,6 +565,8 @@ def resolve_profile(model: str, base_url: str, settings: ProfileSettings | None 
     # The server can be set by a user layer (the URL of a local server does not say what it is).
     server = detect_server(base_url)
     sources = [f"server {server} (from the base URL)"]
+    if server == "generic" and identified is not None and identified[0] in SERVER_DEFAULTS:
+        server, sources = identified[0], [f"server {identified[0]} ({identified[1]})"]
     for p, t in user_layers:
         if "server" in t:
             server, sources = t["server"], [f'server {t["server"]} ([tool.bandit_bench.models."{p}"])']

@@ -766,6 +766,29 @@ def _stop_after_wave(
     return False
 
 
+def _identified_server(
+    config: CaseConfig, opts: RunOptions, manifest: dict[str, Any] | None, endpoint: str
+) -> tuple[str, str] | None:
+    """What a local endpoint is, for a constrained config (vLLM and llama.cpp's server are asked
+    for a forced answer in different fields, and each ignores the other's, so a wrong guess
+    leaves the answers unconstrained): its model list when the run may record, else (or when it
+    does not answer) the server its recording found."""
+    from bandit_bench.running.profiles import SERVER_OWNERS, detect_server
+
+    if not config.constrained or detect_server(endpoint) != "generic":
+        return None
+    if opts.record_mode != "none":
+        from bandit_bench.running.llm import identify_server
+
+        server = identify_server(endpoint, opts.api_key)
+        if server is not None:
+            return server, "named by the endpoint's GET /models"
+    recorded = ((manifest or {}).get("request") or {}).get("server")
+    if isinstance(recorded, str) and recorded in SERVER_OWNERS.values():
+        return recorded, "as recorded in manifest.json"
+    return None
+
+
 def _case_profile(
     model: str, config: CaseConfig, opts: RunOptions, manifest: dict[str, Any] | None, result: CaseResult
 ) -> tuple[Any, str | None]:
@@ -789,7 +812,8 @@ def _case_profile(
     recorded_at = manifest.get("base_url") if manifest is not None else None
     if recorded_at and (opts.record_mode == "none" or not opts.base_url_given):
         endpoint = recorded_at
-    profile = resolve_profile(model, endpoint, opts.profiles)
+    identified = _identified_server(config, opts, manifest, endpoint)
+    profile = resolve_profile(model, endpoint, opts.profiles, identified)
     result.request = effective_request(profile, config.design, constrained=config.constrained)
     result.request_notes = honour_notes(profile, config.design)
     if config.constrained:

@@ -758,11 +758,13 @@ class Personality:
 
     check: Callable[[str, Mapping[str, str], dict[str, Any]], Refusal | None] | None = None
     honours: tuple[str, ...] = ()
+    # What GET /v1/models says in each entry's "owned_by" (the servers that name themselves).
+    owned_by: str = "simulator"
 
 
 REQUEST_PERSONALITIES: dict[str, Personality] = {
     # llama.cpp's server: GBNF in "grammar" (tools/server/README.md).
-    "llamacpp": Personality(honours=("grammar",)),
+    "llamacpp": Personality(honours=("grammar",), owned_by="llamacpp"),
     "openai-reasoning": Personality(_openai_reasoning, honours=("response_format",)),
     "mistral": Personality(_mistral, honours=("response_format",)),
     "anthropic": Personality(_anthropic),
@@ -770,7 +772,7 @@ REQUEST_PERSONALITIES: dict[str, Personality] = {
     "azure-v1": Personality(_azure_v1, honours=("response_format",)),
     # https://docs.vllm.ai/en/latest/features/structured_outputs/: structured_outputs and
     # response_format; "grammar" is not a vLLM field and changes nothing.
-    "vllm": Personality(honours=("structured_outputs", "response_format")),
+    "vllm": Personality(honours=("structured_outputs", "response_format"), owned_by="vllm"),
     # https://docs.ollama.com/api/openai-compatibility: response_format; no grammar.
     "ollama": Personality(honours=("response_format",)),
     # https://lmstudio.ai/docs/advanced/structured-output: response_format json_schema only.
@@ -802,6 +804,8 @@ class Simulator:
         self.latency = latency
         self.model_name = model_name
         self.calls = 0
+        # GET /v1/models requests answered (a client asking what the server is).
+        self.model_lists = 0
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -860,6 +864,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        """GET /v1/models, as OpenAI-compatible servers answer it (not counted in ``calls``)."""
+        sim = self.server.sim
+        if not self.path.partition("?")[0].rstrip("/").endswith("/models"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        with sim._lock:
+            sim.model_lists += 1
+        owner = sim.personality.owned_by if sim.personality is not None else "simulator"
+        entry = {"id": sim.model_name or "sim", "object": "model", "created": 0, "owned_by": owner}
+        self._send(200, {"object": "list", "data": [entry]})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         sim = self.server.sim

@@ -237,14 +237,56 @@ def test_azure_v1_takes_the_bearer_key(tmp_path: Path, sim: Simulator) -> None:
 
 @pytest.mark.parametrize("sim", [_param("vllm", scripted(UNCONSTRAINED * 2))], indirect=True)
 def test_vllm_ignores_grammar_and_honours_structured_outputs(tmp_path: Path, sim: Simulator) -> None:
-    # Today: llama.cpp's grammar, which vLLM ignores: the reply is unconstrained.
-    today = case_record(_run(tmp_path, sim, "sim/qwen", CONSTRAINED))
-    assert today["metrics"]["format_compliance"]["value"] == 0.0
+    # Told it is llama.cpp, the request carries a grammar, which vLLM ignores: unconstrained.
+    told = case_record(_run(tmp_path, sim, "sim/qwen", CONSTRAINED, profile={"server": "generic"}))
+    assert told["metrics"]["format_compliance"]["value"] == 0.0
     result = _run(tmp_path, sim, "sim/qwen", CONSTRAINED, profile={"server": "vllm"}, mode="all")
     sent = sim.requests[-1]
     assert "grammar" not in sent
     assert sent["structured_outputs"] == {"regex": "<Answer>(blue|green|red|yellow|purple)</Answer>"}
     assert case_record(result)["metrics"]["format_compliance"]["value"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("server", "field"), [("vllm", "structured_outputs"), ("llamacpp", "grammar")], ids=["vllm", "llamacpp"]
+)
+def test_a_local_server_that_names_itself_is_asked_for_a_constrained_answer_its_way(
+    tmp_path: Path, server: str, field: str
+) -> None:
+    """vLLM and llama.cpp's server say what they are in GET /v1/models ("owned_by"); a URL on
+    127.0.0.1 does not. Nothing set by the user: the recording asks once, and a replay with no
+    server up reads the answer from the manifest (it is not stale)."""
+    from bandit_bench.running.llm import identify_server
+
+    identify_server.cache_clear()
+    sim = Simulator(scripted(UNCONSTRAINED), personality=server)
+    with sim:
+        url = sim.base_url
+        result = _run(tmp_path, sim, "sim/local", CONSTRAINED)
+    assert sim.model_lists == 1 and sim.calls == T
+    assert {field} == {"grammar", "structured_outputs"} & set(sim.requests[0])
+    assert case_record(result)["metrics"]["format_compliance"]["value"] == 1.0
+    folder = tmp_path / "cassettes" / "sim" / "local" / CONSTRAINED.name
+    request = read_manifest(folder)["request"]
+    assert request["server"] == server and request["constrained"] == field
+    identify_server.cache_clear()
+    for mode in ("none", "once"):  # once: nothing left to record, and the server is gone
+        again = _run(tmp_path, sim, "sim/local", CONSTRAINED, mode=mode, base_url=url)
+        assert not again.errors, again.errors
+        assert again.replayed == T and again.request == request
+
+
+@pytest.mark.parametrize("sim", [_param(None, scripted(UNCONSTRAINED))], indirect=True)
+def test_a_server_that_does_not_name_itself_keeps_the_generic_request(tmp_path: Path, sim: Simulator) -> None:
+    from bandit_bench.running.llm import identify_server
+
+    identify_server.cache_clear()
+    result = _run(tmp_path, sim, "sim/local", CONSTRAINED)
+    assert sim.model_lists == 1 and "grammar" in sim.requests[0]
+    assert result.request["server"] == "generic"
+    # An unconstrained config needs no answer from the server: nothing is asked.
+    _run(tmp_path, sim, "sim/other", BNRN0)
+    assert sim.model_lists == 1
 
 
 @pytest.mark.parametrize("sim", [_param("ollama", scripted(UNCONSTRAINED))], indirect=True)
