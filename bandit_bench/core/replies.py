@@ -13,7 +13,8 @@ The shapes read here, each as its provider documents it:
 * ``message.reasoning`` (OpenRouter, "Reasoning Tokens": https://openrouter.ai/docs/use-cases/reasoning-tokens;
   Groq with ``reasoning_format=parsed``: https://console.groq.com/docs/reasoning) and
   ``message.reasoning_content`` (DeepSeek, "Reasoning Model (deepseek-reasoner)":
-  https://api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers; llama.cpp's
+  https://api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers until
+  ``reasoning`` replaced it, vllm-project/vllm#27752 and #33402; llama.cpp's
   server by default, ``--reasoning-format auto``: ggml-org/llama.cpp common/common.h; LM Studio
   0.3.9+ with "separate reasoning_content" on, https://lmstudio.ai/docs/app/api-changelog).
   ``message.reasoning`` is also Ollama's OpenAI layer (ollama/ollama openai/openai.go, v0.11.1+)

@@ -169,6 +169,20 @@ def test_deepseek_r1_with_only_a_closing_think_tag_answers_after_it(tmp_path: Pa
     assert traj.steps[0].raw == f"{THOUGHT}\n</think>\n\n<Answer>blue</Answer>"
 
 
+def test_llamacpp_deepseek_legacy_sends_the_thought_twice_and_it_is_kept_once(tmp_path: Path) -> None:
+    """--reasoning-format deepseek-legacy: <think> in the content and reasoning_content both."""
+    config = _config("BSSC0", horizon=1)
+    with Simulator(sims.llamacpp_reasoning(legacy=True)) as sim:
+        result = _record(sim, tmp_path, config)
+    [step] = result.trajectories[0].steps
+    assert (step.arm, step.reasoning, step.raw) == (
+        0,
+        THOUGHT,
+        f"<think>{THOUGHT}</think><Answer>blue</Answer>",
+    )
+    assert _steps(_replay(tmp_path, config).trajectories[0]) == _steps(result.trajectories[0])
+
+
 def test_a_refusal_keeps_its_text(tmp_path: Path) -> None:
     """OpenAI's ``message.refusal`` (content null) is kept in steps.jsonl, not a raw null."""
     refusal = SimReply(None, message_extra={"refusal": "I can't help with that."})
