@@ -386,3 +386,241 @@ def test_compare_to_fails_the_session_when_a_case_of_old_did_not_run(bench_proje
     result.stdout.fnmatch_lines(
         ["NOT COMPARED: missing in NEW: baseline/greedy x BNRN0-hard-T25, baseline/ts x BNRN0-hard-T25, *"]
     )
+
+
+# ---------------------------------------------------------------------------- mutation testing (issue 24)
+
+
+def _stuck_after_two(ep: int, t: int, best: int) -> tuple[int, bool]:
+    return (best if t < 2 else (best + 1) % K), True
+
+
+def _half_valid(ep: int, t: int, best: int) -> tuple[int, bool]:
+    return best, t % 2 == 0
+
+
+def _slips_in_episode_3(ep: int, t: int, best: int) -> tuple[int, bool]:
+    return (best if ep != 3 else (best + 1) % K), True
+
+
+GOLDEN_TABLE = """\
+model            config  metric               old    new  change  p(worse)      episodes  verdict
+---------------  ------  -----------------  -----  -----  ------  --------  ------------  ----------------------------------
+sim/test-model   tiny    format compliance  1.000  1.000  +0.000     1.000             8  unchanged
+sim/test-model   tiny    best-arm rate      1.000  0.200  -0.800     0.004             8  REGRESSED
+sim/test-model   tiny    SuffFailFreq(T/2)  0.000  1.000  +1.000     0.004             8  REGRESSED
+sim/half         tiny    format compliance  1.000  0.500  -0.500     0.004             8  REGRESSED
+sim/half         tiny    best-arm rate      1.000  1.000  +0.000     1.000             8  unchanged
+sim/half         tiny    SuffFailFreq(T/2)  0.000  0.000  +0.000     1.000             8  unchanged
+sim/reseeded     tiny    format compliance  1.000  1.000  +0.000     1.000  8/8 unpaired  unchanged
+sim/reseeded     tiny    best-arm rate      1.000  0.875  -0.125     0.501  8/8 unpaired  worse, not significant (p >= 0.05)
+sim/reseeded     tiny    SuffFailFreq(T/2)  0.000  0.125  +0.125     0.501  8/8 unpaired  worse, not significant (p >= 0.05)
+baseline/greedy  tiny    format compliance  1.000  1.000  +0.000     1.000             8  unchanged
+baseline/greedy  tiny    best-arm rate      1.000  0.875  -0.125     0.500             8  worse, not significant (p >= 0.05)
+baseline/greedy  tiny    SuffFailFreq(T/2)  0.000  0.125  +0.125     0.500             8  worse, not significant (p >= 0.05)
+
+note: only in OLD (not compared): baseline/old x tiny
+note: only in NEW (not compared): sim/new x tiny
+note: sim/fresh x tiny: no complete episode in OLD; not compared
+note: sim/reseeded x tiny: not paired (seed changed (0 -> 1)); compared as independent samples
+note: 2 reference baseline rows unchanged (not shown)
+
+NOT COMPARED: missing in NEW: sim/gone x tiny
+REGRESSION: sim/test-model x tiny: best-arm rate 1.000 -> 0.200 (-0.800, worse by more than the tolerance 0.05; one-sided p = 0.004 < 0.05)
+REGRESSION: sim/test-model x tiny: SuffFailFreq(T/2) 0.000 -> 1.000 (+1.000, worse by more than the tolerance 0.05; one-sided p = 0.004 < 0.05)
+REGRESSION: sim/half x tiny: format compliance 1.000 -> 0.500 (-0.500, worse by more than the tolerance 0.05; one-sided p = 0.004 < 0.05)"""  # noqa: E501
+
+
+def test_the_comparison_text_of_a_run_with_every_kind_of_row(tmp_path: Path) -> None:
+    """What `bandit-bench compare` prints, whole, for one pair of folders holding each case it
+    tells apart: regressions (paired), an unpaired case (its seed changed), reference baselines
+    unchanged (hidden, counted) and moved (shown), a model row without complete episodes in
+    OLD, rows in one folder only, and the paper's published rows (never compared)."""
+    both = {"sim/fresh": always_best, "baseline/ucb": always_best, "baseline/ts": always_best}
+    old = write_report_dir(
+        tmp_path / "old",
+        always_best,
+        extra={
+            **both, "sim/half": always_best, "sim/reseeded": always_best, "baseline/greedy": always_best,
+            "sim/gone": always_best, "baseline/old": always_best,
+        },
+    )  # fmt: skip
+    new = write_report_dir(
+        tmp_path / "new",
+        _stuck_after_two,
+        extra={
+            **both, "sim/half": _half_valid, "sim/reseeded": _slips_in_episode_3,
+            "baseline/greedy": _slips_in_episode_3, "sim/new": always_best,
+        },
+    )  # fmt: skip
+    _edit_summary(new, "sim/reseeded", seed=1)
+    steps = (old / "steps.jsonl").read_text().splitlines()
+    (old / "steps.jsonl").write_text(
+        "".join(s + "\n" for s in steps if json.loads(s)["model"] != "sim/fresh")
+    )
+    for folder in (old, new):  # a published row (the paper's constants) is in both and never compared
+        rows = json.loads((folder / "summary.json").read_text())
+        rows.append({**rows[0], "model": "paper/gpt-4o", "kind": "published"})
+        (folder / "summary.json").write_text(json.dumps(rows))
+    outcome = compare_dirs(old, new)
+    lines = outcome.text.split("\n")
+    assert lines[:3] == [f"OLD {old}", f"NEW {new}", ""]
+    table = lines.index(GOLDEN_TABLE.split("\n")[0])
+    assert lines[table - 1] == ""  # the run metadata table, then a blank line
+    assert "\n".join(lines[table:]) == GOLDEN_TABLE
+    assert outcome.regressed and outcome.incomplete
+
+
+def test_the_verdict_line_without_a_regression(tmp_path: Path, old_dir: Path) -> None:
+    same = compare_dirs(old_dir, old_dir).text.split("\n")
+    assert same[-3:] == [
+        "note: 1 reference baseline rows unchanged (not shown)",
+        "",
+        "no regression: no metric got worse by more than 0.05 with one-sided p < 0.05 "
+        "(1 model x config compared; 1 reference baseline rows beside them)",
+    ]
+    alone = write_report_dir(tmp_path / "alone", always_best, model="baseline/ucb")
+    assert compare_dirs(alone, alone).text.endswith(
+        "\nno regression: no metric got worse by more than 0.05 with one-sided p < 0.05 "
+        "(1 model x config compared)"
+    )
+    two = write_report_dir(tmp_path / "two", always_best, extra={"sim/other": always_best})
+    one = write_report_dir(tmp_path / "one", always_best)
+    text = compare_dirs(two, one).text.split("\n")
+    assert text[-2:] == [
+        "NOT COMPARED: missing in NEW: sim/other x tiny",
+        "comparison incomplete: what OLD checked is not all checked in NEW (see NOT COMPARED); rerun the "
+        "missing cases, or compare with a report of the same models and configs",
+    ]
+    nothing = write_report_dir(tmp_path / "nothing", always_best, model="sim/else")
+    assert "\n(no model x config compared)\n" in compare_dirs(one, nothing).text
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"), [("k", 4, "3 -> 4"), ("delta", 0.4, "0.5 -> 0.4"), ("seed", 1, "0 -> 1")]
+)
+def test_a_changed_instance_or_seed_is_compared_unpaired_and_says_why(
+    tmp_path: Path, old_dir: Path, key: str, value: object, shown: str
+) -> None:
+    new = write_report_dir(tmp_path / "new", always_best, extra={"baseline/ucb": always_best})
+    _edit_summary(new, MODEL, **{key: value})
+    outcome = compare_dirs(old_dir, new)
+    assert (
+        outcome.notes[0]
+        == f"{MODEL} x {CONFIG}: not paired ({key} changed ({shown})); compared as independent samples"
+    )
+    assert {(c.model, c.paired, c.n_old, c.n_new) for c in outcome.changes} == {
+        (MODEL, False, 8, 8),
+        ("baseline/ucb", True, 8, 8),
+    }
+
+
+def _keep_episodes(folder: Path, keep: Callable[[int], bool]) -> None:
+    steps = (folder / "steps.jsonl").read_text().splitlines()
+    (folder / "steps.jsonl").write_text("".join(s + "\n" for s in steps if keep(json.loads(s)["episode"])))
+
+
+def test_pairing_needs_an_episode_index_in_common_and_names_differing_instances(tmp_path: Path) -> None:
+    old = write_report_dir(tmp_path / "old", always_best)
+    _keep_episodes(old, lambda e: e < 4)
+    new = write_report_dir(tmp_path / "new", always_best)
+    _keep_episodes(new, lambda e: e >= 4)
+    assert compare_dirs(old, new).notes == (
+        f"{MODEL} x {CONFIG}: not paired (no episode index in common); compared as independent samples",
+    )
+    # One episode in common is a pairing, on that one episode.
+    _keep_episodes(old, lambda e: e == 3)
+    single = compare_dirs(old, write_report_dir(tmp_path / "new2", always_best))
+    assert single.notes == (f"{MODEL} x {CONFIG}: paired on 1 episodes (OLD has 1 complete, NEW 8)",)
+    # Every best arm moved: the first three such episodes are named.
+    moved = write_report_dir(tmp_path / "moved", always_best, best_arm=lambda ep: (ep + 1) % K)
+    assert compare_dirs(write_report_dir(tmp_path / "old3", always_best), moved).notes == (
+        f"{MODEL} x {CONFIG}: not paired (episode 0, 1, 2: the best arm differs, so the instances are not "
+        "the same); compared as independent samples",
+    )
+
+
+def test_the_tolerance_and_alpha_given_are_the_ones_applied(tmp_path: Path) -> None:
+    """One episode of 8 newly fails: worse by 0.125 with p = 0.5."""
+    old = write_report_dir(tmp_path / "old", always_best)
+    new = write_report_dir(tmp_path / "new", _slips_in_episode_3)
+
+    def verdicts(tolerance: float, alpha: float) -> list[str]:
+        return [c.verdict for c in compare_dirs(old, new, tolerance=tolerance, alpha=alpha).changes]
+
+    assert verdicts(0.2, 0.6) == ["unchanged", "worse, within tolerance 0.2", "worse, within tolerance 0.2"]
+    assert verdicts(0.1, 0.6) == ["unchanged", "REGRESSED", "REGRESSED"]
+    assert verdicts(0.1, 0.5) == ["unchanged", *["worse, not significant (p >= 0.5)"] * 2]
+    assert verdicts(0.0, 0.6)[1] == "REGRESSED"  # a tolerance of 0 is allowed
+    with pytest.raises(
+        ValueError, match=r"^tolerance: got -0\.1; expected a number >= 0 \(an absolute change\)$"
+    ):
+        compare_dirs(old, new, tolerance=-0.1)
+
+
+# The seeded Monte Carlo p-values, as (1 + hits) / (1 + PERMUTATIONS) with numpy's default_rng(0).
+P_D17 = (1 + 9917) / (1 + 20_000)
+P_LINSPACE = (1 + 0) / (1 + 20_000)
+P_TWO_SAMPLE_6 = (1 + 19) / (1 + 20_000)
+P_TWO_SAMPLE_1_2 = (1 + 6578) / (1 + 20_000)
+P_TWO_SAMPLE_TIES = (1 + 14034) / (1 + 20_000)
+
+
+def test_p_values_pinned_exact_and_seeded() -> None:
+    # Exact up to 16 pairs: 2^16 sign patterns; ties with the observed mean count as at least as large.
+    d16 = np.array([1.0] + [0.0] * 15)
+    assert sign_flip_p_value(d16) == 0.5
+    assert sign_flip_p_value(np.array([1.0, -1.0, 2.0])) == 0.375  # 3 of the 8 patterns
+    # 17 pairs and more: 20,000 sign draws from default_rng(0), counted as (1 + hits) / (1 + 20,000).
+    d17 = np.array([1.0] + [0.0] * 16)
+    assert sign_flip_p_value(d17) == P_D17
+    assert sign_flip_p_value(np.linspace(-0.2, 0.8, 30)) == P_LINSPACE
+    # Two samples: 20,000 relabellings from default_rng(0), same counting.
+    assert two_sample_p_value(np.ones(6), np.zeros(6)) == P_TWO_SAMPLE_6
+    assert two_sample_p_value(np.array([1.0]), np.array([0.0, 0.0])) == P_TWO_SAMPLE_1_2
+    assert two_sample_p_value(np.array([1.0, 0.0]), np.array([1.0, 0.0, 0.0])) == P_TWO_SAMPLE_TIES
+    assert two_sample_p_value(np.array([]), np.array([1.0])) == 1.0
+    assert two_sample_p_value(np.array([1.0]), np.array([])) == 1.0
+
+
+def test_rows_in_one_folder_only_are_listed_each_in_its_line(tmp_path: Path) -> None:
+    old = write_report_dir(
+        tmp_path / "old",
+        always_best,
+        extra={"sim/gone1": always_best, "sim/gone2": always_best, "sim/empty": always_best},
+    )
+    new = write_report_dir(tmp_path / "new", always_best, extra={"sim/empty": always_best})
+    for folder in (old, new):  # sim/empty has a row but no step in either folder
+        _keep_model_steps(folder, lambda m: m != "sim/empty")
+    outcome = compare_dirs(old, new)
+    assert outcome.gaps == (
+        "missing in NEW: sim/gone1 x tiny, sim/gone2 x tiny",
+        "sim/empty x tiny: no complete episode in OLD and NEW; not compared",
+    )
+    assert outcome.notes == ()  # no reference row only in OLD, nothing only in NEW
+    refs = write_report_dir(
+        tmp_path / "refs", always_best, extra={"baseline/a": always_best, "baseline/b": always_best}
+    )
+    more = write_report_dir(
+        tmp_path / "more", always_best, extra={"sim/x": always_best, "sim/y": always_best}
+    )
+    assert compare_dirs(refs, more).notes == (
+        "only in OLD (not compared): baseline/a x tiny, baseline/b x tiny",
+        "only in NEW (not compared): sim/x x tiny, sim/y x tiny",
+    )
+
+
+def _keep_model_steps(folder: Path, keep: Callable[[str], bool]) -> None:
+    steps = (folder / "steps.jsonl").read_text().splitlines()
+    (folder / "steps.jsonl").write_text("".join(s + "\n" for s in steps if keep(json.loads(s)["model"])))
+
+
+def test_the_compared_count_tells_models_from_reference_rows(tmp_path: Path) -> None:
+    two = write_report_dir(
+        tmp_path / "two", always_best, extra={"sim/b": always_best, "baseline/ucb": always_best}
+    )
+    assert compare_dirs(two, two).text.endswith(
+        "(2 model x config compared; 1 reference baseline rows beside them)"
+    )
+    one = write_report_dir(tmp_path / "one", always_best)
+    assert compare_dirs(one, one).text.endswith("< 0.05 (1 model x config compared)")
