@@ -174,6 +174,19 @@ def _prompt_words(body: dict[str, Any]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
 
 
+def _word_usage(body: dict[str, Any], thought: str, answer: str, **details: Any) -> dict[str, Any]:
+    """Usage with a word for a token, the thought counted in ``completion_tokens`` (as every
+    provider below bills it), and ``details``' keys added as the provider sends them."""
+    prompt = _prompt_words(body)
+    completion = len(thought.split()) + len(answer.split())
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        **details,
+    }
+
+
 def _thinking(body: dict[str, Any], index: int) -> tuple[str, str, bool]:
     """(thought, answer, finished): the thought cut at the token limit when it runs out first."""
     names = arm_names_from_request(body)
@@ -226,18 +239,13 @@ def deepseek_reasoner(index: int = 0) -> Policy:
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
         thought, answer, done = _thinking(body, index)
-        reasoning, completion = len(thought.split()), len(thought.split()) + len(answer.split())
-        prompt = _prompt_words(body)
         return SimReply(
             content=answer,
             finish_reason="stop" if done else "length",
             message_extra={"reasoning_content": thought},
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "completion_tokens_details": {"reasoning_tokens": reasoning},
-            },
+            usage=_word_usage(
+                body, thought, answer, completion_tokens_details={"reasoning_tokens": len(thought.split())}
+            ),
         )
 
     return policy
@@ -294,16 +302,8 @@ def mistral_parts(index: int = 0) -> Policy:
         parts: list[Any] = [{"type": "thinking", "thinking": [{"type": "text", "text": thought}]}]
         if done:
             parts.append({"type": "text", "text": answer})
-        prompt = _prompt_words(body)
-        completion = len(thought.split()) + len(answer.split())
         return SimReply(
-            parts=parts,
-            finish_reason="stop" if done else "length",
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            parts=parts, finish_reason="stop" if done else "length", usage=_word_usage(body, thought, answer)
         )
 
     return policy
@@ -322,8 +322,6 @@ def llamacpp_reasoning(index: int = 0, legacy: bool = False) -> Policy:
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
         thought, answer, done = _thinking(body, index)
-        prompt = _prompt_words(body)
-        completion = len(thought.split()) + len(answer.split())
         if legacy:
             content = f"<think>{thought}</think>{answer}" if done else f"<think>{thought}"
         else:
@@ -332,12 +330,7 @@ def llamacpp_reasoning(index: int = 0, legacy: bool = False) -> Policy:
             content=content,
             finish_reason="stop" if done else "length",
             message_extra={"reasoning_content": thought},
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": 0},
-            },
+            usage=_word_usage(body, thought, answer, prompt_tokens_details={"cached_tokens": 0}),
         )
 
     return policy
@@ -354,17 +347,11 @@ def ollama_thinking(index: int = 0) -> Policy:
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
         thought, answer, done = _thinking(body, index)
-        prompt = _prompt_words(body)
-        completion = len(thought.split()) + len(answer.split())
         return SimReply(
             content=answer,
             finish_reason="stop" if done else "length",
             message_extra={"reasoning": thought},
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            usage=_word_usage(body, thought, answer),
         )
 
     return policy
@@ -382,16 +369,10 @@ def anthropic_thinking(index: int = 0) -> Policy:
 
     def policy(body: dict[str, Any], call: int) -> SimReply:
         thought, answer, done = _thinking(body, index)
-        prompt = _prompt_words(body)
-        completion = len(thought.split()) + len(answer.split())
         return SimReply(
             content=answer,
             finish_reason="stop" if done else "length",
-            usage={
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            usage=_word_usage(body, thought, answer),
         )
 
     return policy
