@@ -210,6 +210,16 @@ def _run_figure_job(index: int) -> str:
     return _FIGURE_JOBS[index]()
 
 
+def _figure_worker_signals() -> None:
+    """A figure worker's signals: the pool ends it with SIGTERM, and the parent's handler (the
+    plugin turns SIGTERM into Ctrl-C) would print a KeyboardInterrupt traceback per worker;
+    Ctrl-C is the parent's to handle, and it then ends the pool."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -246,7 +256,7 @@ def draw_figures(jobs: Sequence[Callable[[], str]], warm: Sequence[Callable[[], 
         step()
     _FIGURE_JOBS = jobs
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_figure_worker_signals) as pool:
             return pool.map(_run_figure_job, range(len(jobs)), chunksize=1)
     finally:
         _FIGURE_JOBS = ()
