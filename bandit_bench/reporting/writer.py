@@ -192,8 +192,9 @@ def _exchange(a: Path, b: Path) -> bool:
 def _recover(target: Path) -> None:
     """Finish what a killed writer left: its new folder, or its old one renamed aside."""
     pattern = glob.escape(f".{target.name}.")
-    news = {p.name.split(".new-", 1)[1]: p for p in target.parent.glob(pattern + "new-*")}
-    olds = {p.name.split(".old-", 1)[1]: p for p in target.parent.glob(pattern + "old-*")}
+    # The token is what follows the prefix: a folder named like "run.new-1" holds ".new-" itself.
+    news = {p.name.removeprefix(f".{target.name}.new-"): p for p in target.parent.glob(pattern + "new-*")}
+    olds = {p.name.removeprefix(f".{target.name}.old-"): p for p in target.parent.glob(pattern + "old-*")}
     if not os.path.lexists(target):
         for token, old in olds.items():
             # The old set is moved aside only once the new one is complete: roll forward.
