@@ -220,11 +220,10 @@ def _draw_legend(s: _Sheet, legend: Any, renderer: Any) -> None:
     if isinstance(legend, _LegendPixels):
         canvas.restore_region(legend.pixels)
         return
-    key = _LEGEND_ENTRIES.get(legend)
-    if key is None:
-        legend.draw(renderer)
-        return
     legend.draw(renderer)
+    key = _LEGEND_ENTRIES.get(legend)
+    if key is None:  # not only lines: not kept
+        return
     # A frameless legend sits on the sheet's white margin, away from the panels: its box (and
     # the antialiased pixels just around it) is all that it changes.
     s.legends[key] = canvas.copy_from_bbox(legend.get_window_extent(renderer).padded(3))

@@ -591,7 +591,8 @@ def _run_case_in(
     model, config = result.model, result.config
     n = config.run.episodes
     manifest, refused, unlisted, mixed = _read_folder(folder, refused, model, config, opts)
-    profile, problem = _case_profile(model, config, opts, manifest, result)
+    replays_only = _replays_only(folder, opts, n)
+    profile, problem = _case_profile(model, config, opts, manifest, result, replays_only)
     folder.request = result.request
     refused = refused or problem
 
@@ -610,7 +611,7 @@ def _run_case_in(
 
     waves = _waves(config, opts)
     workers = max(1, min(opts.concurrency, max(len(w) for w in waves)))
-    if workers > 1 and _replays_only(folder, opts, n):
+    if workers > 1 and replays_only:
         # Replay has no latency to hide: threads would only contend for the GIL (a third slower).
         workers = 1
     hint_opts = _hint_options(opts, manifest)
@@ -767,17 +768,17 @@ def _stop_after_wave(
 
 
 def _identified_server(
-    config: CaseConfig, opts: RunOptions, manifest: dict[str, Any] | None, endpoint: str
+    config: CaseConfig, manifest: dict[str, Any] | None, endpoint: str, asks: bool, opts: RunOptions
 ) -> tuple[str, str] | None:
     """What a local endpoint is, for a constrained config (vLLM and llama.cpp's server are asked
     for a forced answer in different fields, and each ignores the other's, so a wrong guess
-    leaves the answers unconstrained): its model list when the run may record, else (or when it
-    does not answer) the server its recording found."""
+    leaves the answers unconstrained): its model list when the run will send requests (``asks``),
+    else (or when it does not answer) the server its recording found."""
     from bandit_bench.running.profiles import SERVER_OWNERS, detect_server
 
     if not config.constrained or detect_server(endpoint) != "generic":
         return None
-    if opts.record_mode != "none":
+    if asks:
         from bandit_bench.running.llm import identify_server
 
         server = identify_server(endpoint, opts.api_key)
@@ -790,7 +791,12 @@ def _identified_server(
 
 
 def _case_profile(
-    model: str, config: CaseConfig, opts: RunOptions, manifest: dict[str, Any] | None, result: CaseResult
+    model: str,
+    config: CaseConfig,
+    opts: RunOptions,
+    manifest: dict[str, Any] | None,
+    result: CaseResult,
+    replays_only: bool,
 ) -> tuple[Any, str | None]:
     """The case's request profile, its effective request (kept in ``result``), and why the case
     cannot run with it: a constrained config the server cannot constrain, or a recording made
@@ -812,7 +818,7 @@ def _case_profile(
     recorded_at = manifest.get("base_url") if manifest is not None else None
     if recorded_at and (opts.record_mode == "none" or not opts.base_url_given):
         endpoint = recorded_at
-    identified = _identified_server(config, opts, manifest, endpoint)
+    identified = _identified_server(config, manifest, endpoint, not replays_only, opts)
     profile = resolve_profile(model, endpoint, opts.profiles, identified)
     result.request = effective_request(profile, config.design, constrained=config.constrained)
     result.request_notes = honour_notes(profile, config.design)
